@@ -1,0 +1,99 @@
+//! `receiver`: connects to a camstream sender and shows its video.
+
+use anyhow::Result;
+use camstream::config::{self, Endpoint};
+use camstream::prompt::Prompter;
+use camstream::receiver::{self, ReceiverConfig};
+use camstream::stats::ReceiverStats;
+use camstream::{cli, error_line, video, Stop};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Show the video of a camstream sender in a window (or just receive it, with --headless).
+///
+/// Without --connect it asks for the sender's IP and port (from the terminal, or line by line
+/// from piped standard input).
+#[derive(Parser, Debug)]
+#[command(name = "receiver", version)]
+struct Args {
+    /// The sender's address, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<Endpoint>,
+    /// Local address to connect from, IP[:PORT]
+    #[arg(long, value_name = "IP[:PORT]", value_parser = config::parse_bind)]
+    bind: Option<SocketAddr>,
+    /// No window: receive and decode only (quit with q + Enter or Ctrl-C)
+    #[arg(long)]
+    headless: bool,
+    /// Exit after showing N frames
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+    /// Record what arrives to a video file: .mkv (lossless FFV1), .avi (MJPG) or .mp4 (mp4v)
+    #[arg(long, value_name = "PATH")]
+    record: Option<PathBuf>,
+    /// Print one JSON line of statistics to stdout at the end
+    #[arg(long)]
+    stats: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging("receiver");
+    let mut stats = ReceiverStats::default();
+    let result = run(&args, &mut stats);
+    if args.stats {
+        match serde_json::to_string(&stats.report()) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("receiver: error: writing stats: {e}"),
+        }
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("receiver: error: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
+    let connect = match &args.connect {
+        Some(endpoint) => endpoint.clone(),
+        None => ask_sender()?,
+    };
+    video::quiet_opencv_logs();
+    let window = !args.headless
+        && match video::display_unavailable() {
+            None => true,
+            Some(why) => {
+                log::info!("{why}; running without a window");
+                false
+            }
+        };
+    if !window {
+        log::info!("press q and Enter, or Ctrl-C, to quit");
+    }
+    let stop = Stop::default();
+    cli::stop_on_signals(&stop)?;
+    cli::stop_on_q_line(&stop);
+    let config = ReceiverConfig {
+        connect,
+        bind: args.bind,
+        window,
+        frames: args.frames,
+        record: args.record.clone(),
+    };
+    receiver::run(&config, &stop, stats)
+}
+
+fn ask_sender() -> Result<Endpoint> {
+    let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+    let ip = prompter.ask("sender IP", "127.0.0.1", "127.0.0.1", "--connect", config::parse_ip)?;
+    let port = prompter.ask("sender port", "9999", "9999", "--connect", config::parse_port)?;
+    Ok(Endpoint {
+        host: ip.to_string(),
+        port,
+    })
+}

@@ -1,0 +1,119 @@
+//! `sender`: serves a camera, a video file or a test pattern to camstream receivers.
+
+use anyhow::{Context, Result};
+use camstream::config::{self, SourceSpec};
+use camstream::protocol::Codec;
+use camstream::prompt::Prompter;
+use camstream::sender::{self, SenderConfig};
+use camstream::{cli, error_line, video, Stop};
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::process::ExitCode;
+
+/// Stream a camera, a video file or a test pattern to camstream receivers over TCP.
+///
+/// Without --listen it asks for the address to listen on and the receiver allowed to connect
+/// (from the terminal, or line by line from piped standard input).
+#[derive(Parser, Debug)]
+#[command(name = "sender", version)]
+struct Args {
+    /// Address to listen on, IP:PORT (0.0.0.0 = every interface; port 0 picks a free one)
+    #[arg(long, value_name = "IP:PORT", value_parser = config::parse_listen)]
+    listen: Option<SocketAddr>,
+    /// Only this receiver IP may connect; others are refused with a log line [default: anyone]
+    #[arg(long, value_name = "IP", value_parser = config::parse_ip)]
+    allow: Option<IpAddr>,
+    /// Camera index, `test` / `test:WIDTHxHEIGHT` for a moving test pattern, or a video file or URL
+    #[arg(long, default_value = "0")]
+    source: SourceSpec,
+    /// `jpeg` (compressed once per frame) or `raw` (BGR pixels, lossless, large)
+    #[arg(long, default_value = "jpeg", value_parser = config::parse_codec)]
+    codec: Codec,
+    /// JPEG quality, 1-100
+    #[arg(long, default_value = "80", value_parser = config::parse_quality)]
+    quality: u8,
+    /// Frames per second to send; 0 = as fast as possible [default: the file's own rate, 30 for
+    /// the test pattern, the camera's pace]
+    #[arg(long, value_parser = config::parse_fps)]
+    fps: Option<f64>,
+    /// End the stream after N frames have gone out to receivers
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+    /// Do not open the preview window (quit with q + Enter or Ctrl-C)
+    #[arg(long)]
+    no_preview: bool,
+    /// Print one JSON line of statistics to stdout at the end
+    #[arg(long)]
+    stats: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging("sender");
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sender: error: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let (listen, allow) = match args.listen {
+        Some(listen) => (listen, args.allow),
+        None => ask_address(args.allow)?,
+    };
+    video::quiet_opencv_logs();
+    let preview = !args.no_preview
+        && match video::display_unavailable() {
+            None => true,
+            Some(why) => {
+                log::info!("{why}; running without a preview window");
+                false
+            }
+        };
+    if !preview {
+        log::info!("press q and Enter, or Ctrl-C, to quit");
+    }
+    let stop = Stop::default();
+    cli::stop_on_signals(&stop)?;
+    cli::stop_on_q_line(&stop);
+    let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    log::info!(
+        "listening on {}{}",
+        listener.local_addr()?,
+        allow.map_or(String::new(), |ip| format!(" for {ip} only"))
+    );
+    let config = SenderConfig {
+        source: args.source,
+        codec: args.codec,
+        quality: args.quality,
+        fps: args.fps,
+        frames: args.frames,
+        allow,
+        preview,
+    };
+    let report = sender::run(&config, listener, &stop)?;
+    if args.stats {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// The questions the tutorial asked, one line each, with defaults in brackets.
+fn ask_address(allow: Option<IpAddr>) -> Result<(SocketAddr, Option<IpAddr>)> {
+    let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+    let ip = prompter.ask("IP to listen on", "0.0.0.0", "0.0.0.0", "--listen", config::parse_ip)?;
+    let port = prompter.ask("port", "9999", "9999", "--listen", config::parse_port)?;
+    let allow = match allow {
+        Some(ip) => Some(ip),
+        None => prompter.ask("receiver IP allowed to connect", "", "anyone", "--allow", |text| {
+            match text {
+                "" => Ok(None),
+                ip => config::parse_ip(ip).map(Some),
+            }
+        })?,
+    };
+    Ok((SocketAddr::new(ip, port), allow))
+}

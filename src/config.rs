@@ -1,0 +1,251 @@
+//! Typed option values and their parsers, shared by flags and prompts so both accept the same
+//! text and reject it with the same one-line reason.
+
+use crate::protocol::Codec;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// Where frames come from, as the user names it in `--source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A camera by OpenCV index.
+    Camera(i32),
+    /// The built-in moving pattern.
+    TestPattern { width: u32, height: u32 },
+    /// A file path or URL for OpenCV's VideoCapture.
+    Location(String),
+}
+
+/// Size of `--source test` when none is given.
+pub const DEFAULT_PATTERN_SIZE: (u32, u32) = (640, 480);
+/// Largest test pattern side: a raw frame must fit in a message.
+const MAX_PATTERN_SIDE: u32 = 4096;
+
+impl FromStr for SourceSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("empty source: give a camera index, test, or a file path".into());
+        }
+        if let Ok(index) = text.parse::<i32>() {
+            if index < 0 {
+                return Err(format!("invalid camera index \"{text}\": must be 0 or more"));
+            }
+            return Ok(SourceSpec::Camera(index));
+        }
+        if text == "test" {
+            let (width, height) = DEFAULT_PATTERN_SIZE;
+            return Ok(SourceSpec::TestPattern { width, height });
+        }
+        if let Some(size) = text.strip_prefix("test:") {
+            let invalid = || {
+                format!(
+                    "invalid test pattern size \"{size}\": use WIDTHxHEIGHT, each 1-{MAX_PATTERN_SIDE}, like test:1280x720"
+                )
+            };
+            let (w, h) = size.split_once('x').ok_or_else(invalid)?;
+            let side = |s: &str| s.parse::<u32>().ok().filter(|v| (1..=MAX_PATTERN_SIDE).contains(v));
+            return match (side(w), side(h)) {
+                (Some(width), Some(height)) => Ok(SourceSpec::TestPattern { width, height }),
+                _ => Err(invalid()),
+            };
+        }
+        Ok(SourceSpec::Location(text.to_owned()))
+    }
+}
+
+/// A host (name or IP) and a port, as given to `--connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (host, port) = split_host_port(text)
+            .ok_or_else(|| format!("invalid address \"{text}\": use HOST:PORT, like 192.168.1.20:9999"))?;
+        let port = parse_port(port)?;
+        if host.is_empty() {
+            return Err(format!("invalid address \"{text}\": the host is missing"));
+        }
+        if looks_like_ipv4(host) || host.contains(':') {
+            parse_ip(host)?;
+        } else if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(format!("invalid host \"{host}\": not an IP address or host name"));
+        }
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Splits `host:port` or `[v6]:port`.
+fn split_host_port(text: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        return Some((host, port));
+    }
+    text.rsplit_once(':').filter(|(host, _)| !host.contains(':'))
+}
+
+fn looks_like_ipv4(host: &str) -> bool {
+    host.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// An IP address, v4 or v6.
+pub fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| {
+        if looks_like_ipv4(text) {
+            format!("invalid IP address \"{text}\": use four numbers 0-255, like 192.168.1.20")
+        } else {
+            format!("invalid IP address \"{text}\"")
+        }
+    })
+}
+
+/// A port a peer can connect to: 1-65535.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u32>() {
+        Ok(port @ 1..=65535) => Ok(port as u16),
+        _ => Err(format!("invalid port \"{text}\": must be 1-65535")),
+    }
+}
+
+/// `IP:PORT` to listen on; port 0 picks a free one.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(text)
+        .ok_or_else(|| format!("invalid listen address \"{text}\": use IP:PORT, like 0.0.0.0:9999"))?;
+    let ip = parse_ip(host)?;
+    let port = match port {
+        "0" => 0,
+        other => parse_port(other)?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `IP[:PORT]` to connect from; without a port the system picks one.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    match split_host_port(text) {
+        Some(_) => parse_listen(text),
+        None => Ok(SocketAddr::new(parse_ip(text)?, 0)),
+    }
+}
+
+/// JPEG quality, 1-100.
+pub fn parse_quality(text: &str) -> Result<u8, String> {
+    match text.parse::<u8>() {
+        Ok(q @ 1..=100) => Ok(q),
+        _ => Err(format!("invalid quality \"{text}\": must be 1-100")),
+    }
+}
+
+/// `raw` or `jpeg`.
+pub fn parse_codec(text: &str) -> Result<Codec, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "raw" => Ok(Codec::Raw),
+        "jpeg" | "jpg" => Ok(Codec::Jpeg),
+        _ => Err(format!("invalid codec \"{text}\": use raw or jpeg")),
+    }
+}
+
+/// Frames per second; 0 means as fast as possible.
+pub fn parse_fps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(fps) if fps.is_finite() && (0.0..=1000.0).contains(&fps) => Ok(fps),
+        _ => Err(format!("invalid frame rate \"{text}\": must be 0-1000 (0 = as fast as possible)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        assert_eq!("0".parse(), Ok(SourceSpec::Camera(0)));
+        assert_eq!("2".parse(), Ok(SourceSpec::Camera(2)));
+        assert_eq!(
+            "test".parse(),
+            Ok(SourceSpec::TestPattern {
+                width: 640,
+                height: 480
+            })
+        );
+        assert_eq!(
+            "test:1920x1080".parse(),
+            Ok(SourceSpec::TestPattern {
+                width: 1920,
+                height: 1080
+            })
+        );
+        assert_eq!(
+            "clip.mkv".parse(),
+            Ok(SourceSpec::Location("clip.mkv".into()))
+        );
+        assert!("test:0x10".parse::<SourceSpec>().is_err());
+        assert!("test:big".parse::<SourceSpec>().unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!("-1".parse::<SourceSpec>().is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            "127.0.0.1:9999".parse(),
+            Ok(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9999
+            })
+        );
+        assert_eq!("[::1]:80".parse::<Endpoint>().unwrap().to_string(), "[::1]:80");
+        assert_eq!("localhost:9".parse::<Endpoint>().unwrap().host, "localhost");
+        assert_eq!(
+            "999.1.1.1:9999".parse::<Endpoint>().unwrap_err(),
+            "invalid IP address \"999.1.1.1\": use four numbers 0-255, like 192.168.1.20"
+        );
+        assert_eq!(
+            "1.2.3.4:70000".parse::<Endpoint>().unwrap_err(),
+            "invalid port \"70000\": must be 1-65535"
+        );
+        assert!("1.2.3.4".parse::<Endpoint>().is_err());
+        assert!("a b:1".parse::<Endpoint>().is_err());
+        assert_eq!(parse_listen("0.0.0.0:0"), Ok("0.0.0.0:0".parse().unwrap()));
+        assert!(parse_listen("localhost:9").is_err());
+        assert_eq!(parse_bind("127.0.0.2"), Ok("127.0.0.2:0".parse().unwrap()));
+        assert_eq!(parse_bind("127.0.0.2:5000"), Ok("127.0.0.2:5000".parse().unwrap()));
+        assert_eq!(parse_port("abc").unwrap_err(), "invalid port \"abc\": must be 1-65535");
+        assert!(parse_port("0").is_err());
+        assert!(parse_ip("abc").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_quality("80"), Ok(80));
+        assert!(parse_quality("0").is_err());
+        assert!(parse_quality("101").is_err());
+        assert_eq!(parse_codec("RAW"), Ok(Codec::Raw));
+        assert!(parse_codec("h264").is_err());
+        assert_eq!(parse_fps("0"), Ok(0.0));
+        assert_eq!(parse_fps("29.97"), Ok(29.97));
+        assert!(parse_fps("-1").is_err());
+        assert!(parse_fps("nan").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! camstream: live video from one machine's camera to a window on another, over plain TCP.
+//!
+//! # Architecture
+//!
+//! ```text
+//!  sender                                                         receiver
+//!  ┌────────┐   ┌──────────────┐   ┌──────────────────┐          ┌──────────────┐   ┌─────────────┐
+//!  │ source │──▶│ encode once  │──▶│ viewer slots     │──TCP──▶  │ network      │──▶│ decode, show│
+//!  │ camera │   │ (raw / jpeg) │   │ newest frame each│  thread  │ thread: read │   │ record,     │
+//!  │ file   │   └──────────────┘   │ + writer thread  │  each    │ into a reused│   │ measure     │
+//!  │ pattern│          │           └──────────────────┘          │ buffer ring  │   └─────────────┘
+//!  └────────┘          └──▶ preview window
+//! ```
+//!
+//! Sources, the one-time encode and the sinks that consume encoded frames are separate pieces:
+//! [`video::Source`] yields BGR pixels, the sender's capture loop encodes each frame once into an
+//! [`viewers::EncodedFrame`] shared by `Arc`, and every sink (today a TCP viewer; later a recorder,
+//! HTTP or RTMP) takes frames from its own newest-frame [`viewers::Slot`], so a slow sink skips
+//! frames instead of queueing them or slowing the others.
+//!
+//! # Wire format
+//!
+//! Every message, in both directions, is a `u64` little-endian length followed by that many bytes
+//! of bincode (fixed-width little-endian integers; see [`protocol`] and the README for every
+//! byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and stream
+//! parameters), then the sender sends `Frame`s (sequence number, capture time, size, pixel
+//! format, codec, bytes). A close between messages ends the stream; a close inside one is an error.
+//!
+//! # Modules
+//!
+//! - [`protocol`]: messages and their bytes; no I/O. [`connection`]: messages over Read/Write.
+//! - [`video`]: the only OpenCV code. [`pattern`]: the built-in test pattern.
+//! - [`sender`], [`receiver`]: `run` for each program. [`viewers`]: the sender's sinks.
+//! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
+//! - [`stats`]: the `--stats` reports.
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod pattern;
+pub mod prompt;
+pub mod protocol;
+pub mod receiver;
+pub mod sender;
+pub mod stats;
+pub mod video;
+pub mod viewers;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A flag any thread can raise to ask the program to finish cleanly.
+#[derive(Clone, Default, Debug)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An error chain as one lowercase line: `connecting to 127.0.0.1:9: connection refused`.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let parts: Vec<String> = error.chain().map(|cause| tidy(&cause.to_string())).collect();
+    parts.join(": ")
+}
+
+/// Lowercases a leading capitalised word ("Connection refused", not "OpenCV") and drops the
+/// `(os error N)` suffix of I/O errors.
+fn tidy(message: &str) -> String {
+    let message = match message.find(" (os error ") {
+        Some(at) if message.ends_with(')') => &message[..at],
+        _ => message,
+    };
+    let word: String = message.chars().take_while(|c| c.is_alphabetic()).collect();
+    let mut letters = word.chars();
+    match letters.next() {
+        Some(first) if first.is_uppercase() && letters.all(char::is_lowercase) => {
+            first.to_lowercase().chain(message[first.len_utf8()..].chars()).collect()
+        }
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn error_line_is_one_lowercase_line() {
+        let io = std::io::Error::from_raw_os_error(111);
+        let err = Err::<(), _>(io)
+            .context("connecting to 192.0.2.5:9999")
+            .unwrap_err();
+        assert_eq!(
+            error_line(&err),
+            "connecting to 192.0.2.5:9999: connection refused"
+        );
+        assert_eq!(tidy("OpenCV(4.6.0) failed"), "OpenCV(4.6.0) failed");
+    }
+}

@@ -1,0 +1,324 @@
+//! The sender: one capture loop (source → one encode → every viewer's slot → preview) on the
+//! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
+
+use crate::config::SourceSpec;
+use crate::connection::{MessageReader, MessageWriter};
+use crate::protocol::{
+    self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_HELLO_LEN,
+};
+use crate::stats::{unix_micros, SenderReport};
+use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
+use crate::viewers::{BufferPool, Slot, Viewers};
+use crate::{error_line, Stop};
+use anyhow::{anyhow, Context, Result};
+use std::io::{ErrorKind, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Title of the preview window.
+pub const PREVIEW_TITLE: &str = "TRANSMITTING VIDEO";
+/// Rate of the test pattern when `--fps` is not given.
+pub const PATTERN_FPS: f64 = 30.0;
+/// A peer has this long to say hello before it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At the end, viewers have this long to take their last frame before being cut off.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How often idle loops look at the listener, the window and the stop signal.
+const POLL: Duration = Duration::from_millis(20);
+/// Frame buffers kept for reuse: in flight to viewers plus the one being filled.
+const POOLED_BUFFERS: usize = 16;
+
+/// Everything the sender needs, already validated.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub source: SourceSpec,
+    pub codec: Codec,
+    pub quality: u8,
+    /// Frames per second to pace the source at; `None` uses the source's own rate, 0 is unpaced.
+    pub fps: Option<f64>,
+    /// End the stream after this many frames have gone out to viewers.
+    pub frames: Option<u64>,
+    /// Only this address may connect.
+    pub allow: Option<IpAddr>,
+    pub preview: bool,
+}
+
+/// What the accept and writer threads share with the capture loop.
+struct Shared {
+    hello: StreamHello,
+    allow: Option<IpAddr>,
+    viewers: Viewers,
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_skipped: AtomicU64,
+    viewers_served: AtomicU64,
+}
+
+/// Streams from `config.source` to every viewer that connects to `listener` until the source
+/// ends, `--frames` is reached, the preview window is closed or `stop` is raised.
+pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<SenderReport> {
+    let started = Instant::now();
+    let mut source = Source::open(&config.source)?;
+    let (width, height) = source.size();
+    let fps = match (config.fps, &config.source) {
+        (Some(fps), _) => Some(fps),
+        (None, SourceSpec::TestPattern { .. }) => Some(PATTERN_FPS),
+        (None, _) => source.native_fps(),
+    };
+    let hello = StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0));
+    hello
+        .check()
+        .with_context(|| format!("streaming {}", source.name()))?;
+    log::info!(
+        "streaming {} ({width}x{height} {}, {})",
+        source.name(),
+        config.codec,
+        match fps {
+            Some(fps) if fps > 0.0 => format!("{fps} fps"),
+            _ => "as fast as possible".into(),
+        }
+    );
+    listener
+        .set_nonblocking(true)
+        .context("setting up the listener")?;
+    let shared = Arc::new(Shared {
+        hello,
+        allow: config.allow,
+        viewers: Viewers::default(),
+        frames_sent: AtomicU64::new(0),
+        bytes_sent: AtomicU64::new(0),
+        frames_skipped: AtomicU64::new(0),
+        viewers_served: AtomicU64::new(0),
+    });
+    let accepting = Stop::default();
+    let acceptor = {
+        let (shared, accepting) = (Arc::clone(&shared), accepting.clone());
+        thread::spawn(move || accept_loop(&listener, &shared, &accepting))
+    };
+    let mut report = SenderReport::default();
+    let pace = fps.filter(|f| *f > 0.0).map(|f| Duration::from_secs_f64(1.0 / f));
+    let result = capture_loop(config, &mut source, pace, &shared, stop, &mut report);
+    accepting.raise();
+    if acceptor.join().is_err() {
+        log::error!("the accept thread failed");
+    }
+    report.frames_sent = shared.frames_sent.load(Ordering::Relaxed);
+    report.bytes_sent = shared.bytes_sent.load(Ordering::Relaxed);
+    report.frames_skipped = shared.frames_skipped.load(Ordering::Relaxed);
+    report.viewers = shared.viewers_served.load(Ordering::Relaxed);
+    result.map(|()| report.finish(started))
+}
+
+fn capture_loop(
+    config: &SenderConfig,
+    source: &mut Source,
+    pace: Option<Duration>,
+    shared: &Shared,
+    stop: &Stop,
+    report: &mut SenderReport,
+) -> Result<()> {
+    let window = match config.preview {
+        true => Some(Window::open(PREVIEW_TITLE)?),
+        false => None,
+    };
+    let (width, height) = source.size();
+    let pool = BufferPool::new(POOLED_BUFFERS);
+    let mut jpeg = (config.codec == Codec::Jpeg).then(|| JpegEncoder::new(config.quality));
+    let mut captured = Vec::new();
+    let mut counted = 0u64;
+    let mut next_at = Instant::now();
+    let mut told_waiting = false;
+    for seq in 0u64.. {
+        // A file waits for its first viewer, so that viewer sees it from the start.
+        while seq == 0 && source.is_file() && shared.viewers.active() == 0 {
+            if !std::mem::replace(&mut told_waiting, true) {
+                log::info!("waiting for a receiver before playing {}", source.name());
+            }
+            if wait_until(Instant::now() + POLL, window.as_ref(), stop)? {
+                return Ok(());
+            }
+            next_at = Instant::now();
+        }
+        if let Some(interval) = pace {
+            if wait_until(next_at, window.as_ref(), stop)? {
+                return Ok(());
+            }
+            // Late by more than a frame: start afresh rather than rush to catch up.
+            next_at = (next_at + interval).max(Instant::now() - interval);
+        } else if stop.is_raised() {
+            return Ok(());
+        }
+        let mut data = pool.buffer();
+        let pixels = if jpeg.is_some() { &mut captured } else { &mut data };
+        let captured_at = SystemTime::now();
+        if !source.read_into(seq, pixels)? {
+            log::info!("{} ended; ending the stream", source.name());
+            return Ok(());
+        }
+        report.frames_captured += 1;
+        if let Some(encoder) = jpeg.as_mut() {
+            data.extend_from_slice(encoder.encode(width, height, &captured)?);
+        }
+        if let Some(window) = &window {
+            let pixels = if jpeg.is_some() { &captured } else { &data };
+            window.show(&video::bgr_view(width, height, pixels)?)?;
+            if window.poll(1)? == WindowEvent::Quit {
+                return Ok(());
+            }
+        }
+        let header = FrameHeader {
+            seq,
+            capture_unix_us: unix_micros(captured_at),
+            width,
+            height,
+            pixel_format: PixelFormat::Bgr8,
+            codec: config.codec,
+        };
+        if shared.viewers.publish(&pool.frame(header, data)) > 0 {
+            counted += 1;
+            if config.frames == Some(counted) {
+                log::info!("sent {counted} frames (--frames); ending the stream");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to quit.
+fn wait_until(deadline: Instant, window: Option<&Window>, stop: &Stop) -> Result<bool> {
+    loop {
+        if stop.is_raised() {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let step = left.min(POLL);
+        match window {
+            Some(window) => {
+                if window.poll(step.as_millis().max(1) as i32)? == WindowEvent::Quit {
+                    return Ok(true);
+                }
+            }
+            None => thread::sleep(step),
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, accepting: &Stop) {
+    let mut writers: Vec<thread::JoinHandle<()>> = Vec::new();
+    while !accepting.is_raised() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Some(writer) = admit(stream, peer, shared) {
+                    writers.push(writer);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL),
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then try again.
+                log::warn!("accepting a connection: {e}");
+                thread::sleep(POLL);
+            }
+        }
+        writers.retain(|w| !w.is_finished());
+    }
+    shared.viewers.close_all();
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while shared.viewers.connections() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    shared.viewers.disconnect_all();
+    for writer in writers {
+        // A writer that panicked has already lost its viewer; nothing more to do.
+        let _ = writer.join();
+    }
+}
+
+/// Checks a new connection and starts its writer thread.
+fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<thread::JoinHandle<()>> {
+    if let Some(allowed) = shared.allow {
+        if canonical(peer.ip()) != canonical(allowed) {
+            log::warn!("refused connection from {peer}: only {allowed} may connect (--allow)");
+            return None;
+        }
+    }
+    let registered = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.try_clone());
+    let handle = match registered {
+        Ok(handle) => handle,
+        Err(e) => {
+            log::warn!("viewer {peer}: {e}");
+            return None;
+        }
+    };
+    let slot = shared.viewers.join(peer, handle);
+    let shared = Arc::clone(shared);
+    Some(thread::spawn(move || {
+        let mut sent = 0u64;
+        match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
+            Ok(()) => log::info!("viewer {peer}: stream ended after {sent} frames"),
+            Err(e) => log::info!("viewer {peer} left after {sent} frames: {}", error_line(&e)),
+        }
+        shared.frames_skipped.fetch_add(slot.skipped(), Ordering::Relaxed);
+        shared.viewers.leave(peer);
+    }))
+}
+
+/// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn serve_viewer(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    slot: &Slot,
+    sent: &mut u64,
+) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let mut writer = MessageWriter::new(stream);
+    writer
+        .write_message(&Message::StreamHello(shared.hello))
+        .context("sending hello")?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut reader = MessageReader::new(stream);
+    let hello = reader
+        .read_payload(MAX_HELLO_LEN)
+        .context("waiting for its hello")?
+        .ok_or_else(|| anyhow!("it closed the connection before saying hello"))?;
+    protocol::decode_viewer_hello(hello).context("reading its hello")?;
+    shared.viewers.activate(peer);
+    shared.viewers_served.fetch_add(1, Ordering::Relaxed);
+    log::info!("viewer {peer} connected");
+    while let Some(frame) = slot.next() {
+        let bytes = writer.write_frame(&frame.header, &frame.data)?;
+        *sent += 1;
+        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+        shared.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    close_gracefully(stream);
+    Ok(())
+}
+
+/// Ends our side and waits briefly for the viewer to close its own, so the last frame is not
+/// lost to a reset from unread data.
+fn close_gracefully(stream: &TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 256];
+    let mut reader = stream;
+    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+}

@@ -1,0 +1,190 @@
+//! What each program reports in its `--stats` line: counts, rates, latency and loss, measured
+//! from the sequence number and capture time that every frame carries.
+
+use crate::protocol::FrameHeader;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Microseconds since the Unix epoch: the clock frames are stamped with.
+pub fn unix_micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64
+}
+
+/// Latencies are kept in a histogram (1 µs to 1 h, 3 significant digits): fixed memory however
+/// long the stream runs.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+pub struct ReceiverStats {
+    frames: u64,
+    bytes: u64,
+    dropped: u64,
+    last_seq: Option<u64>,
+    started: Instant,
+    first_frame: Option<Instant>,
+    last_frame: Option<Instant>,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for ReceiverStats {
+    fn default() -> Self {
+        ReceiverStats {
+            frames: 0,
+            bytes: 0,
+            dropped: 0,
+            last_seq: None,
+            started: Instant::now(),
+            first_frame: None,
+            last_frame: None,
+            latency_us: latency_histogram(),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LatencyReport {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The receiver's `--stats` line.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ReceiverReport {
+    pub frames: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub latency_ms: LatencyReport,
+    pub dropped: u64,
+}
+
+impl ReceiverStats {
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Counts a frame shown (or decoded) at `shown_at`, carried in a message of `bytes` bytes.
+    pub fn record(&mut self, header: &FrameHeader, bytes: usize, shown_at: SystemTime) {
+        let now = Instant::now();
+        self.frames += 1;
+        self.bytes += bytes as u64;
+        if let Some(last) = self.last_seq {
+            self.dropped += header.seq.saturating_sub(last + 1);
+        }
+        self.last_seq = Some(header.seq);
+        self.first_frame.get_or_insert(now);
+        self.last_frame = Some(now);
+        let latency = unix_micros(shown_at).saturating_sub(header.capture_unix_us);
+        self.latency_us.saturating_record(latency.max(1));
+    }
+
+    pub fn report(&self) -> ReceiverReport {
+        let ms = |us: u64| (us as f64 / 1000.0 * 100.0).round() / 100.0;
+        let stream_seconds = match (self.first_frame, self.last_frame) {
+            (Some(first), Some(last)) => (last - first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let fps = if stream_seconds > 0.0 {
+            (self.frames - 1) as f64 / stream_seconds
+        } else {
+            0.0
+        };
+        let (p50, p99, max) = if self.frames == 0 {
+            (0.0, 0.0, 0.0)
+        } else {
+            (
+                ms(self.latency_us.value_at_quantile(0.5)),
+                ms(self.latency_us.value_at_quantile(0.99)),
+                ms(self.latency_us.max()),
+            )
+        };
+        ReceiverReport {
+            frames: self.frames,
+            bytes: self.bytes,
+            seconds: round3(self.started.elapsed().as_secs_f64()),
+            fps: round3(fps),
+            latency_ms: LatencyReport { p50, p99, max },
+            dropped: self.dropped,
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The sender's `--stats` line.
+#[derive(Serialize, Debug, Default, PartialEq)]
+pub struct SenderReport {
+    /// Frames read from the source.
+    pub frames_captured: u64,
+    /// Frame messages written, summed over viewers.
+    pub frames_sent: u64,
+    /// Bytes written, summed over viewers.
+    pub bytes_sent: u64,
+    /// Frames a viewer never got because a newer one replaced it while it was busy.
+    pub frames_skipped: u64,
+    /// Viewers that completed the handshake.
+    pub viewers: u64,
+    pub seconds: f64,
+}
+
+impl SenderReport {
+    pub fn finish(mut self, started: Instant) -> Self {
+        self.seconds = round3(started.elapsed().as_secs_f64());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Codec, PixelFormat};
+
+    fn header(seq: u64, capture_unix_us: u64) -> FrameHeader {
+        FrameHeader {
+            seq,
+            capture_unix_us,
+            width: 1,
+            height: 1,
+            pixel_format: PixelFormat::Bgr8,
+            codec: Codec::Jpeg,
+        }
+    }
+
+    #[test]
+    fn gaps_count_as_dropped_and_latency_is_measured() {
+        let mut stats = ReceiverStats::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let base = unix_micros(t0);
+        for (seq, latency_ms) in [(5, 10), (6, 20), (9, 30), (10, 40)] {
+            stats.record(
+                &header(seq, base),
+                100,
+                t0 + Duration::from_millis(latency_ms),
+            );
+        }
+        let report = stats.report();
+        assert_eq!(report.frames, 4);
+        assert_eq!(report.bytes, 400);
+        assert_eq!(report.dropped, 2);
+        assert!((report.latency_ms.max - 40.0).abs() < 0.1, "{report:?}");
+        assert!((report.latency_ms.p50 - 20.0).abs() < 0.1, "{report:?}");
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.starts_with("{\"frames\":4,\"bytes\":400,\"seconds\":"), "{json}");
+        assert!(json.contains("\"latency_ms\":{\"p50\":"), "{json}");
+    }
+
+    #[test]
+    fn an_empty_stream_reports_zeros() {
+        let report = ReceiverStats::default().report();
+        assert_eq!(report.frames, 0);
+        assert_eq!(report.fps, 0.0);
+        assert_eq!(report.latency_ms.max, 0.0);
+    }
+}
