@@ -264,11 +264,24 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<th
         let mut sent = 0u64;
         match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
             Ok(()) => log::info!("viewer {peer}: stream ended after {sent} frames"),
-            Err(e) => log::info!("viewer {peer} left after {sent} frames: {}", error_line(&e)),
+            Err(e) if is_disconnect(&e) => log::info!("viewer {peer} disconnected after {sent} frames"),
+            Err(e) => log::warn!("viewer {peer} dropped after {sent} frames: {}", error_line(&e)),
         }
         shared.frames_skipped.fetch_add(slot.skipped(), Ordering::Relaxed);
         shared.viewers.leave(peer);
     }))
+}
+
+/// A viewer that went away (closed its window, was killed) is news, not an error.
+fn is_disconnect(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            )
+        })
+    })
 }
 
 /// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.

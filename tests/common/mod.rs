@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: an in-process sender on 127.0.0.1:0 and a minimal
+//! hand-written viewer that checks every byte it is sent.
+#![allow(dead_code)]
+
+use camstream::config::SourceSpec;
+use camstream::connection::{MessageReader, MessageWriter};
+use camstream::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello};
+use camstream::sender::{self, SenderConfig};
+use camstream::stats::SenderReport;
+use camstream::Stop;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+
+pub struct RunningSender {
+    pub addr: SocketAddr,
+    pub stop: Stop,
+    pub handle: JoinHandle<anyhow::Result<SenderReport>>,
+}
+
+impl RunningSender {
+    pub fn finish(self) -> SenderReport {
+        self.stop.raise();
+        self.handle.join().unwrap().unwrap()
+    }
+}
+
+pub fn config(source: &str, codec: Codec) -> SenderConfig {
+    SenderConfig {
+        source: source.parse().unwrap(),
+        codec,
+        quality: 90,
+        fps: None,
+        frames: None,
+        allow: None,
+        preview: false,
+    }
+}
+
+pub fn start_sender(config: SenderConfig) -> RunningSender {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Stop::default();
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sender::run(&config, listener, &stop))
+    };
+    RunningSender { addr, stop, handle }
+}
+
+/// A frame as a test viewer received it.
+pub struct Received {
+    pub header: FrameHeader,
+    pub data: Vec<u8>,
+}
+
+/// Connects, greets, and reads up to `limit` frames or to the end of the stream.
+/// Returns the hello, the frames, and whether the stream ended cleanly.
+pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, bool) {
+    let stream = TcpStream::connect(addr).unwrap();
+    MessageWriter::new(&stream)
+        .write_message(&Message::ViewerHello(ViewerHello::default()))
+        .unwrap();
+    let mut reader = MessageReader::new(&stream);
+    let hello =
+        protocol::decode_stream_hello(reader.read_payload(protocol::MAX_HELLO_LEN).unwrap().unwrap())
+            .unwrap();
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        match reader.read_message(hello.max_message_len()).unwrap() {
+            Some(Message::Frame(frame)) => {
+                hello.check_frame(&frame).unwrap();
+                frames.push(Received {
+                    header: frame.header,
+                    data: frame.data.to_vec(),
+                })
+            }
+            Some(other) => panic!("unexpected {}", other.kind()),
+            None => return (hello, frames, true),
+        }
+    }
+    (hello, frames, false)
+}
+
+/// The test pattern's frame `seq`, as the sender made it.
+pub fn pattern_frame(width: u32, height: u32, seq: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    camstream::pattern::TestPattern::new(width, height).render(seq, &mut out);
+    out
+}
+
+/// Peak signal-to-noise ratio in dB between two pictures of the same size.
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// A temporary directory removed at the end of the test.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("camstream-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `frames` frames of the test pattern to a lossless `.mkv` at `fps`.
+pub fn write_pattern_video(path: &std::path::Path, width: u32, height: u32, frames: u64, fps: f64) {
+    let mut recorder = camstream::video::Recorder::create(path, width, height, fps).unwrap();
+    for seq in 0..frames {
+        let pixels = pattern_frame(width, height, seq);
+        recorder
+            .write(&camstream::video::bgr_view(width, height, &pixels).unwrap())
+            .unwrap();
+    }
+    assert_eq!(recorder.finish().unwrap(), frames);
+}
+
+pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let spec = SourceSpec::Location(path.to_string_lossy().into_owned());
+    let mut source = camstream::video::Source::open(&spec).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        if !source.read_into(frames.len() as u64, &mut buf).unwrap() {
+            return frames;
+        }
+        frames.push(buf);
+    }
+}
