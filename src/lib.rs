@@ -63,6 +63,19 @@ impl Stop {
     }
 }
 
+/// Whether an error is the peer going away (reset, broken pipe): news, not a fault.
+pub fn is_disconnect(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            )
+        })
+    })
+}
+
 /// An error chain as one lowercase line: `connecting to 127.0.0.1:9: connection refused`.
 pub fn error_line(error: &anyhow::Error) -> String {
     let parts: Vec<String> = error.chain().map(|cause| tidy(&cause.to_string())).collect();

@@ -127,8 +127,13 @@ fn handshake(stream: &TcpStream) -> Result<StreamHello> {
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut buf = Vec::new();
     let mut reader = stream;
-    if !read_payload(&mut reader, &mut buf, MAX_HELLO_LEN)? {
-        bail!("it closed the connection before saying hello (is this address allowed by its --allow?)");
+    let refused = || anyhow!("it closed the connection before saying hello (is this address allowed by its --allow?)");
+    match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
+        Ok(true) => {}
+        Ok(false) => return Err(refused()),
+        // A sender refusing us closes without reading our hello, which resets the connection.
+        Err(e) if crate::is_disconnect(&e) => return Err(refused()),
+        Err(e) => return Err(e),
     }
     let hello = protocol::decode_stream_hello(&buf)?;
     stream.set_read_timeout(None)?;

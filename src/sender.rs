@@ -9,7 +9,7 @@ use crate::protocol::{
 use crate::stats::{unix_micros, SenderReport};
 use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
-use crate::{error_line, Stop};
+use crate::{error_line, is_disconnect, Stop};
 use anyhow::{anyhow, Context, Result};
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -270,18 +270,6 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<th
         shared.frames_skipped.fetch_add(slot.skipped(), Ordering::Relaxed);
         shared.viewers.leave(peer);
     }))
-}
-
-/// A viewer that went away (closed its window, was killed) is news, not an error.
-fn is_disconnect(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
-            matches!(
-                e.kind(),
-                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-            )
-        })
-    })
 }
 
 /// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.

@@ -31,7 +31,7 @@ fn raw_frames_arrive_byte_identical_in_order_and_the_stream_ends_cleanly() {
             frame.header.seq
         );
     }
-    let report = sender.handle.join().unwrap().unwrap();
+    let report = sender.join();
     assert_eq!(report.frames_sent, 20);
     assert_eq!(report.viewers, 1);
 }
@@ -51,7 +51,7 @@ fn jpeg_frames_arrive_close_to_the_original() {
         let quality = psnr(decoded, &pattern_frame(320, 240, frame.header.seq));
         assert!(quality > 30.0, "frame {} psnr {quality:.1} dB", frame.header.seq);
     }
-    sender.handle.join().unwrap().unwrap();
+    sender.join();
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn a_video_file_plays_from_its_first_frame_losslessly_at_its_own_rate() {
         // FFV1 is lossless: what arrives is the pattern that was written.
         assert!(frame.data == pattern_frame(160, 120, frame.header.seq));
     }
-    sender.handle.join().unwrap().unwrap();
+    sender.join();
 }
 
 fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
@@ -102,7 +102,7 @@ fn the_receiver_records_a_playable_file_and_counts_frames() {
     assert!(report.latency_ms.max > 0.0);
     let recorded = source_frames(&recording);
     assert_eq!(recorded.len(), 15);
-    sender.handle.join().unwrap().unwrap();
+    sender.join();
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn stats_count_everything_the_sender_sent() {
     let sender = start_sender(config);
     let mut stats = ReceiverStats::default();
     receiver::run(&receiver_config(sender.addr, 100), &Stop::default(), &mut stats).unwrap();
-    let sent = sender.handle.join().unwrap().unwrap();
+    let sent = sender.join();
     let received = stats.report();
     assert_eq!(received.frames, 8);
     assert_eq!(sent.frames_sent, 8);

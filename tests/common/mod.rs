@@ -14,13 +14,30 @@ use std::thread::JoinHandle;
 pub struct RunningSender {
     pub addr: SocketAddr,
     pub stop: Stop,
-    pub handle: JoinHandle<anyhow::Result<SenderReport>>,
+    handle: Option<JoinHandle<anyhow::Result<SenderReport>>>,
 }
 
 impl RunningSender {
+    /// Stops the sender and returns its report.
     pub fn finish(self) -> SenderReport {
         self.stop.raise();
-        self.handle.join().unwrap().unwrap()
+        self.join()
+    }
+
+    /// Waits for the sender to end by itself.
+    pub fn join(mut self) -> SenderReport {
+        let handle = self.handle.take().unwrap();
+        handle.join().unwrap().unwrap()
+    }
+}
+
+/// A failing test must not leave a sender thread inside OpenCV while the process exits.
+impl Drop for RunningSender {
+    fn drop(&mut self) {
+        self.stop.raise();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -44,7 +61,11 @@ pub fn start_sender(config: SenderConfig) -> RunningSender {
         let stop = stop.clone();
         std::thread::spawn(move || sender::run(&config, listener, &stop))
     };
-    RunningSender { addr, stop, handle }
+    RunningSender {
+        addr,
+        stop,
+        handle: Some(handle),
+    }
 }
 
 /// A frame as a test viewer received it.
