@@ -1,0 +1,208 @@
+//! The real binaries as a user meets them: prompts on piped stdin, flags, one-line errors,
+//! exit codes, and the `--stats` line on stdout.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+
+const SENDER: &str = env!("CARGO_BIN_EXE_sender");
+const RECEIVER: &str = env!("CARGO_BIN_EXE_receiver");
+
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Output {
+    let mut child = command(program, args).stdin(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Starts a headless test-pattern sender on a free port and returns it with its address, read
+/// from its "listening on" line.
+fn spawn_sender(extra: &[&str]) -> (Child, String) {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--source", "test:160x120", "--no-preview"];
+    args.extend_from_slice(extra);
+    let mut child = command(SENDER, &args).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("sender exited early").unwrap();
+        if let Some(addr) = line.strip_prefix("sender: listening on ") {
+            break addr.split(' ').next().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn receiver_answers_prompts_from_piped_stdin_and_prints_stats() {
+    let (mut sender, addr) = spawn_sender(&[]);
+    let port = addr.rsplit(':').next().unwrap();
+    let output = run_with_input(
+        RECEIVER,
+        &["--headless", "--frames", "5", "--stats"],
+        &format!("999.1.1.1\n127.0.0.1\nabc\n70000\n{port}\n"),
+    );
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("invalid IP address \"999.1.1.1\""), "{log}");
+    assert!(log.contains("invalid port \"abc\": must be 1-65535"), "{log}");
+    assert!(log.contains("invalid port \"70000\": must be 1-65535"), "{log}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(stats["frames"], 5);
+    assert!(stats["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(stdout.lines().count(), 1, "stdout is only the stats line");
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
+
+#[test]
+fn a_missing_answer_names_the_flag() {
+    let output = run_with_input(RECEIVER, &["--headless"], "127.0.0.1\n");
+    assert_eq!(output.status.code(), Some(1));
+    let log = stderr(&output);
+    assert!(
+        log.contains("error: no answer for \"sender port\" on standard input; pass --connect instead"),
+        "{log}"
+    );
+    let output = run_with_input(SENDER, &["--no-preview"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("pass --listen instead"));
+}
+
+#[test]
+fn sender_answers_prompts_and_ends_after_frames() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut sender = command(
+        SENDER,
+        &["--source", "test:160x120", "--no-preview", "--frames", "6", "--stats"],
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // IP, port, and a blank answer: anyone may connect.
+    writeln!(sender.stdin.as_mut().unwrap(), "127.0.0.1\n{port}\n").unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let receiver = loop {
+        let output = command(RECEIVER, &["--connect", &addr, "--headless", "--stats"])
+            .output()
+            .unwrap();
+        if !stderr(&output).contains("connection refused") {
+            break output;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(receiver.status.success(), "{}", stderr(&receiver));
+    assert!(stderr(&receiver).contains("the sender ended the stream"));
+    let stats: serde_json::Value = serde_json::from_slice(&receiver.stdout).unwrap();
+    assert_eq!(stats["frames"], 6);
+    drop(sender.stdin.take());
+    let output = sender.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stats["frames_sent"], 6);
+    let log = stderr(&output);
+    assert!(log.contains("IP to listen on [0.0.0.0]: port [9999]: receiver IP allowed to connect [anyone]:"), "{log}");
+}
+
+#[test]
+fn q_and_enter_ends_a_headless_receiver_cleanly() {
+    let (mut sender, addr) = spawn_sender(&[]);
+    let mut receiver = command(RECEIVER, &["--connect", &addr, "--stats"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    writeln!(receiver.stdin.as_mut().unwrap(), "q").unwrap();
+    let output = receiver.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("no display found (DISPLAY is not set); running without a window"),
+        "{log}"
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(stats["frames"].as_u64().unwrap() > 0);
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
+
+fn error_of(program: &str, args: &[&str]) -> String {
+    let output = command(program, args).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_cause() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    assert_eq!(
+        error_of(RECEIVER, &["--connect", &format!("127.0.0.1:{port}"), "--headless"]),
+        format!("receiver: error: connecting to 127.0.0.1:{port}: connection refused")
+    );
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    assert_eq!(
+        error_of(SENDER, &["--listen", &taken, "--source", "test", "--no-preview"]),
+        format!("sender: error: listening on {taken}: address already in use")
+    );
+    assert_eq!(
+        error_of(SENDER, &["--listen", "127.0.0.1:0", "--source", "/no/such/clip.mkv", "--no-preview"]),
+        "sender: error: opening video file /no/such/clip.mkv: no such file"
+    );
+    let camera = error_of(SENDER, &["--listen", "127.0.0.1:0", "--source", "7", "--no-preview"]);
+    assert!(camera.starts_with("sender: error: opening camera 7: "), "{camera}");
+    let not_video = std::env::temp_dir().join(format!("camstream-not-video-{}.txt", std::process::id()));
+    std::fs::write(&not_video, "hello").unwrap();
+    let text = error_of(
+        SENDER,
+        &["--listen", "127.0.0.1:0", "--source", not_video.to_str().unwrap(), "--no-preview"],
+    );
+    std::fs::remove_file(&not_video).unwrap();
+    assert!(text.contains("OpenCV cannot read it"), "{text}");
+}
+
+#[test]
+fn invalid_flags_are_refused_with_the_reason() {
+    for (program, args, reason) in [
+        (RECEIVER, vec!["--connect", "999.1.1.1:9999"], "invalid IP address \"999.1.1.1\""),
+        (SENDER, vec!["--listen", "0.0.0.0:70000"], "invalid port \"70000\": must be 1-65535"),
+        (SENDER, vec!["--quality", "0"], "invalid quality \"0\": must be 1-100"),
+        (SENDER, vec!["--codec", "h264"], "invalid codec \"h264\": use raw or jpeg"),
+    ] {
+        let output = command(program, &args).output().unwrap();
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(reason), "{}", stderr(&output));
+    }
+    let help = command(SENDER, &["--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--allow <IP>"));
+}
