@@ -37,6 +37,9 @@ pub enum Source {
         first_pending: bool,
         is_file: bool,
         name: String,
+        /// Learnt from the first frame; later frames must match it.
+        width: u32,
+        height: u32,
     },
 }
 
@@ -69,40 +72,38 @@ impl Source {
         }
     }
 
-    fn from_capture(capture: videoio::VideoCapture, name: String, is_file: bool) -> Result<Source> {
+    fn from_capture(
+        mut capture: videoio::VideoCapture,
+        name: String,
+        is_file: bool,
+    ) -> Result<Source> {
         if !capture.is_opened().unwrap_or(false) {
             if is_file {
                 bail!("opening {name}: OpenCV cannot read it (not a video, or an unsupported format)");
             }
             bail!("opening {name}: it could not be opened (is it connected, and free?)");
         }
-        let mut source = Source::Capture {
+        let mut frame = Mat::default();
+        if !capture.read(&mut frame).unwrap_or(false) || frame.empty() {
+            bail!("reading from {name}: it delivered no frame");
+        }
+        Ok(Source::Capture {
+            width: frame.cols() as u32,
+            height: frame.rows() as u32,
             capture,
-            frame: Mat::default(),
+            frame,
             converted: Mat::default(),
             first_pending: true,
             is_file,
             name,
-        };
-        if let Source::Capture {
-            capture,
-            frame,
-            name,
-            ..
-        } = &mut source
-        {
-            if !capture.read(frame).unwrap_or(false) || frame.empty() {
-                bail!("reading from {name}: it delivered no frame");
-            }
-        }
-        Ok(source)
+        })
     }
 
     /// Frame size in pixels.
     pub fn size(&self) -> (u32, u32) {
         match self {
             Source::Pattern { pattern } => (pattern.width(), pattern.height()),
-            Source::Capture { frame, .. } => (frame.cols() as u32, frame.rows() as u32),
+            Source::Capture { width, height, .. } => (*width, *height),
         }
     }
 

@@ -1,0 +1,124 @@
+//! Real windows under Xvfb: both titles appear, `q` typed into each window ends its program with
+//! exit 0, and the receiver's recording plays. Needs a display and xdotool, so it is ignored by a
+//! plain `cargo test`; `scripts/test.sh` runs it under `xvfb-run`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(program: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn find_window(title: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = Command::new("xdotool")
+            .args(["search", "--name", &format!("^{title}$")])
+            .output()
+            .expect("xdotool is needed: scripts/test.sh installs it");
+        let ids = String::from_utf8_lossy(&found.stdout);
+        if let Some(id) = ids.lines().next() {
+            return id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no window titled {title:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn press_q(window: &str) {
+    let status = Command::new("xdotool")
+        .args(["key", "--window", window, "q"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs a display: scripts/test.sh runs it under xvfb-run"]
+fn windows_show_video_and_q_quits_each_program() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "run under xvfb-run (scripts/test.sh does)"
+    );
+    let dir = std::env::temp_dir().join(format!("camstream-gui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("received.avi");
+    let (mut sender, sender_log) = spawn(
+        env!("CARGO_BIN_EXE_sender"),
+        &["--listen", "127.0.0.1:0", "--source", "test:320x240", "--stats"],
+    );
+    let addr = loop {
+        let line = sender_log
+            .recv_timeout(Duration::from_secs(20))
+            .expect("sender said nothing");
+        if let Some(addr) = line.strip_prefix("sender: listening on ") {
+            break addr.to_owned();
+        }
+    };
+    let sender_window = find_window("TRANSMITTING VIDEO");
+    let (mut receiver, _receiver_log) = spawn(
+        env!("CARGO_BIN_EXE_receiver"),
+        &["--connect", &addr, "--record", recording.to_str().unwrap(), "--stats"],
+    );
+    let receiver_window = find_window("RECEIVING VIDEO");
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
+        let _ = Command::new("import")
+            .args(["-window", "root"])
+            .arg(shot)
+            .status();
+    }
+
+    press_q(&receiver_window);
+    let status = wait_exit(&mut receiver, Duration::from_secs(10));
+    assert!(status.success(), "receiver exited with {status}");
+    let output = receiver.wait_with_output().unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = stats["frames"].as_u64().unwrap();
+    assert!(shown > 10, "only {shown} frames shown");
+
+    press_q(&sender_window);
+    let status = wait_exit(&mut sender, Duration::from_secs(10));
+    assert!(status.success(), "sender exited with {status}");
+
+    // The recording was finalised: it opens and plays every frame that was shown.
+    let spec = camstream::config::SourceSpec::Location(recording.to_string_lossy().into_owned());
+    let mut source = camstream::video::Source::open(&spec).unwrap();
+    let mut played = 0u64;
+    let mut buf = Vec::new();
+    while source.read_into(played, &mut buf).unwrap() {
+        played += 1;
+    }
+    assert_eq!(played, shown);
+    assert_eq!(source.size(), (320, 240));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
