@@ -31,7 +31,9 @@ impl FromStr for SourceSpec {
         }
         if let Ok(index) = text.parse::<i32>() {
             if index < 0 {
-                return Err(format!("invalid camera index \"{text}\": must be 0 or more"));
+                return Err(format!(
+                    "invalid camera index \"{text}\": must be 0 or more"
+                ));
             }
             return Ok(SourceSpec::Camera(index));
         }
@@ -46,7 +48,11 @@ impl FromStr for SourceSpec {
                 )
             };
             let (w, h) = size.split_once('x').ok_or_else(invalid)?;
-            let side = |s: &str| s.parse::<u32>().ok().filter(|v| (1..=MAX_PATTERN_SIDE).contains(v));
+            let side = |s: &str| {
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|v| (1..=MAX_PATTERN_SIDE).contains(v))
+            };
             return match (side(w), side(h)) {
                 (Some(width), Some(height)) => Ok(SourceSpec::TestPattern { width, height }),
                 _ => Err(invalid()),
@@ -77,8 +83,9 @@ impl FromStr for Endpoint {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let (host, port) = split_host_port(text)
-            .ok_or_else(|| format!("invalid address \"{text}\": use HOST:PORT, like 192.168.1.20:9999"))?;
+        let (host, port) = split_host_port(text).ok_or_else(|| {
+            format!("invalid address \"{text}\": use HOST:PORT, like 192.168.1.20:9999")
+        })?;
         let port = parse_port(port)?;
         if host.is_empty() {
             return Err(format!("invalid address \"{text}\": the host is missing"));
@@ -89,7 +96,9 @@ impl FromStr for Endpoint {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         {
-            return Err(format!("invalid host \"{host}\": not an IP address or host name"));
+            return Err(format!(
+                "invalid host \"{host}\": not an IP address or host name"
+            ));
         }
         Ok(Endpoint {
             host: host.to_owned(),
@@ -104,7 +113,8 @@ fn split_host_port(text: &str) -> Option<(&str, &str)> {
         let (host, port) = rest.split_once("]:")?;
         return Some((host, port));
     }
-    text.rsplit_once(':').filter(|(host, _)| !host.contains(':'))
+    text.rsplit_once(':')
+        .filter(|(host, _)| !host.contains(':'))
 }
 
 fn looks_like_ipv4(host: &str) -> bool {
@@ -132,8 +142,9 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
 
 /// `IP:PORT` to listen on; port 0 picks a free one.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let (host, port) = split_host_port(text)
-        .ok_or_else(|| format!("invalid listen address \"{text}\": use IP:PORT, like 0.0.0.0:9999"))?;
+    let (host, port) = split_host_port(text).ok_or_else(|| {
+        format!("invalid listen address \"{text}\": use IP:PORT, like 0.0.0.0:9999")
+    })?;
     let ip = parse_ip(host)?;
     let port = match port {
         "0" => 0,
@@ -171,7 +182,9 @@ pub fn parse_codec(text: &str) -> Result<Codec, String> {
 pub fn parse_fps(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(fps) if fps.is_finite() && (0.0..=1000.0).contains(&fps) => Ok(fps),
-        _ => Err(format!("invalid frame rate \"{text}\": must be 0-1000 (0 = as fast as possible)")),
+        _ => Err(format!(
+            "invalid frame rate \"{text}\": must be 0-1000 (0 = as fast as possible)"
+        )),
     }
 }
 
@@ -202,7 +215,10 @@ mod tests {
             Ok(SourceSpec::Location("clip.mkv".into()))
         );
         assert!("test:0x10".parse::<SourceSpec>().is_err());
-        assert!("test:big".parse::<SourceSpec>().unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!("test:big"
+            .parse::<SourceSpec>()
+            .unwrap_err()
+            .contains("WIDTHxHEIGHT"));
         assert!("-1".parse::<SourceSpec>().is_err());
     }
 
@@ -215,7 +231,10 @@ mod tests {
                 port: 9999
             })
         );
-        assert_eq!("[::1]:80".parse::<Endpoint>().unwrap().to_string(), "[::1]:80");
+        assert_eq!(
+            "[::1]:80".parse::<Endpoint>().unwrap().to_string(),
+            "[::1]:80"
+        );
         assert_eq!("localhost:9".parse::<Endpoint>().unwrap().host, "localhost");
         assert_eq!(
             "999.1.1.1:9999".parse::<Endpoint>().unwrap_err(),
@@ -230,8 +249,14 @@ mod tests {
         assert_eq!(parse_listen("0.0.0.0:0"), Ok("0.0.0.0:0".parse().unwrap()));
         assert!(parse_listen("localhost:9").is_err());
         assert_eq!(parse_bind("127.0.0.2"), Ok("127.0.0.2:0".parse().unwrap()));
-        assert_eq!(parse_bind("127.0.0.2:5000"), Ok("127.0.0.2:5000".parse().unwrap()));
-        assert_eq!(parse_port("abc").unwrap_err(), "invalid port \"abc\": must be 1-65535");
+        assert_eq!(
+            parse_bind("127.0.0.2:5000"),
+            Ok("127.0.0.2:5000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_port("abc").unwrap_err(),
+            "invalid port \"abc\": must be 1-65535"
+        );
         assert!(parse_port("0").is_err());
         assert!(parse_ip("abc").is_err());
     }

@@ -118,7 +118,10 @@ impl<W: Write> MessageWriter<W> {
     fn finish(&mut self, data: &[u8]) -> Result<usize> {
         let len = (self.buf.len() - LENGTH_PREFIX_LEN + data.len()) as u64;
         LittleEndian::write_u64(&mut self.buf[..LENGTH_PREFIX_LEN], len);
-        write_all_vectored(&mut self.inner, &mut [IoSlice::new(&self.buf), IoSlice::new(data)])?;
+        write_all_vectored(
+            &mut self.inner,
+            &mut [IoSlice::new(&self.buf), IoSlice::new(data)],
+        )?;
         self.inner.flush().context("flushing")?;
         Ok(self.buf.len() + data.len())
     }
@@ -205,7 +208,10 @@ mod tests {
                     Err(e) => break e,
                 }
             };
-            assert!(err.to_string().contains("in the middle of a message"), "{err}");
+            assert!(
+                err.to_string().contains("in the middle of a message"),
+                "{err}"
+            );
         }
         let mut reader = MessageReader::new(Cursor::new(&bytes[..20 + 3]));
         reader.read_payload(MAX_MESSAGE_LEN).unwrap();
@@ -222,7 +228,10 @@ mod tests {
         bytes.extend_from_slice(&[0; 16]);
         let mut buf = Vec::new();
         let err = read_payload(&mut Cursor::new(bytes), &mut buf, MAX_MESSAGE_LEN).unwrap_err();
-        assert!(err.to_string().contains("over the 67108864-byte limit"), "{err}");
+        assert!(
+            err.to_string().contains("over the 67108864-byte limit"),
+            "{err}"
+        );
         assert_eq!(buf.capacity(), 0);
     }
 

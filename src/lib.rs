@@ -78,7 +78,10 @@ pub fn is_disconnect(error: &anyhow::Error) -> bool {
 
 /// An error chain as one lowercase line: `connecting to 127.0.0.1:9: connection refused`.
 pub fn error_line(error: &anyhow::Error) -> String {
-    let parts: Vec<String> = error.chain().map(|cause| tidy(&cause.to_string())).collect();
+    let parts: Vec<String> = error
+        .chain()
+        .map(|cause| tidy(&cause.to_string()))
+        .collect();
     parts.join(": ")
 }
 
@@ -92,9 +95,10 @@ fn tidy(message: &str) -> String {
     let word: String = message.chars().take_while(|c| c.is_alphabetic()).collect();
     let mut letters = word.chars();
     match letters.next() {
-        Some(first) if first.is_uppercase() && letters.all(char::is_lowercase) => {
-            first.to_lowercase().chain(message[first.len_utf8()..].chars()).collect()
-        }
+        Some(first) if first.is_uppercase() && letters.all(char::is_lowercase) => first
+            .to_lowercase()
+            .chain(message[first.len_utf8()..].chars())
+            .collect(),
         _ => message.to_owned(),
     }
 }

@@ -57,7 +57,13 @@ mod tests {
         let mut out = Vec::new();
         let mut prompter = Prompter::new(Cursor::new("\n999.1.1.1\nabc\n70000\n8000\n"), &mut out);
         let ip = prompter
-            .ask("IP to listen on", "0.0.0.0", "0.0.0.0", "--listen", parse_ip)
+            .ask(
+                "IP to listen on",
+                "0.0.0.0",
+                "0.0.0.0",
+                "--listen",
+                parse_ip,
+            )
             .unwrap();
         let port = prompter
             .ask("port", "9999", "9999", "--listen", parse_port)

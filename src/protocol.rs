@@ -136,7 +136,9 @@ pub enum Message<'a> {
 /// What can be wrong with bytes from a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
-    #[error("message of {len} bytes is over the {max}-byte limit (is the peer a camstream program?)")]
+    #[error(
+        "message of {len} bytes is over the {max}-byte limit (is the peer a camstream program?)"
+    )]
     TooLarge { len: u64, max: usize },
     #[error("message ends early (truncated)")]
     Incomplete,
@@ -436,7 +438,10 @@ mod tests {
         expected.extend_from_slice(&30f64.to_le_bytes());
         assert_eq!(bytes, expected);
         let viewer = encoded(&Message::ViewerHello(ViewerHello::default()));
-        assert_eq!(viewer, [&1u32.to_le_bytes()[..], b"CAMS", &1u32.to_le_bytes()].concat());
+        assert_eq!(
+            viewer,
+            [&1u32.to_le_bytes()[..], b"CAMS", &1u32.to_le_bytes()].concat()
+        );
     }
 
     #[test]
@@ -476,7 +481,12 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let data = [1u8; 6];
         let messages = [
-            encoded(&Message::StreamHello(StreamHello::new(4, 4, Codec::Raw, 0.0))),
+            encoded(&Message::StreamHello(StreamHello::new(
+                4,
+                4,
+                Codec::Raw,
+                0.0,
+            ))),
             encoded(&Message::ViewerHello(ViewerHello::default())),
             encoded(&Message::Frame(Frame {
                 header: sample_header(),
@@ -509,7 +519,12 @@ mod tests {
 
     #[test]
     fn another_version_is_named() {
-        let mut bytes = encoded(&Message::StreamHello(StreamHello::new(4, 4, Codec::Raw, 0.0)));
+        let mut bytes = encoded(&Message::StreamHello(StreamHello::new(
+            4,
+            4,
+            Codec::Raw,
+            0.0,
+        )));
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
         // Even a hello whose remaining fields changed shape reports the version, not garbage.
         bytes.truncate(14);

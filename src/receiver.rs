@@ -62,7 +62,11 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
     );
     let recorder = match &config.record {
         Some(path) => {
-            let fps = if hello.fps > 0.0 { hello.fps } else { RECORD_FALLBACK_FPS };
+            let fps = if hello.fps > 0.0 {
+                hello.fps
+            } else {
+                RECORD_FALLBACK_FPS
+            };
             Some(Recorder::create(path, hello.width, hello.height, fps)?)
         }
         None => None,
@@ -127,7 +131,9 @@ fn handshake(stream: &TcpStream) -> Result<StreamHello> {
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut buf = Vec::new();
     let mut reader = stream;
-    let refused = || anyhow!("it closed the connection before saying hello (is this address allowed by its --allow?)");
+    let refused = || {
+        anyhow!("it closed the connection before saying hello (is this address allowed by its --allow?)")
+    };
     match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
         Ok(true) => {}
         Ok(false) => return Err(refused()),
@@ -221,7 +227,11 @@ impl Display {
                     data_start,
                 }) => {
                     self.present(&header, &buf[data_start..])?;
-                    stats.record(&header, buf.len() + protocol::LENGTH_PREFIX_LEN, SystemTime::now());
+                    stats.record(
+                        &header,
+                        buf.len() + protocol::LENGTH_PREFIX_LEN,
+                        SystemTime::now(),
+                    );
                     // A full ring means the buffer is simply freed.
                     let _ = free.try_send(buf);
                 }

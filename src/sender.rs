@@ -3,9 +3,7 @@
 
 use crate::config::SourceSpec;
 use crate::connection::{MessageReader, MessageWriter};
-use crate::protocol::{
-    self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_HELLO_LEN,
-};
+use crate::protocol::{self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_HELLO_LEN};
 use crate::stats::{unix_micros, SenderReport};
 use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
@@ -99,7 +97,9 @@ pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<
         thread::spawn(move || accept_loop(&listener, &shared, &accepting))
     };
     let mut report = SenderReport::default();
-    let pace = fps.filter(|f| *f > 0.0).map(|f| Duration::from_secs_f64(1.0 / f));
+    let pace = fps
+        .filter(|f| *f > 0.0)
+        .map(|f| Duration::from_secs_f64(1.0 / f));
     let result = capture_loop(config, &mut source, pace, &shared, stop, &mut report);
     accepting.raise();
     if acceptor.join().is_err() {
@@ -152,7 +152,11 @@ fn capture_loop(
             return Ok(());
         }
         let mut data = pool.buffer();
-        let pixels = if jpeg.is_some() { &mut captured } else { &mut data };
+        let pixels = if jpeg.is_some() {
+            &mut captured
+        } else {
+            &mut data
+        };
         let captured_at = SystemTime::now();
         if !source.read_into(seq, pixels)? {
             log::info!("{} ended; ending the stream", source.name());
@@ -241,7 +245,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, accepting: &Stop) {
 }
 
 /// Checks a new connection and starts its writer thread.
-fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<thread::JoinHandle<()>> {
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Option<thread::JoinHandle<()>> {
     if let Some(allowed) = shared.allow {
         if canonical(peer.ip()) != canonical(allowed) {
             log::warn!("refused connection from {peer}: only {allowed} may connect (--allow)");
@@ -264,10 +272,17 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> Option<th
         let mut sent = 0u64;
         match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
             Ok(()) => log::info!("viewer {peer}: stream ended after {sent} frames"),
-            Err(e) if is_disconnect(&e) => log::info!("viewer {peer} disconnected after {sent} frames"),
-            Err(e) => log::warn!("viewer {peer} dropped after {sent} frames: {}", error_line(&e)),
+            Err(e) if is_disconnect(&e) => {
+                log::info!("viewer {peer} disconnected after {sent} frames")
+            }
+            Err(e) => log::warn!(
+                "viewer {peer} dropped after {sent} frames: {}",
+                error_line(&e)
+            ),
         }
-        shared.frames_skipped.fetch_add(slot.skipped(), Ordering::Relaxed);
+        shared
+            .frames_skipped
+            .fetch_add(slot.skipped(), Ordering::Relaxed);
         shared.viewers.leave(peer);
     }))
 }

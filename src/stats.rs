@@ -176,7 +176,10 @@ mod tests {
         assert!((report.latency_ms.max - 40.0).abs() < 0.1, "{report:?}");
         assert!((report.latency_ms.p50 - 20.0).abs() < 0.1, "{report:?}");
         let json = serde_json::to_string(&report).unwrap();
-        assert!(json.starts_with("{\"frames\":4,\"bytes\":400,\"seconds\":"), "{json}");
+        assert!(
+            json.starts_with("{\"frames\":4,\"bytes\":400,\"seconds\":"),
+            "{json}"
+        );
         assert!(json.contains("\"latency_ms\":{\"p50\":"), "{json}");
     }
 

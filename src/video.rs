@@ -79,7 +79,9 @@ impl Source {
     ) -> Result<Source> {
         if !capture.is_opened().unwrap_or(false) {
             if is_file {
-                bail!("opening {name}: OpenCV cannot read it (not a video, or an unsupported format)");
+                bail!(
+                    "opening {name}: OpenCV cannot read it (not a video, or an unsupported format)"
+                );
             }
             bail!("opening {name}: it could not be opened (is it connected, and free?)");
         }
@@ -297,8 +299,8 @@ impl Window {
         if key > 0 && key != 255 && matches!(key & 0xff, 0x71 | 0x51) {
             return Ok(WindowEvent::Quit);
         }
-        let visible = highgui::get_window_property(&self.title, highgui::WND_PROP_VISIBLE)
-            .unwrap_or(0.0);
+        let visible =
+            highgui::get_window_property(&self.title, highgui::WND_PROP_VISIBLE).unwrap_or(0.0);
         Ok(if visible < 1.0 {
             WindowEvent::Quit
         } else {

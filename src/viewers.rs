@@ -225,10 +225,17 @@ mod tests {
         let viewers = Viewers::default();
         let (sock, peer) = socket();
         let slot = viewers.join(peer, sock);
-        assert_eq!(viewers.publish(&pool.frame(header(0), vec![])), 0, "not active yet");
+        assert_eq!(
+            viewers.publish(&pool.frame(header(0), vec![])),
+            0,
+            "not active yet"
+        );
         viewers.activate(peer);
         for seq in 0..5 {
-            assert_eq!(viewers.publish(&pool.frame(header(seq), vec![seq as u8])), 1);
+            assert_eq!(
+                viewers.publish(&pool.frame(header(seq), vec![seq as u8])),
+                1
+            );
         }
         let frame = slot.next().unwrap();
         assert_eq!(frame.header.seq, 4);

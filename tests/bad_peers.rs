@@ -4,9 +4,7 @@
 mod common;
 
 use camstream::connection::MessageWriter;
-use camstream::protocol::{
-    Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN,
-};
+use camstream::protocol::{Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::{error_line, Stop};
@@ -53,14 +51,20 @@ fn an_http_server_is_not_a_sender() {
     let line = receiver_error(send_and_linger(
         b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec(),
     ));
-    assert!(line.contains("over the 4096-byte limit (is the peer a camstream program?)"), "{line}");
+    assert!(
+        line.contains("over the 4096-byte limit (is the peer a camstream program?)"),
+        "{line}"
+    );
     assert!(line.starts_with("greeting sender 127.0.0.1:"), "{line}");
 }
 
 #[test]
 fn a_length_of_two_to_the_63_is_refused() {
     let line = receiver_error(send_and_linger((1u64 << 63).to_le_bytes().to_vec()));
-    assert!(line.contains("message of 9223372036854775808 bytes is over"), "{line}");
+    assert!(
+        line.contains("message of 9223372036854775808 bytes is over"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -95,7 +99,12 @@ fn a_silent_peer_times_out() {
 fn another_protocol_version_is_named() {
     let mut hello = Vec::new();
     MessageWriter::new(&mut hello)
-        .write_message(&Message::StreamHello(StreamHello::new(4, 4, Codec::Raw, 0.0)))
+        .write_message(&Message::StreamHello(StreamHello::new(
+            4,
+            4,
+            Codec::Raw,
+            0.0,
+        )))
         .unwrap();
     hello[8 + 8..8 + 12].copy_from_slice(&7u32.to_le_bytes());
     let line = receiver_error(send_and_linger(hello));
@@ -109,7 +118,12 @@ fn hello_and_frames(width: u32, height: u32, frames: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = MessageWriter::new(&mut bytes);
     writer
-        .write_message(&Message::StreamHello(StreamHello::new(width, height, Codec::Raw, 0.0)))
+        .write_message(&Message::StreamHello(StreamHello::new(
+            width,
+            height,
+            Codec::Raw,
+            0.0,
+        )))
         .unwrap();
     let pixels = vec![7u8; (width * height * 3) as usize];
     for seq in 0..frames as u64 {
@@ -131,7 +145,10 @@ fn a_stream_cut_mid_frame_is_an_error() {
     let mut bytes = hello_and_frames(8, 8, 3);
     bytes.truncate(bytes.len() - 10);
     let line = receiver_error(send_and_linger(bytes));
-    assert!(line.contains("connection closed in the middle of a message"), "{line}");
+    assert!(
+        line.contains("connection closed in the middle of a message"),
+        "{line}"
+    );
     assert!(line.starts_with("receiving from 127.0.0.1:"), "{line}");
 }
 
@@ -142,17 +159,31 @@ fn a_frame_that_disagrees_with_its_size_is_refused() {
     let width_at = bytes.len() - 8 * 8 * 3 - 8 - 4 - 4 - 4 - 4;
     bytes[width_at..width_at + 4].copy_from_slice(&9u32.to_le_bytes());
     let line = receiver_error(send_and_linger(bytes));
-    assert!(line.contains("frame 0 is 9x8 bgr8 raw, but the stream is 8x8 bgr8 raw"), "{line}");
+    assert!(
+        line.contains("frame 0 is 9x8 bgr8 raw, but the stream is 8x8 bgr8 raw"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_hello_announcing_a_giant_picture_is_refused() {
     let mut hello = Vec::new();
     MessageWriter::new(&mut hello)
-        .write_message(&Message::StreamHello(StreamHello::new(65535, 65535, Codec::Raw, 0.0)))
+        .write_message(&Message::StreamHello(StreamHello::new(
+            65535,
+            65535,
+            Codec::Raw,
+            0.0,
+        )))
         .unwrap();
     let line = receiver_error(send_and_linger(hello));
-    assert!(line.contains(&format!("over the {} MiB frame limit", MAX_MESSAGE_LEN >> 20)), "{line}");
+    assert!(
+        line.contains(&format!(
+            "over the {} MiB frame limit",
+            MAX_MESSAGE_LEN >> 20
+        )),
+        "{line}"
+    );
 }
 
 #[test]
@@ -195,7 +226,9 @@ fn the_sender_shrugs_off_bad_peers_and_keeps_serving() {
     assert_eq!(frames.len(), 10);
     // The talkers were dropped: their connections end.
     for mut stream in peers.drain(..3) {
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink);
     }
@@ -215,8 +248,12 @@ fn only_the_allowed_address_may_connect() {
         frames: Some(3),
         record: None,
     };
-    let err = receiver::run(&receiver_config, &Stop::default(), &mut ReceiverStats::default())
-        .unwrap_err();
+    let err = receiver::run(
+        &receiver_config,
+        &Stop::default(),
+        &mut ReceiverStats::default(),
+    )
+    .unwrap_err();
     assert!(error_line(&err).contains("closed the connection before saying hello"));
     receiver_config.bind = Some("127.0.0.2:0".parse().unwrap());
     let mut stats = ReceiverStats::default();

@@ -21,7 +21,10 @@ fn command(program: &str, args: &[&str]) -> Command {
 }
 
 fn run_with_input(program: &str, args: &[&str], input: &str) -> Output {
-    let mut child = command(program, args).stdin(Stdio::piped()).spawn().unwrap();
+    let mut child = command(program, args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()
@@ -38,7 +41,13 @@ fn stderr(output: &Output) -> String {
 /// Starts a headless test-pattern sender on a free port and returns it with its address, read
 /// from its "listening on" line.
 fn spawn_sender(extra: &[&str]) -> (Child, String) {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--source", "test:160x120", "--no-preview"];
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        "test:160x120",
+        "--no-preview",
+    ];
     args.extend_from_slice(extra);
     let mut child = command(SENDER, &args).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -65,8 +74,14 @@ fn receiver_answers_prompts_from_piped_stdin_and_prints_stats() {
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     assert!(log.contains("invalid IP address \"999.1.1.1\""), "{log}");
-    assert!(log.contains("invalid port \"abc\": must be 1-65535"), "{log}");
-    assert!(log.contains("invalid port \"70000\": must be 1-65535"), "{log}");
+    assert!(
+        log.contains("invalid port \"abc\": must be 1-65535"),
+        "{log}"
+    );
+    assert!(
+        log.contains("invalid port \"70000\": must be 1-65535"),
+        "{log}"
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stats: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(stats["frames"], 5);
@@ -82,7 +97,9 @@ fn a_missing_answer_names_the_flag() {
     assert_eq!(output.status.code(), Some(1));
     let log = stderr(&output);
     assert!(
-        log.contains("error: no answer for \"sender port\" on standard input; pass --connect instead"),
+        log.contains(
+            "error: no answer for \"sender port\" on standard input; pass --connect instead"
+        ),
         "{log}"
     );
     let output = run_with_input(SENDER, &["--no-preview"], "");
@@ -98,7 +115,14 @@ fn sender_answers_prompts_and_ends_after_frames() {
     };
     let mut sender = command(
         SENDER,
-        &["--source", "test:160x120", "--no-preview", "--frames", "6", "--stats"],
+        &[
+            "--source",
+            "test:160x120",
+            "--no-preview",
+            "--frames",
+            "6",
+            "--stats",
+        ],
     )
     .stdin(Stdio::piped())
     .spawn()
@@ -125,7 +149,12 @@ fn sender_answers_prompts_and_ends_after_frames() {
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(stats["frames_sent"], 6);
     let log = stderr(&output);
-    assert!(log.contains("IP to listen on [0.0.0.0]: port [9999]: receiver IP allowed to connect [anyone]:"), "{log}");
+    assert!(
+        log.contains(
+            "IP to listen on [0.0.0.0]: port [9999]: receiver IP allowed to connect [anyone]:"
+        ),
+        "{log}"
+    );
 }
 
 #[test]
@@ -166,26 +195,54 @@ fn bad_input_is_one_line_naming_the_cause() {
         listener.local_addr().unwrap().port()
     };
     assert_eq!(
-        error_of(RECEIVER, &["--connect", &format!("127.0.0.1:{port}"), "--headless"]),
+        error_of(
+            RECEIVER,
+            &["--connect", &format!("127.0.0.1:{port}"), "--headless"]
+        ),
         format!("receiver: error: connecting to 127.0.0.1:{port}: connection refused")
     );
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     assert_eq!(
-        error_of(SENDER, &["--listen", &taken, "--source", "test", "--no-preview"]),
+        error_of(
+            SENDER,
+            &["--listen", &taken, "--source", "test", "--no-preview"]
+        ),
         format!("sender: error: listening on {taken}: address already in use")
     );
     assert_eq!(
-        error_of(SENDER, &["--listen", "127.0.0.1:0", "--source", "/no/such/clip.mkv", "--no-preview"]),
+        error_of(
+            SENDER,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "/no/such/clip.mkv",
+                "--no-preview"
+            ]
+        ),
         "sender: error: opening video file /no/such/clip.mkv: no such file"
     );
-    let camera = error_of(SENDER, &["--listen", "127.0.0.1:0", "--source", "7", "--no-preview"]);
-    assert!(camera.starts_with("sender: error: opening camera 7: "), "{camera}");
-    let not_video = std::env::temp_dir().join(format!("camstream-not-video-{}.txt", std::process::id()));
+    let camera = error_of(
+        SENDER,
+        &["--listen", "127.0.0.1:0", "--source", "7", "--no-preview"],
+    );
+    assert!(
+        camera.starts_with("sender: error: opening camera 7: "),
+        "{camera}"
+    );
+    let not_video =
+        std::env::temp_dir().join(format!("camstream-not-video-{}.txt", std::process::id()));
     std::fs::write(&not_video, "hello").unwrap();
     let text = error_of(
         SENDER,
-        &["--listen", "127.0.0.1:0", "--source", not_video.to_str().unwrap(), "--no-preview"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            not_video.to_str().unwrap(),
+            "--no-preview",
+        ],
     );
     std::fs::remove_file(&not_video).unwrap();
     assert!(text.contains("OpenCV cannot read it"), "{text}");
@@ -194,10 +251,26 @@ fn bad_input_is_one_line_naming_the_cause() {
 #[test]
 fn invalid_flags_are_refused_with_the_reason() {
     for (program, args, reason) in [
-        (RECEIVER, vec!["--connect", "999.1.1.1:9999"], "invalid IP address \"999.1.1.1\""),
-        (SENDER, vec!["--listen", "0.0.0.0:70000"], "invalid port \"70000\": must be 1-65535"),
-        (SENDER, vec!["--quality", "0"], "invalid quality \"0\": must be 1-100"),
-        (SENDER, vec!["--codec", "h264"], "invalid codec \"h264\": use raw or jpeg"),
+        (
+            RECEIVER,
+            vec!["--connect", "999.1.1.1:9999"],
+            "invalid IP address \"999.1.1.1\"",
+        ),
+        (
+            SENDER,
+            vec!["--listen", "0.0.0.0:70000"],
+            "invalid port \"70000\": must be 1-65535",
+        ),
+        (
+            SENDER,
+            vec!["--quality", "0"],
+            "invalid quality \"0\": must be 1-100",
+        ),
+        (
+            SENDER,
+            vec!["--codec", "h264"],
+            "invalid codec \"h264\": use raw or jpeg",
+        ),
     ] {
         let output = command(program, &args).output().unwrap();
         assert!(!output.status.success());

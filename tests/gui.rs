@@ -74,7 +74,13 @@ fn windows_show_video_and_q_quits_each_program() {
     let recording = dir.join("received.avi");
     let (mut sender, sender_log) = spawn(
         env!("CARGO_BIN_EXE_sender"),
-        &["--listen", "127.0.0.1:0", "--source", "test:320x240", "--stats"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "test:320x240",
+            "--stats",
+        ],
     );
     let addr = loop {
         let line = sender_log
@@ -87,7 +93,13 @@ fn windows_show_video_and_q_quits_each_program() {
     let sender_window = find_window("TRANSMITTING VIDEO");
     let (mut receiver, _receiver_log) = spawn(
         env!("CARGO_BIN_EXE_receiver"),
-        &["--connect", &addr, "--record", recording.to_str().unwrap(), "--stats"],
+        &[
+            "--connect",
+            &addr,
+            "--record",
+            recording.to_str().unwrap(),
+            "--stats",
+        ],
     );
     let receiver_window = find_window("RECEIVING VIDEO");
     std::thread::sleep(Duration::from_secs(2));

@@ -19,7 +19,10 @@ fn raw_frames_arrive_byte_identical_in_order_and_the_stream_ends_cleanly() {
     let sender = start_sender(config);
     let (hello, frames, ended) = watch(sender.addr, usize::MAX);
     assert!(ended, "the stream did not end with a clean close");
-    assert_eq!((hello.width, hello.height, hello.codec), (320, 240, Codec::Raw));
+    assert_eq!(
+        (hello.width, hello.height, hello.codec),
+        (320, 240, Codec::Raw)
+    );
     assert_eq!(frames.len(), 20);
     for pair in frames.windows(2) {
         assert!(pair[1].header.seq > pair[0].header.seq);
@@ -49,7 +52,11 @@ fn jpeg_frames_arrive_close_to_the_original() {
         camstream::video::decode_jpeg(&frame.data, 320, 240, &mut picture).unwrap();
         let decoded = picture.data_bytes().unwrap();
         let quality = psnr(decoded, &pattern_frame(320, 240, frame.header.seq));
-        assert!(quality > 30.0, "frame {} psnr {quality:.1} dB", frame.header.seq);
+        assert!(
+            quality > 30.0,
+            "frame {} psnr {quality:.1} dB",
+            frame.header.seq
+        );
     }
     sender.join();
 }
@@ -110,7 +117,12 @@ fn a_second_receiver_is_served_after_the_first_leaves() {
     let sender = start_sender(config("test:160x120", Codec::Jpeg));
     for _ in 0..2 {
         let mut stats = ReceiverStats::default();
-        receiver::run(&receiver_config(sender.addr, 5), &Stop::default(), &mut stats).unwrap();
+        receiver::run(
+            &receiver_config(sender.addr, 5),
+            &Stop::default(),
+            &mut stats,
+        )
+        .unwrap();
         assert_eq!(stats.frames(), 5);
     }
     let report = sender.finish();
@@ -149,7 +161,12 @@ fn stats_count_everything_the_sender_sent() {
     config.frames = Some(8);
     let sender = start_sender(config);
     let mut stats = ReceiverStats::default();
-    receiver::run(&receiver_config(sender.addr, 100), &Stop::default(), &mut stats).unwrap();
+    receiver::run(
+        &receiver_config(sender.addr, 100),
+        &Stop::default(),
+        &mut stats,
+    )
+    .unwrap();
     let sent = sender.join();
     let received = stats.report();
     assert_eq!(received.frames, 8);

@@ -90,8 +90,20 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
 
 fn ask_sender() -> Result<Endpoint> {
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
-    let ip = prompter.ask("sender IP", "127.0.0.1", "127.0.0.1", "--connect", config::parse_ip)?;
-    let port = prompter.ask("sender port", "9999", "9999", "--connect", config::parse_port)?;
+    let ip = prompter.ask(
+        "sender IP",
+        "127.0.0.1",
+        "127.0.0.1",
+        "--connect",
+        config::parse_ip,
+    )?;
+    let port = prompter.ask(
+        "sender port",
+        "9999",
+        "9999",
+        "--connect",
+        config::parse_port,
+    )?;
     Ok(Endpoint {
         host: ip.to_string(),
         port,

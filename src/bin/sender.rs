@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use camstream::config::{self, SourceSpec};
-use camstream::protocol::Codec;
 use camstream::prompt::Prompter;
+use camstream::protocol::Codec;
 use camstream::sender::{self, SenderConfig};
 use camstream::{cli, error_line, video, Stop};
 use clap::Parser;
@@ -104,16 +104,26 @@ fn run(args: Args) -> Result<()> {
 /// The questions the tutorial asked, one line each, with defaults in brackets.
 fn ask_address(allow: Option<IpAddr>) -> Result<(SocketAddr, Option<IpAddr>)> {
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
-    let ip = prompter.ask("IP to listen on", "0.0.0.0", "0.0.0.0", "--listen", config::parse_ip)?;
+    let ip = prompter.ask(
+        "IP to listen on",
+        "0.0.0.0",
+        "0.0.0.0",
+        "--listen",
+        config::parse_ip,
+    )?;
     let port = prompter.ask("port", "9999", "9999", "--listen", config::parse_port)?;
     let allow = match allow {
         Some(ip) => Some(ip),
-        None => prompter.ask("receiver IP allowed to connect", "", "anyone", "--allow", |text| {
-            match text {
+        None => prompter.ask(
+            "receiver IP allowed to connect",
+            "",
+            "anyone",
+            "--allow",
+            |text| match text {
                 "" => Ok(None),
                 ip => config::parse_ip(ip).map(Some),
-            }
-        })?,
+            },
+        )?,
     };
     Ok((SocketAddr::new(ip, port), allow))
 }

@@ -82,9 +82,13 @@ pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, boo
         .write_message(&Message::ViewerHello(ViewerHello::default()))
         .unwrap();
     let mut reader = MessageReader::new(&stream);
-    let hello =
-        protocol::decode_stream_hello(reader.read_payload(protocol::MAX_HELLO_LEN).unwrap().unwrap())
-            .unwrap();
+    let hello = protocol::decode_stream_hello(
+        reader
+            .read_payload(protocol::MAX_HELLO_LEN)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     let mut frames = Vec::new();
     while frames.len() < limit {
         match reader.read_message(hello.max_message_len()).unwrap() {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build, and
+# with --test also Xvfb, xdotool and ImageMagick for the window tests. Runs apt-get as root, or
+# through sudo when not root.
+set -euo pipefail
+
+packages=(libopencv-dev clang libclang-dev pkg-config)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(xvfb xauth xdotool imagemagick)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install Rust from https://rustup.rs, then run this again" >&2
+  exit 1
+fi
