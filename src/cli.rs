@@ -21,9 +21,31 @@ pub fn init_logging(program: &'static str) {
         .init();
 }
 
+/// What both programs do before streaming: decide whether a window can open (saying why not,
+/// and how to quit instead), quiet OpenCV's own logging, and wire Ctrl-C, SIGTERM and `q` + Enter
+/// to the returned stop signal. Returns whether to open `window_name`.
+pub fn start(window_wanted: bool, window_name: &str) -> Result<(bool, Stop)> {
+    crate::video::quiet_opencv_logs();
+    let window = window_wanted
+        && match crate::video::display_unavailable() {
+            None => true,
+            Some(why) => {
+                log::info!("{why}; running without {window_name}");
+                false
+            }
+        };
+    if !window {
+        log::info!("press q and Enter, or Ctrl-C, to quit");
+    }
+    let stop = Stop::default();
+    stop_on_signals(&stop)?;
+    stop_on_q_line(&stop);
+    Ok((window, stop))
+}
+
 /// The first Ctrl-C or SIGTERM raises `stop` (a clean end: windows closed, files finalised);
 /// a second one exits at once.
-pub fn stop_on_signals(stop: &Stop) -> Result<()> {
+fn stop_on_signals(stop: &Stop) -> Result<()> {
     let stop = stop.clone();
     let asked = AtomicBool::new(false);
     ctrlc::set_handler(move || {
@@ -37,7 +59,7 @@ pub fn stop_on_signals(stop: &Stop) -> Result<()> {
 
 /// Raises `stop` when a line reading `q` arrives on standard input; the way to quit without a
 /// window. Ends quietly at the end of input.
-pub fn stop_on_q_line(stop: &Stop) {
+fn stop_on_q_line(stop: &Stop) {
     let stop = stop.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -51,10 +73,4 @@ pub fn stop_on_q_line(stop: &Stop) {
             }
         }
     });
-}
-
-/// Whether answers should be read from a person at a terminal (prompts shown as usual) or a pipe.
-pub fn stdin_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal()
 }

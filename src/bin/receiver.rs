@@ -5,7 +5,7 @@ use camstream::config::{self, Endpoint};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
-use camstream::{cli, error_line, video, Stop};
+use camstream::{cli, error_line};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,21 +63,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
         Some(endpoint) => endpoint.clone(),
         None => ask_sender()?,
     };
-    video::quiet_opencv_logs();
-    let window = !args.headless
-        && match video::display_unavailable() {
-            None => true,
-            Some(why) => {
-                log::info!("{why}; running without a window");
-                false
-            }
-        };
-    if !window {
-        log::info!("press q and Enter, or Ctrl-C, to quit");
-    }
-    let stop = Stop::default();
-    cli::stop_on_signals(&stop)?;
-    cli::stop_on_q_line(&stop);
+    let (window, stop) = cli::start(!args.headless, "a window")?;
     let config = ReceiverConfig {
         connect,
         bind: args.bind,

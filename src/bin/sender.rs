@@ -5,7 +5,7 @@ use camstream::config::{self, SourceSpec};
 use camstream::prompt::Prompter;
 use camstream::protocol::Codec;
 use camstream::sender::{self, SenderConfig};
-use camstream::{cli, error_line, video, Stop};
+use camstream::{cli, error_line};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -64,21 +64,7 @@ fn run(args: Args) -> Result<()> {
         Some(listen) => (listen, args.allow),
         None => ask_address(args.allow)?,
     };
-    video::quiet_opencv_logs();
-    let preview = !args.no_preview
-        && match video::display_unavailable() {
-            None => true,
-            Some(why) => {
-                log::info!("{why}; running without a preview window");
-                false
-            }
-        };
-    if !preview {
-        log::info!("press q and Enter, or Ctrl-C, to quit");
-    }
-    let stop = Stop::default();
-    cli::stop_on_signals(&stop)?;
-    cli::stop_on_q_line(&stop);
+    let (preview, stop) = cli::start(!args.no_preview, "a preview window")?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     log::info!(
         "listening on {}{}",
