@@ -240,7 +240,10 @@ pub fn display_unavailable() -> Option<String> {
     let display = display.to_string_lossy().into_owned();
     match x11_reachable(&display) {
         Ok(()) => None,
-        Err(why) => Some(format!("display {display} cannot be reached: {why}")),
+        Err(why) => Some(format!(
+            "display {display} cannot be reached: {}",
+            crate::error_line(&why.into())
+        )),
     }
 }
 

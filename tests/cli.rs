@@ -279,3 +279,45 @@ fn invalid_flags_are_refused_with_the_reason() {
     let help = command(SENDER, &["--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--allow <IP>"));
 }
+
+#[test]
+fn ctrl_c_ends_the_receiver_cleanly_with_its_recording_finalised() {
+    let (mut sender, addr) = spawn_sender(&["--codec", "raw"]);
+    let dir = std::env::temp_dir().join(format!("camstream-sigint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("cut.mkv");
+    let receiver = command(
+        RECEIVER,
+        &[
+            "--connect",
+            &addr,
+            "--headless",
+            "--record",
+            recording.to_str().unwrap(),
+            "--stats",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let status = Command::new("kill")
+        .args(["-INT", &receiver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = receiver.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = stats["frames"].as_u64().unwrap();
+    assert!(shown > 0);
+    let spec = camstream::config::SourceSpec::Location(recording.to_string_lossy().into_owned());
+    let mut source = camstream::video::Source::open(&spec).unwrap();
+    let (mut played, mut buf) = (0, Vec::new());
+    while source.read_into(played, &mut buf).unwrap() {
+        played += 1;
+    }
+    assert_eq!(played, shown, "the recording plays to its last frame");
+    std::fs::remove_dir_all(&dir).unwrap();
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
