@@ -21,7 +21,7 @@ fi
 sender=$!
 trap 'kill -INT $sender 2>/dev/null || true; wait $sender 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  if ss -Hltn "sport = :$port" | grep -q .; then break; fi
   sleep 0.1
 done
 "$bin/receiver" "${receiver_args[@]}" </dev/null
