@@ -76,10 +76,6 @@ impl<R: Read> MessageReader<R> {
         let more = read_payload(&mut self.inner, &mut self.buf, max_len)?;
         Ok(more.then_some(self.buf.as_slice()))
     }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
 }
 
 /// Writes messages through one reused header buffer.
@@ -124,10 +120,6 @@ impl<W: Write> MessageWriter<W> {
         )?;
         self.inner.flush().context("flushing")?;
         Ok(self.buf.len() + data.len())
-    }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
     }
 }
 
