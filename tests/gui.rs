@@ -24,7 +24,7 @@ fn spawn(program: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<Stri
     (child, rx)
 }
 
-fn find_window(title: &str) -> String {
+fn find_window(title: &str, log: &std::sync::mpsc::Receiver<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = Command::new("xdotool")
@@ -35,7 +35,13 @@ fn find_window(title: &str) -> String {
         if let Some(id) = ids.lines().next() {
             return id.to_owned();
         }
-        assert!(Instant::now() < deadline, "no window titled {title:?}");
+        if Instant::now() > deadline {
+            let said: Vec<String> = log.try_iter().collect();
+            panic!(
+                "no window titled {title:?}; the program said:\n{}",
+                said.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -90,8 +96,8 @@ fn windows_show_video_and_q_quits_each_program() {
             break addr.to_owned();
         }
     };
-    let sender_window = find_window("TRANSMITTING VIDEO");
-    let (mut receiver, _receiver_log) = spawn(
+    let sender_window = find_window("TRANSMITTING VIDEO", &sender_log);
+    let (mut receiver, receiver_log) = spawn(
         env!("CARGO_BIN_EXE_receiver"),
         &[
             "--connect",
@@ -101,7 +107,7 @@ fn windows_show_video_and_q_quits_each_program() {
             "--stats",
         ],
     );
-    let receiver_window = find_window("RECEIVING VIDEO");
+    let receiver_window = find_window("RECEIVING VIDEO", &receiver_log);
     std::thread::sleep(Duration::from_secs(2));
     if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
         let _ = Command::new("import")
