@@ -23,11 +23,8 @@ fn receiver_error(behave: impl FnOnce(TcpStream) + Send + 'static) -> String {
         behave(stream);
     });
     let config = ReceiverConfig {
-        connect: addr.to_string().parse().unwrap(),
-        bind: None,
-        window: false,
         frames: None,
-        record: None,
+        ..receiver_config(addr, 0)
     };
     let err = receiver::run(&config, &Stop::default(), &mut ReceiverStats::default()).unwrap_err();
     fake.join().unwrap();
@@ -192,13 +189,7 @@ fn connecting_to_a_closed_port_names_the_address() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let config = ReceiverConfig {
-        connect: format!("127.0.0.1:{port}").parse().unwrap(),
-        bind: None,
-        window: false,
-        frames: None,
-        record: None,
-    };
+    let config = receiver_config(format!("127.0.0.1:{port}").parse().unwrap(), 1);
     let err = receiver::run(&config, &Stop::default(), &mut ReceiverStats::default()).unwrap_err();
     assert_eq!(
         error_line(&err),
@@ -241,13 +232,7 @@ fn only_the_allowed_address_may_connect() {
     let mut config = config("test:160x120", Codec::Jpeg);
     config.allow = Some("127.0.0.2".parse().unwrap());
     let sender = start_sender(config);
-    let mut receiver_config = ReceiverConfig {
-        connect: sender.addr.to_string().parse().unwrap(),
-        bind: None,
-        window: false,
-        frames: Some(3),
-        record: None,
-    };
+    let mut receiver_config = receiver_config(sender.addr, 3);
     let err = receiver::run(
         &receiver_config,
         &Stop::default(),

@@ -1,6 +1,8 @@
 //! The real binaries as a user meets them: prompts on piped stdin, flags, one-line errors,
 //! exit codes, and the `--stats` line on stdout.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
@@ -310,13 +312,12 @@ fn ctrl_c_ends_the_receiver_cleanly_with_its_recording_finalised() {
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let shown = stats["frames"].as_u64().unwrap();
     assert!(shown > 0);
-    let spec = camstream::config::SourceSpec::Location(recording.to_string_lossy().into_owned());
-    let mut source = camstream::video::Source::open(&spec).unwrap();
-    let (mut played, mut buf) = (0, Vec::new());
-    while source.read_into(played, &mut buf).unwrap() {
-        played += 1;
-    }
-    assert_eq!(played, shown, "the recording plays to its last frame");
+    let played = common::source_frames(&recording);
+    assert_eq!(
+        played.len() as u64,
+        shown,
+        "the recording plays to its last frame"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     sender.kill().unwrap();
     sender.wait().unwrap();

@@ -2,6 +2,8 @@
 //! exit 0, and the receiver's recording plays. Needs a display and xdotool, so it is ignored by a
 //! plain `cargo test`; `scripts/test.sh` runs it under `xvfb-run`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -129,14 +131,8 @@ fn windows_show_video_and_q_quits_each_program() {
     assert!(status.success(), "sender exited with {status}");
 
     // The recording was finalised: it opens and plays every frame that was shown.
-    let spec = camstream::config::SourceSpec::Location(recording.to_string_lossy().into_owned());
-    let mut source = camstream::video::Source::open(&spec).unwrap();
-    let mut played = 0u64;
-    let mut buf = Vec::new();
-    while source.read_into(played, &mut buf).unwrap() {
-        played += 1;
-    }
-    assert_eq!(played, shown);
-    assert_eq!(source.size(), (320, 240));
+    let played = common::source_frames(&recording);
+    assert_eq!(played.len() as u64, shown);
+    assert!(played.iter().all(|frame| frame.len() == 320 * 240 * 3));
     std::fs::remove_dir_all(&dir).unwrap();
 }

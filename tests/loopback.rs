@@ -3,7 +3,7 @@
 mod common;
 
 use camstream::protocol::{Codec, MAX_HELLO_LEN};
-use camstream::receiver::{self, ReceiverConfig};
+use camstream::receiver;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
 use common::*;
@@ -80,16 +80,6 @@ fn a_video_file_plays_from_its_first_frame_losslessly_at_its_own_rate() {
         assert!(frame.data == pattern_frame(160, 120, frame.header.seq));
     }
     sender.join();
-}
-
-fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
-    ReceiverConfig {
-        connect: addr.to_string().parse().unwrap(),
-        bind: None,
-        window: false,
-        frames: Some(frames),
-        record: None,
-    }
 }
 
 #[test]

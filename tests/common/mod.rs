@@ -5,6 +5,7 @@
 use camstream::config::SourceSpec;
 use camstream::connection::{MessageReader, MessageWriter};
 use camstream::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello};
+use camstream::receiver::ReceiverConfig;
 use camstream::sender::{self, SenderConfig};
 use camstream::stats::SenderReport;
 use camstream::Stop;
@@ -169,5 +170,16 @@ pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
             return frames;
         }
         frames.push(buf);
+    }
+}
+
+/// A headless receiver of `frames` frames from `addr`.
+pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
+    ReceiverConfig {
+        connect: addr.to_string().parse().unwrap(),
+        bind: None,
+        window: false,
+        frames: Some(frames),
+        record: None,
     }
 }
