@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. Bump it on any change to the encoding.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Versions this build can talk to, for the error that names them.
 pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
 /// First four bytes of every hello, so a stray peer is told apart from an old camstream.
@@ -32,6 +32,10 @@ const COMPRESSED_SLACK: usize = 2;
 const TAG_STREAM_HELLO: u32 = 0;
 const TAG_VIEWER_HELLO: u32 = 1;
 const TAG_FRAME: u32 = 2;
+/// Bytes of an encoded [`Ack`] message.
+pub const ACK_LEN: usize = 12;
+/// An ack is the only message a viewer sends after its hello.
+pub const MAX_ACK_LEN: usize = ACK_LEN;
 
 /// Layout of pixels in a frame before encoding (and after decoding).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +128,14 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
 }
 
+/// The viewer is done with frame `seq` (shown, or decoded when headless): the sender may send
+/// it another. The sender keeps at most a couple of frames unacknowledged per viewer, so no
+/// queue (its own or the kernel's socket buffers) can hold old frames for a slow viewer.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub seq: u64,
+}
+
 /// One message of the protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub enum Message<'a> {
@@ -131,6 +143,7 @@ pub enum Message<'a> {
     ViewerHello(ViewerHello),
     #[serde(borrow)]
     Frame(Frame<'a>),
+    Ack(Ack),
 }
 
 /// What can be wrong with bytes from a peer.
@@ -244,6 +257,7 @@ impl Message<'_> {
             Message::StreamHello(_) => "a stream hello",
             Message::ViewerHello(_) => "a viewer hello",
             Message::Frame(_) => "a frame",
+            Message::Ack(_) => "an ack",
         }
     }
 }
@@ -257,6 +271,17 @@ pub fn decode_stream_hello(payload: &[u8]) -> Result<StreamHello, ProtocolError>
         }
         other => Err(ProtocolError::Unexpected {
             expected: "a stream hello",
+            got: other.kind(),
+        }),
+    }
+}
+
+/// Decodes what a viewer sends while it watches.
+pub fn decode_ack(payload: &[u8]) -> Result<Ack, ProtocolError> {
+    match decode(payload)? {
+        Message::Ack(ack) => Ok(ack),
+        other => Err(ProtocolError::Unexpected {
+            expected: "an ack",
             got: other.kind(),
         }),
     }
@@ -430,7 +455,7 @@ mod tests {
         let mut expected = Vec::new();
         expected.extend_from_slice(&0u32.to_le_bytes());
         expected.extend_from_slice(b"CAMS");
-        expected.extend_from_slice(&1u32.to_le_bytes());
+        expected.extend_from_slice(&2u32.to_le_bytes()); // version
         expected.extend_from_slice(&640u32.to_le_bytes());
         expected.extend_from_slice(&480u32.to_le_bytes());
         expected.extend_from_slice(&0u32.to_le_bytes());
@@ -440,7 +465,15 @@ mod tests {
         let viewer = encoded(&Message::ViewerHello(ViewerHello::default()));
         assert_eq!(
             viewer,
-            [&1u32.to_le_bytes()[..], b"CAMS", &1u32.to_le_bytes()].concat()
+            [&1u32.to_le_bytes()[..], b"CAMS", &2u32.to_le_bytes()].concat()
+        );
+        let ack = encoded(&Message::Ack(Ack { seq: 5 }));
+        assert_eq!(ack, [&3u32.to_le_bytes()[..], &5u64.to_le_bytes()].concat());
+        assert_eq!(ack.len(), ACK_LEN);
+        assert_eq!(decode_ack(&ack), Ok(Ack { seq: 5 }));
+        assert_eq!(
+            decode_ack(&viewer).unwrap_err().to_string(),
+            "expected an ack, got a viewer hello"
         );
     }
 
@@ -525,14 +558,14 @@ mod tests {
             Codec::Raw,
             0.0,
         )));
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         // Even a hello whose remaining fields changed shape reports the version, not garbage.
         bytes.truncate(14);
         let err = decode(&bytes).unwrap_err();
-        assert_eq!(err, ProtocolError::BadVersion { theirs: 2 });
+        assert_eq!(err, ProtocolError::BadVersion { theirs: 1 });
         assert_eq!(
             err.to_string(),
-            "peer speaks camstream protocol version 2; this program speaks version 1"
+            "peer speaks camstream protocol version 1; this program speaks version 2"
         );
     }
 

@@ -3,8 +3,10 @@
 
 use crate::config::Endpoint;
 use crate::connection::{read_payload, MessageWriter};
-use crate::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello, MAX_HELLO_LEN};
-use crate::stats::ReceiverStats;
+use crate::protocol::{
+    self, Ack, Codec, FrameHeader, Message, StreamHello, ViewerHello, MAX_HELLO_LEN,
+};
+use crate::stats::{FrameLog, ReceiverStats};
 use crate::video::{self, Recorder, Window, WindowEvent};
 use crate::Stop;
 use anyhow::{anyhow, bail, Context, Result};
@@ -33,6 +35,8 @@ pub struct ReceiverConfig {
     /// Exit after showing this many frames.
     pub frames: Option<u64>,
     pub record: Option<PathBuf>,
+    /// One CSV line per frame shown.
+    pub frame_log: Option<PathBuf>,
 }
 
 /// What the network thread hands over.
@@ -42,6 +46,7 @@ enum Incoming {
         header: FrameHeader,
         buf: Vec<u8>,
         data_start: usize,
+        arrived: SystemTime,
     },
     /// The sender ended the stream cleanly.
     End,
@@ -71,9 +76,15 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
         }
         None => None,
     };
+    let frame_log = config
+        .frame_log
+        .as_deref()
+        .map(FrameLog::create)
+        .transpose()?;
     let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
     let (free_tx, free_rx) = crossbeam_channel::bounded(2);
     let reader = stream.try_clone().context("setting up the connection")?;
+    let acks = stream.try_clone().context("setting up the connection")?;
     let network = thread::spawn(move || read_frames(reader, hello, &frames_tx, &free_rx));
     let mut display = Display {
         window: match config.window {
@@ -81,6 +92,8 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
             false => None,
         },
         recorder,
+        frame_log,
+        acks: MessageWriter::new(acks),
         picture: Mat::default(),
     };
     let result = display
@@ -163,6 +176,7 @@ fn read_frames(
                     header,
                     buf,
                     data_start,
+                    arrived: SystemTime::now(),
                 },
                 Err(e) => Incoming::Failed(e),
             },
@@ -199,10 +213,13 @@ fn output(
     Ok(())
 }
 
-/// The window, the recorder, and the reused decode target.
+/// Where frames go, and the reused decode target.
 struct Display {
     window: Option<Window>,
     recorder: Option<Recorder>,
+    frame_log: Option<FrameLog>,
+    /// Tells the sender each frame is done, which lets it send the next.
+    acks: MessageWriter<TcpStream>,
     picture: Mat,
 }
 
@@ -225,13 +242,19 @@ impl Display {
                     header,
                     buf,
                     data_start,
+                    arrived,
                 }) => {
                     self.present(&header, &buf[data_start..])?;
-                    stats.record(
-                        &header,
-                        buf.len() + protocol::LENGTH_PREFIX_LEN,
-                        SystemTime::now(),
-                    );
+                    let shown = SystemTime::now();
+                    // A sender that is gone shows up on the network thread; nothing to do here.
+                    let _ = self
+                        .acks
+                        .write_message(&Message::Ack(Ack { seq: header.seq }));
+                    let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
+                    stats.record(&header, bytes, shown);
+                    if let Some(log) = self.frame_log.as_mut() {
+                        log.write(&header, arrived, shown, bytes)?;
+                    }
                     // A full ring means the buffer is simply freed.
                     let _ = free.try_send(buf);
                 }
@@ -258,6 +281,7 @@ impl Display {
             window,
             recorder,
             picture,
+            ..
         } = self;
         match header.codec {
             Codec::Jpeg => {
@@ -276,6 +300,9 @@ impl Display {
     /// Closes the window and finalises the recording, whatever ended the stream.
     fn finish(&mut self) -> Result<()> {
         self.window = None;
+        if let Some(log) = self.frame_log.take() {
+            log.finish()?;
+        }
         if let Some(recorder) = self.recorder.take() {
             let frames = recorder.finish()?;
             log::info!("recorded {frames} frames");

@@ -3,12 +3,14 @@
 
 use crate::config::SourceSpec;
 use crate::connection::{MessageReader, MessageWriter};
-use crate::protocol::{self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_HELLO_LEN};
+use crate::protocol::{
+    self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_ACK_LEN, MAX_HELLO_LEN,
+};
 use crate::stats::{unix_micros, SenderReport};
 use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
 use crate::{error_line, is_disconnect, Stop};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(20);
 /// Frame buffers kept for reuse: in flight to viewers plus the one being filled.
 const POOLED_BUFFERS: usize = 16;
+/// Frames a viewer may hold unacknowledged. Two keep the link busy (one on the wire while the
+/// viewer shows the other) without letting a queue of old frames build anywhere.
+pub const FRAMES_IN_FLIGHT: u64 = 2;
+/// Viewers served at once when `--max-viewers` is not given.
+pub const DEFAULT_MAX_VIEWERS: u16 = 8;
 
 /// Everything the sender needs, already validated.
 #[derive(Debug, Clone)]
@@ -41,6 +48,8 @@ pub struct SenderConfig {
     pub frames: Option<u64>,
     /// Only this address may connect.
     pub allow: Option<IpAddr>,
+    /// Connections beyond this many are refused.
+    pub max_viewers: usize,
     pub preview: bool,
 }
 
@@ -48,6 +57,7 @@ pub struct SenderConfig {
 struct Shared {
     hello: StreamHello,
     allow: Option<IpAddr>,
+    max_viewers: usize,
     viewers: Viewers,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
@@ -85,6 +95,7 @@ pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<
     let shared = Arc::new(Shared {
         hello,
         allow: config.allow,
+        max_viewers: config.max_viewers,
         viewers: Viewers::default(),
         frames_sent: AtomicU64::new(0),
         bytes_sent: AtomicU64::new(0),
@@ -148,7 +159,7 @@ fn capture_loop(
             }
             // Late by more than a frame: start afresh rather than rush to catch up.
             next_at = (next_at + interval).max(Instant::now() - interval);
-        } else if stop.is_raised() {
+        } else if wait_for_demand(shared, window.as_ref(), stop)? {
             return Ok(());
         }
         let mut data = pool.buffer();
@@ -163,9 +174,12 @@ fn capture_loop(
             return Ok(());
         }
         report.frames_captured += 1;
-        if let Some(encoder) = jpeg.as_mut() {
+        // Encoding for nobody is wasted work; the preview needs only the pixels.
+        let watched = shared.viewers.active() > 0;
+        if let (Some(encoder), true) = (jpeg.as_mut(), watched) {
             data.extend_from_slice(encoder.encode(width, height, &captured)?);
         }
+        report.frames_encoded += u64::from(watched);
         if let Some(window) = &window {
             let pixels = if jpeg.is_some() { &captured } else { &data };
             window.show(&video::bgr_view(width, height, pixels)?)?;
@@ -181,7 +195,7 @@ fn capture_loop(
             pixel_format: PixelFormat::Bgr8,
             codec: config.codec,
         };
-        if shared.viewers.publish(&pool.frame(header, data)) > 0 {
+        if watched && shared.viewers.publish(&pool.frame(header, data)) > 0 {
             counted += 1;
             if config.frames == Some(counted) {
                 log::info!("sent {counted} frames (--frames); ending the stream");
@@ -210,6 +224,23 @@ fn wait_until(deadline: Instant, window: Option<&Window>, stop: &Stop) -> Result
                 }
             }
             None => thread::sleep(step),
+        }
+    }
+}
+
+/// Unpaced: waits until a viewer is ready for a frame. Returns true if the user asked to quit.
+fn wait_for_demand(shared: &Shared, window: Option<&Window>, stop: &Stop) -> Result<bool> {
+    loop {
+        if stop.is_raised() {
+            return Ok(true);
+        }
+        if shared.viewers.wait_for_demand(POLL) {
+            return Ok(false);
+        }
+        if let Some(window) = window {
+            if window.poll(1)? == WindowEvent::Quit {
+                return Ok(true);
+            }
         }
     }
 }
@@ -256,6 +287,13 @@ fn admit(
             return None;
         }
     }
+    if shared.viewers.connections() >= shared.max_viewers {
+        log::warn!(
+            "refused connection from {peer}: already serving {} viewers (--max-viewers)",
+            shared.max_viewers
+        );
+        return None;
+    }
     let registered = stream
         .set_nonblocking(false)
         .and_then(|()| stream.try_clone());
@@ -271,7 +309,10 @@ fn admit(
     Some(thread::spawn(move || {
         let mut sent = 0u64;
         match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
-            Ok(()) => log::info!("viewer {peer}: stream ended after {sent} frames"),
+            Ok(Ending::StreamEnded) => {
+                log::info!("viewer {peer}: stream ended after {sent} frames")
+            }
+            Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
             Err(e) if is_disconnect(&e) => {
                 log::info!("viewer {peer} disconnected after {sent} frames")
             }
@@ -301,7 +342,7 @@ fn serve_viewer(
     shared: &Shared,
     slot: &Slot,
     sent: &mut u64,
-) -> Result<()> {
+) -> Result<Ending> {
     stream.set_nodelay(true)?;
     let mut writer = MessageWriter::new(stream);
     writer
@@ -314,17 +355,44 @@ fn serve_viewer(
         .context("waiting for its hello")?
         .ok_or_else(|| anyhow!("it closed the connection before saying hello"))?;
     protocol::decode_viewer_hello(hello).context("reading its hello")?;
+    // From here the viewer only acks; it may pause for as long as it likes.
+    stream.set_read_timeout(None)?;
     shared.viewers.activate(peer);
     shared.viewers_served.fetch_add(1, Ordering::Relaxed);
     log::info!("viewer {peer} connected");
-    while let Some(frame) = slot.next() {
+    let mut in_flight = 0;
+    let mut last_seq = None;
+    loop {
+        // Credit first, then the frame: what is sent is the newest when the viewer can take it.
+        while in_flight >= FRAMES_IN_FLIGHT {
+            let Some(payload) = reader
+                .read_payload(MAX_ACK_LEN)
+                .context("waiting for its ack")?
+            else {
+                return Ok(Ending::ViewerLeft);
+            };
+            let ack = protocol::decode_ack(payload).context("reading its ack")?;
+            if last_seq.is_none_or(|last| ack.seq > last) {
+                bail!("it acknowledged frame {} before it was sent", ack.seq);
+            }
+            in_flight -= 1;
+        }
+        let Some(frame) = slot.next() else { break };
         let bytes = writer.write_frame(&frame.header, &frame.data)?;
+        in_flight += 1;
+        last_seq = Some(frame.header.seq);
         *sent += 1;
         shared.frames_sent.fetch_add(1, Ordering::Relaxed);
         shared.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
     }
     close_gracefully(stream);
-    Ok(())
+    Ok(Ending::StreamEnded)
+}
+
+/// How a viewer's stream ended, when nothing went wrong.
+enum Ending {
+    StreamEnded,
+    ViewerLeft,
 }
 
 /// Ends our side and waits briefly for the viewer to close its own, so the last frame is not

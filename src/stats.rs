@@ -2,8 +2,12 @@
 //! from the sequence number and capture time that every frame carries.
 
 use crate::protocol::FrameHeader;
+use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch: the clock frames are stamped with.
@@ -48,6 +52,7 @@ impl Default for ReceiverStats {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct LatencyReport {
     pub p50: f64,
+    pub p90: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -94,23 +99,72 @@ impl ReceiverStats {
         } else {
             0.0
         };
-        let (p50, p99, max) = if self.frames == 0 {
-            (0.0, 0.0, 0.0)
-        } else {
-            (
-                ms(self.latency_us.value_at_quantile(0.5)),
-                ms(self.latency_us.value_at_quantile(0.99)),
-                ms(self.latency_us.max()),
-            )
+        let quantile = |q: f64| match self.frames {
+            0 => 0.0,
+            _ => ms(self.latency_us.value_at_quantile(q)),
         };
         ReceiverReport {
             frames: self.frames,
             bytes: self.bytes,
             seconds: round3(self.started.elapsed().as_secs_f64()),
             fps: round3(fps),
-            latency_ms: LatencyReport { p50, p99, max },
+            latency_ms: LatencyReport {
+                p50: quantile(0.5),
+                p90: quantile(0.9),
+                p99: quantile(0.99),
+                max: quantile(1.0),
+            },
             dropped: self.dropped,
         }
+    }
+}
+
+/// The receiver's `--frame-log`: one CSV line per frame shown, for plotting latency and drops.
+pub struct FrameLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl FrameLog {
+    pub const HEADER: &'static str =
+        "seq,capture_unix_us,arrival_unix_us,display_unix_us,latency_ms,bytes";
+
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut log = FrameLog {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        };
+        log.line(format_args!("{}", Self::HEADER))?;
+        Ok(log)
+    }
+
+    /// Logs frame `header`, which arrived complete at `arrived` and was shown at `shown`.
+    pub fn write(
+        &mut self,
+        header: &FrameHeader,
+        arrived: SystemTime,
+        shown: SystemTime,
+        bytes: usize,
+    ) -> Result<()> {
+        let shown_us = unix_micros(shown);
+        let latency_ms = shown_us.saturating_sub(header.capture_unix_us) as f64 / 1000.0;
+        self.line(format_args!(
+            "{},{},{},{shown_us},{latency_ms:.3},{bytes}",
+            header.seq,
+            header.capture_unix_us,
+            unix_micros(arrived),
+        ))
+    }
+
+    fn line(&mut self, line: std::fmt::Arguments<'_>) -> Result<()> {
+        writeln!(self.out, "{line}").with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 
@@ -123,6 +177,8 @@ fn round3(x: f64) -> f64 {
 pub struct SenderReport {
     /// Frames read from the source.
     pub frames_captured: u64,
+    /// Frames encoded: once each, however many viewers got it.
+    pub frames_encoded: u64,
     /// Frame messages written, summed over viewers.
     pub frames_sent: u64,
     /// Bytes written, summed over viewers.
@@ -132,13 +188,27 @@ pub struct SenderReport {
     /// Viewers that completed the handshake.
     pub viewers: u64,
     pub seconds: f64,
+    /// CPU time the whole process used (user + system), to compare runs.
+    pub cpu_seconds: f64,
 }
 
 impl SenderReport {
     pub fn finish(mut self, started: Instant) -> Self {
         self.seconds = round3(started.elapsed().as_secs_f64());
+        self.cpu_seconds = round3(process_cpu_seconds());
         self
     }
+}
+
+/// User plus system CPU time of this process so far; 0 if the kernel will not say.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 #[cfg(test)]
@@ -181,6 +251,28 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"latency_ms\":{\"p50\":"), "{json}");
+    }
+
+    #[test]
+    fn the_frame_log_has_a_header_and_a_line_per_frame() {
+        let path = std::env::temp_dir().join(format!("camstream-log-{}.csv", std::process::id()));
+        let mut log = FrameLog::create(&path).unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        log.write(
+            &header(42, unix_micros(t0)),
+            t0 + Duration::from_micros(2_500),
+            t0 + Duration::from_micros(12_345),
+            999,
+        )
+        .unwrap();
+        log.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            text,
+            "seq,capture_unix_us,arrival_unix_us,display_unix_us,latency_ms,bytes\n\
+             42,1700000000000000,1700000000002500,1700000000012345,12.345,999\n"
+        );
     }
 
     #[test]

@@ -2,12 +2,45 @@
 //! own writer thread. The capture loop encodes a frame once and puts the same `Arc` in every slot;
 //! a viewer still busy with an older frame finds it replaced (counted as skipped), so a slow
 //! viewer sees fresh frames late rather than old frames later, and never slows the others.
+//!
+//! A writer waiting on its empty slot is *demand*: an unpaced source makes frames only while
+//! some viewer is ready for one, so "as fast as possible" means as fast as the fastest viewer
+//! takes them, with no CPU spent on frames nobody will get.
 
 use crate::protocol::FrameHeader;
 use crossbeam_channel::{Receiver, Sender};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Wakes the capture loop when a writer starts waiting for a frame. A counter, not a flag, so a
+/// wake-up between the capture loop's look at the slots and its wait is not lost.
+#[derive(Default)]
+struct Demand {
+    generation: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Demand {
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn signal(&self) {
+        *self.lock() += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the generation moves past `seen`, or `timeout`.
+    fn wait_past(&self, seen: u64, timeout: Duration) {
+        let guard = self.lock();
+        // A timeout or a poisoned lock both just mean: look at the slots again.
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, timeout, |generation| *generation == seen);
+    }
+}
 
 /// One encoded frame, shared by all viewers. Its buffer goes back to the pool when the last
 /// viewer is done with it, so the steady state allocates no frame buffers.
@@ -56,14 +89,16 @@ impl BufferPool {
 struct SlotState {
     next: Option<Arc<EncodedFrame>>,
     closing: bool,
+    /// The writer is blocked in [`Slot::next`] on an empty slot.
+    waiting: bool,
 }
 
 /// A viewer's mailbox of size one.
-#[derive(Default)]
 pub struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
     skipped: AtomicU64,
+    demand: Arc<Demand>,
 }
 
 impl Slot {
@@ -89,13 +124,23 @@ impl Slot {
         let mut state = self.lock();
         loop {
             if let Some(frame) = state.next.take() {
+                state.waiting = false;
                 return Some(frame);
             }
             if state.closing {
+                state.waiting = false;
                 return None;
+            }
+            if !std::mem::replace(&mut state.waiting, true) {
+                self.demand.signal();
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    fn wants_frame(&self) -> bool {
+        let state = self.lock();
+        state.waiting && state.next.is_none()
     }
 
     pub fn skipped(&self) -> u64 {
@@ -122,6 +167,7 @@ struct ViewerList {
 #[derive(Default)]
 pub struct Viewers {
     list: Mutex<ViewerList>,
+    demand: Arc<Demand>,
 }
 
 impl Viewers {
@@ -131,7 +177,12 @@ impl Viewers {
 
     /// Registers a new connection; it gets frames once [`Viewers::activate`] is called.
     pub fn join(&self, peer: SocketAddr, socket: TcpStream) -> Arc<Slot> {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            skipped: AtomicU64::new(0),
+            demand: Arc::clone(&self.demand),
+        });
         let mut list = self.lock();
         if list.closed {
             slot.close();
@@ -164,6 +215,25 @@ impl Viewers {
     /// Connections, including those still in their handshake.
     pub fn connections(&self) -> usize {
         self.lock().viewers.len()
+    }
+
+    /// Waits up to `timeout` for an active viewer to be ready for a new frame; true if one is.
+    pub fn wait_for_demand(&self, timeout: Duration) -> bool {
+        let seen = *self.demand.lock();
+        if self.wants_frame() {
+            return true;
+        }
+        self.demand.wait_past(seen, timeout);
+        self.wants_frame()
+    }
+
+    fn wants_frame(&self) -> bool {
+        let list = self.lock();
+        let wants = list
+            .viewers
+            .iter()
+            .any(|v| v.active && v.slot.wants_frame());
+        wants
     }
 
     /// Hands `frame` to every active viewer; returns how many got it.
@@ -265,6 +335,25 @@ mod tests {
         viewers.close_all();
         let (sock, peer) = socket();
         assert!(viewers.join(peer, sock).next().is_none());
+    }
+
+    #[test]
+    fn a_waiting_writer_is_demand() {
+        let pool = BufferPool::new(4);
+        let viewers = Arc::new(Viewers::default());
+        assert!(!viewers.wait_for_demand(Duration::from_millis(1)));
+        let (sock, peer) = socket();
+        let slot = viewers.join(peer, sock);
+        viewers.activate(peer);
+        let writer = {
+            let slot = Arc::clone(&slot);
+            std::thread::spawn(move || slot.next().map(|f| f.header.seq))
+        };
+        assert!(viewers.wait_for_demand(Duration::from_secs(10)));
+        viewers.publish(&pool.frame(header(3), vec![]));
+        assert_eq!(writer.join().unwrap(), Some(3));
+        // Taken, and nobody waits again yet.
+        assert!(!viewers.wait_for_demand(Duration::from_millis(1)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use camstream::protocol::{Codec, MAX_HELLO_LEN};
+use camstream::protocol::{self, Codec, MAX_HELLO_LEN};
 use camstream::receiver;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
@@ -129,7 +129,7 @@ fn a_receiver_killed_mid_frame_costs_the_sender_nothing() {
             &12u64.to_le_bytes()[..],
             &1u32.to_le_bytes(),
             b"CAMS",
-            &1u32.to_le_bytes(),
+            &protocol::VERSION.to_le_bytes(),
         ]
         .concat();
         stream.write_all(&hello).unwrap();

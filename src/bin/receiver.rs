@@ -33,6 +33,9 @@ struct Args {
     /// Record what arrives to a video file: .mkv (lossless FFV1), .avi (MJPG) or .mp4 (mp4v)
     #[arg(long, value_name = "PATH")]
     record: Option<PathBuf>,
+    /// Write one CSV line per frame shown (seq, capture/arrival/display time, latency, bytes)
+    #[arg(long, value_name = "PATH")]
+    frame_log: Option<PathBuf>,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -70,6 +73,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
         window,
         frames: args.frames,
         record: args.record.clone(),
+        frame_log: args.frame_log.clone(),
     };
     receiver::run(&config, &stop, stats)
 }

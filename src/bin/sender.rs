@@ -39,6 +39,10 @@ struct Args {
     /// End the stream after N frames have gone out to receivers
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
+    /// Receivers served at once; more are refused with a log line
+    #[arg(long, value_name = "N", default_value_t = sender::DEFAULT_MAX_VIEWERS,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_viewers: u16,
     /// Do not open the preview window (quit with q + Enter or Ctrl-C)
     #[arg(long)]
     no_preview: bool,
@@ -78,6 +82,7 @@ fn run(args: Args) -> Result<()> {
         fps: args.fps,
         frames: args.frames,
         allow,
+        max_viewers: usize::from(args.max_viewers),
         preview,
     };
     let report = sender::run(&config, listener, &stop)?;

@@ -50,6 +50,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         fps: None,
         frames: None,
         allow: None,
+        max_viewers: sender::DEFAULT_MAX_VIEWERS.into(),
         preview: false,
     }
 }
@@ -98,13 +99,21 @@ pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, boo
                 frames.push(Received {
                     header: frame.header,
                     data: frame.data.to_vec(),
-                })
+                });
+                ack(&stream, frame.header.seq);
             }
             Some(other) => panic!("unexpected {}", other.kind()),
             None => return (hello, frames, true),
         }
     }
     (hello, frames, false)
+}
+
+/// Tells the sender frame `seq` is done, as a receiver does after showing it.
+pub fn ack(stream: &TcpStream, seq: u64) {
+    MessageWriter::new(stream)
+        .write_message(&Message::Ack(protocol::Ack { seq }))
+        .unwrap();
 }
 
 /// The test pattern's frame `seq`, as the sender made it.
@@ -181,5 +190,6 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         window: false,
         frames: Some(frames),
         record: None,
+        frame_log: None,
     }
 }
