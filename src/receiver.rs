@@ -145,7 +145,7 @@ fn handshake(stream: &TcpStream) -> Result<StreamHello> {
     let mut buf = Vec::new();
     let mut reader = stream;
     let refused = || {
-        anyhow!("it closed the connection before saying hello (is this address allowed by its --allow?)")
+        anyhow!("it closed the connection before saying hello (refused by its --allow or --max-viewers?)")
     };
     match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
         Ok(true) => {}

@@ -76,44 +76,86 @@ pub struct Received {
     pub data: Vec<u8>,
 }
 
-/// Connects, greets, and reads up to `limit` frames or to the end of the stream.
-/// Returns the hello, the frames, and whether the stream ended cleanly.
-pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, bool) {
-    let stream = TcpStream::connect(addr).unwrap();
-    MessageWriter::new(&stream)
-        .write_message(&Message::ViewerHello(ViewerHello::default()))
-        .unwrap();
-    let mut reader = MessageReader::new(&stream);
-    let hello = protocol::decode_stream_hello(
-        reader
-            .read_payload(protocol::MAX_HELLO_LEN)
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
-    let mut frames = Vec::new();
-    while frames.len() < limit {
-        match reader.read_message(hello.max_message_len()).unwrap() {
-            Some(Message::Frame(frame)) => {
-                hello.check_frame(&frame).unwrap();
-                frames.push(Received {
-                    header: frame.header,
-                    data: frame.data.to_vec(),
-                });
-                ack(&stream, frame.header.seq);
-            }
-            Some(other) => panic!("unexpected {}", other.kind()),
-            None => return (hello, frames, true),
-        }
-    }
-    (hello, frames, false)
+/// A hand-written viewer that checks every byte it is sent and acks only when told to.
+pub struct TestViewer {
+    stream: TcpStream,
+    reader: MessageReader<TcpStream>,
+    pub hello: StreamHello,
 }
 
-/// Tells the sender frame `seq` is done, as a receiver does after showing it.
-pub fn ack(stream: &TcpStream, seq: u64) {
-    MessageWriter::new(stream)
-        .write_message(&Message::Ack(protocol::Ack { seq }))
+impl TestViewer {
+    /// Connects and greets.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        MessageWriter::new(&stream)
+            .write_message(&Message::ViewerHello(ViewerHello::default()))
+            .unwrap();
+        let mut reader = MessageReader::new(stream.try_clone().unwrap());
+        let hello = protocol::decode_stream_hello(
+            reader
+                .read_payload(protocol::MAX_HELLO_LEN)
+                .unwrap()
+                .unwrap(),
+        )
         .unwrap();
+        TestViewer {
+            stream,
+            reader,
+            hello,
+        }
+    }
+
+    /// The next frame, checked against the hello; `None` at the end of the stream.
+    pub fn frame(&mut self) -> Option<Received> {
+        match self
+            .reader
+            .read_message(self.hello.max_message_len())
+            .unwrap()
+        {
+            Some(Message::Frame(frame)) => {
+                self.hello.check_frame(&frame).unwrap();
+                Some(Received {
+                    header: frame.header,
+                    data: frame.data.to_vec(),
+                })
+            }
+            Some(other) => panic!("unexpected {}", other.kind()),
+            None => None,
+        }
+    }
+
+    /// Tells the sender frame `seq` is done, as a receiver does after showing it.
+    pub fn ack(&self, seq: u64) {
+        MessageWriter::new(&self.stream)
+            .write_message(&Message::Ack(protocol::Ack { seq }))
+            .unwrap();
+    }
+
+    /// Whether a frame arrives within `wait` (it is then read and dropped).
+    pub fn frame_arrives_within(&mut self, wait: std::time::Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let arrived = self
+            .reader
+            .read_message(self.hello.max_message_len())
+            .is_ok();
+        self.stream.set_read_timeout(None).unwrap();
+        arrived
+    }
+}
+
+/// Connects, greets, and reads (and acks) up to `limit` frames or to the end of the stream.
+/// Returns the hello, the frames, and whether the stream ended cleanly.
+pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, bool) {
+    let mut viewer = TestViewer::connect(addr);
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        let Some(frame) = viewer.frame() else {
+            return (viewer.hello, frames, true);
+        };
+        viewer.ack(frame.header.seq);
+        frames.push(frame);
+    }
+    (viewer.hello, frames, false)
 }
 
 /// The test pattern's frame `seq`, as the sender made it.
