@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build, and
-# with --test also Xvfb, xdotool and ImageMagick for the window tests. Runs apt-get as root, or
-# through sudo when not root.
+# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build; with
+# --test also Xvfb, xdotool and ImageMagick for the window tests; with --bench also iperf3,
+# iproute2 (network namespaces, tc) and python3-venv for the benchmark's references. Runs apt-get
+# as root, or through sudo when not root.
 set -euo pipefail
 
 packages=(libopencv-dev clang libclang-dev pkg-config)
-if [[ "${1:-}" == "--test" ]]; then
-  packages+=(xvfb xauth xdotool imagemagick)
-fi
+for flag in "$@"; do
+  case "$flag" in
+    --test) packages+=(xvfb xauth xdotool imagemagick) ;;
+    --bench) packages+=(iperf3 iproute2 python3-venv) ;;
+    *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${packages[@]}"; do

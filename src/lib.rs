@@ -24,7 +24,15 @@
 //! of bincode (fixed-width little-endian integers; see [`protocol`] and the README for every
 //! byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and stream
 //! parameters), then the sender sends `Frame`s (sequence number, capture time, size, pixel
-//! format, codec, bytes). A close between messages ends the stream; a close inside one is an error.
+//! format, codec, bytes) and the receiver answers each frame it has shown with an `Ack`. A close
+//! between messages ends the stream; a close inside one is an error.
+//!
+//! # Always live
+//!
+//! The sender keeps at most [`sender::FRAMES_IN_FLIGHT`] frames unacknowledged per viewer, so no
+//! queue anywhere (ours or the kernel's socket buffers) holds old frames: a viewer that falls
+//! behind gets the newest frame from its slot when it acks, and the frames it missed are counted.
+//! An unpaced source makes a frame only when some viewer's writer waits for one.
 //!
 //! # Modules
 //!

@@ -1,0 +1,150 @@
+"""Turns the results scripts/bench.sh left in a folder into one Markdown table.
+
+Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
+and the goal from issue 4. Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+"""
+
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+out = Path(sys.argv[1])
+seconds = sys.argv[2]
+
+
+def load(name):
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def accepted(report):
+    """Share of the frames sent while it watched that a receiver showed."""
+    total = report["frames"] + report["dropped"]
+    return report["frames"] / total if total else 0.0
+
+
+rows = []
+
+
+def row(case, ours, reference="", ratio="", goal=""):
+    rows.append((case, ours, reference, ratio, goal))
+
+
+# 1. A receiver stopped for 3 s, then resumed; another one watching all along.
+resumed_us = int((out / "stall_resumed_us").read_text())
+with open(out / "stall_paused.csv") as f:
+    shown = list(csv.DictReader(f))
+late = sum(1 for r in shown if float(r["latency_ms"]) > 500)
+after = [float(r["latency_ms"]) for r in shown if int(r["display_unix_us"]) >= resumed_us + 1_000_000]
+other = load("stall_other")
+row("stalled 3 s (640x480 jpeg 30 fps): frames shown > 500 ms late", f"{late}", "", "", "≤ 3")
+row(
+    "… worst latency from 1 s after resuming",
+    f"{max(after):.1f} ms" if after else "no frames",
+    "",
+    "",
+    "< 100 ms",
+)
+row(
+    "… the other receiver meanwhile: fps / frames shown",
+    f"{other['fps']:.1f} / {accepted(other):.1%}",
+    "30 fps sent",
+    f"{other['fps'] / 30:.2f}",
+    "full rate",
+)
+
+# 2. The 20 Mbit/s link.
+thin = load("thin")
+mbit = thin["bytes"] * 8 / 1e6 / thin["seconds"] if thin["seconds"] else 0.0
+row(
+    "20 Mbit/s link (1280x720 jpeg q95 30 fps): latency p50 / p99",
+    f"{thin['latency_ms']['p50']:.0f} / {thin['latency_ms']['p99']:.0f} ms",
+    "",
+    "",
+    "p99 < 300 ms",
+)
+row(
+    "… link use, frames shown",
+    f"{mbit:.1f} Mbit/s, {accepted(thin):.0%}",
+    "20 Mbit/s",
+    f"{mbit / 20:.2f}",
+    "saturated",
+)
+
+# 3. Many viewers.
+four = [load(f"four_{i}") for i in range(4)]
+one = load("one_0")
+row(
+    "4 receivers (1280x720 jpeg 30 fps): worst share of frames shown",
+    f"{min(accepted(r) for r in four):.1%}",
+    "",
+    "",
+    "≥ 95%",
+)
+stalled = [load(f"stalled_{i}") for i in range(3)]
+four_fps = sum(r["fps"] for r in four) / 4
+stalled_fps = sum(r["fps"] for r in stalled) / 3
+row(
+    "… with a 4th stopped (SIGSTOP): the others' fps",
+    f"{stalled_fps:.1f}",
+    f"{four_fps:.1f} (4 live)",
+    f"{stalled_fps / four_fps:.2f}",
+    "no lower",
+)
+cpu_one, cpu_four = load("one")["cpu_seconds"], load("four")["cpu_seconds"]
+row(
+    "… sender CPU seconds with 4 receivers",
+    f"{cpu_four:.2f} s",
+    f"{cpu_one:.2f} s (1 receiver)",
+    f"{cpu_four / cpu_one:.2f}" if cpu_one else "",
+    "< 1.5",
+)
+
+# 4. Raw 1920x1080 as fast as possible.
+frame_mb = 1920 * 1080 * 3 / 1e6
+raw = load("raw")
+raw_mbs = raw["fps"] * frame_mb
+iperf = load("iperf3")["end"]["sum_received"]["bits_per_second"] / 8e6
+zmq = load("imagezmq")
+tutorial = load("tutorial")
+latency = f"(p50 {raw['latency_ms']['p50']:.1f} / p99 {raw['latency_ms']['p99']:.1f} ms)"
+row(f"raw 1920x1080 as fast as possible {latency}", f"{raw_mbs:.0f} MB/s", f"{iperf:.0f} MB/s iperf3", f"{raw_mbs / iperf:.2f}", "≥ 0.70")
+zl = zmq["latency_ms"]
+row(
+    "… against imagezmq (REQ/REP)",
+    f"{raw_mbs:.0f} MB/s",
+    f"{zmq['mb_per_s']:.0f} MB/s (p50 {zl['p50']:.1f} / p99 {zl['p99']:.1f} ms)",
+    f"{raw_mbs / zmq['mb_per_s']:.2f}" if zmq["mb_per_s"] else "",
+    "≥ 1.3",
+)
+tl = tutorial["latency_ms"]
+row(
+    "… against the tutorial (pickle, data += recv(4096))",
+    f"{raw_mbs:.0f} MB/s",
+    f"{tutorial['mb_per_s']:.1f} MB/s (p50 {tl['p50']:.0f} / p99 {tl['p99']:.0f} ms)",
+    f"{raw_mbs / tutorial['mb_per_s']:.0f}" if tutorial["mb_per_s"] else "",
+    "",
+)
+
+# 5. JPEG 1920x1080 q80 as fast as possible.
+codec = load("codec")
+jpeg = load("jpeg")
+limit = min(codec["encode_fps"], codec["decode_fps"])
+which = "imencode" if codec["encode_fps"] <= codec["decode_fps"] else "imdecode"
+row(
+    f"jpeg 1920x1080 q80 as fast as possible (p50 {jpeg['latency_ms']['p50']:.1f} / p99 {jpeg['latency_ms']['p99']:.1f} ms)",
+    f"{jpeg['fps']:.1f} fps",
+    f"{limit:.1f} fps OpenCV {which} (encode {codec['encode_fps']:.0f}, decode {codec['decode_fps']:.0f})",
+    f"{jpeg['fps'] / limit:.2f}",
+    "≥ 0.90, p99 < 50 ms",
+)
+
+print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
+      f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")
+print()
+print("| case | camstream | reference (same run) | ratio | goal |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# camstream's benchmark (issue 4): always live, many viewers, as fast as the wire. Each case runs
+# camstream and the reference it is judged against in the same run, and one table compares them.
+#
+# Usage: scripts/bench.sh [--short]
+#   --short  a few seconds per case (what CI runs, so the benchmark cannot rot); the default is
+#            the full run, about four minutes.
+# Needs root for the 20 Mbit/s case (two network namespaces joined by a veth pair with tbf);
+# installs what it needs: iperf3, iproute2, python3-venv, and numpy/pyzmq/imagezmq in a venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=10
+if [[ "${1:-}" == "--short" ]]; then
+  seconds=3
+fi
+
+bash scripts/setup.sh --bench
+cargo build --release --quiet --bins --example codec_rate
+venv=target/bench-venv
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import imagezmq, numpy' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements.txt
+fi
+
+bin=target/release
+out=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -INT "$pid" 2>/dev/null || true; done
+  ip netns del csb-snd 2>/dev/null || true
+  ip netns del csb-rcv 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+# Starts a sender in the background with the given options and sets $sender (pid) and $addr.
+# Prefix with "ip netns exec NS" through $netns to run it in a namespace.
+start_sender() {
+  local name=$1
+  shift
+  ${netns:-} "$bin/sender" --no-preview --stats "$@" </dev/null >"$out/$name.json" 2>"$out/$name.log" &
+  sender=$!
+  pids+=("$sender")
+  addr=""
+  for _ in $(seq 200); do
+    addr=$(sed -n 's/^sender: listening on //p' "$out/$name.log")
+    [[ -n "$addr" ]] && return
+    sleep 0.05
+  done
+  echo "bench: sender $name did not start:" >&2
+  cat "$out/$name.log" >&2
+  exit 1
+}
+
+# Starts a headless receiver of $addr in the background, --stats to $out/NAME.json; sets $receiver.
+start_receiver() {
+  local name=$1
+  shift
+  ${netns:-} "$bin/receiver" --connect "$addr" --headless --stats "$@" </dev/null \
+    >"$out/$name.json" 2>"$out/$name.log" &
+  receiver=$!
+  pids+=("$receiver")
+}
+
+# Ctrl-C for each pid, then waits for it (they print --stats on the way out).
+stop() {
+  for pid in "$@"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" || true; done
+}
+
+echo "bench: 1/5 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+start_sender stall --source test:640x480 --codec jpeg --fps 30
+start_receiver stall_paused --frame-log "$out/stall_paused.csv"
+paused=$receiver
+start_receiver stall_other
+other=$receiver
+sleep 2
+kill -STOP "$paused"
+sleep 3
+date +%s%6N >"$out/stall_resumed_us"
+kill -CONT "$paused"
+sleep "$((seconds > 3 ? seconds - 3 : 3))"
+stop "$paused" "$other"
+stop "$sender"
+
+echo "bench: 2/5 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+ip netns del csb-snd 2>/dev/null || true
+ip netns del csb-rcv 2>/dev/null || true
+ip netns add csb-snd
+ip netns add csb-rcv
+ip link add csb-veth0 type veth peer name csb-veth1
+ip link set csb-veth0 netns csb-snd
+ip link set csb-veth1 netns csb-rcv
+ip -n csb-snd addr add 10.201.0.1/24 dev csb-veth0
+ip -n csb-rcv addr add 10.201.0.2/24 dev csb-veth1
+for ns in csb-snd csb-rcv; do ip -n "$ns" link set lo up; done
+ip -n csb-snd link set csb-veth0 up
+ip -n csb-rcv link set csb-veth1 up
+ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 20mbit burst 32kbit latency 50ms
+netns="ip netns exec csb-snd" start_sender thin --listen 10.201.0.1:0 --source test:1280x720 \
+  --codec jpeg --quality 95 --fps 30
+netns="ip netns exec csb-rcv" start_receiver thin
+thin=$receiver
+sleep "$seconds"
+stop "$thin"
+stop "$sender"
+
+echo "bench: 3/5 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+start_sender one --source test:1280x720 --codec jpeg --fps 30
+start_receiver one_0
+one=$receiver
+sleep "$seconds"
+stop "$one"
+stop "$sender"
+start_sender four --source test:1280x720 --codec jpeg --fps 30
+four=()
+for i in 0 1 2 3; do
+  start_receiver "four_$i"
+  four+=("$receiver")
+done
+sleep "$seconds"
+stop "${four[@]}"
+stop "$sender"
+start_sender stalled --source test:1280x720 --codec jpeg --fps 30
+stalled=()
+for i in 0 1 2 3; do
+  start_receiver "stalled_$i"
+  stalled+=("$receiver")
+done
+kill -STOP "${stalled[3]}"
+sleep "$seconds"
+stop "${stalled[@]:0:3}"
+kill -CONT "${stalled[3]}"
+stop "${stalled[3]}"
+stop "$sender"
+
+echo "bench: 4/5 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+pids+=("$!")
+sleep 0.5
+iperf3 -c 127.0.0.1 -p "$port" -t "$seconds" -J >"$out/iperf3.json"
+start_sender raw --source test:1920x1080 --codec raw --fps 0
+start_receiver raw
+raw=$receiver
+sleep "$seconds"
+stop "$raw"
+stop "$sender"
+"$venv/bin/python" bench/imagezmq_raw.py --seconds "$seconds" >"$out/imagezmq.json"
+"$venv/bin/python" bench/tutorial_raw.py --seconds "$seconds" >"$out/tutorial.json"
+
+echo "bench: 5/5 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+"$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
+start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
+start_receiver jpeg
+jpeg=$receiver
+sleep "$seconds"
+stop "$jpeg"
+stop "$sender"
+
+python3 bench/table.py "$out" "$seconds"
