@@ -2,7 +2,7 @@
 //!
 //! Each frame is a pure function of its sequence number, so a test can rebuild the frame a
 //! receiver got and compare bytes. It is made of rows copied from precomputed colour bands at a
-//! shifting offset plus a moving white square: a memcpy per row, cheap enough at 1080p that it is
+//! shifting offset plus a moving white square: one copy per row, cheap enough at 1080p that it is
 //! never what limits the frame rate.
 
 /// Bands of distinct colour stacked vertically.
@@ -46,11 +46,14 @@ impl TestPattern {
     /// Writes frame `seq` into `out` as BGR rows, reusing its allocation.
     pub fn render(&self, seq: u64, out: &mut Vec<u8>) {
         let row_bytes = self.width * 3;
-        out.resize(row_bytes * self.height, 0);
         let offset = (seq as usize).wrapping_mul(STEP) % self.width * 3;
-        for (y, row) in out.chunks_exact_mut(row_bytes).enumerate() {
+        // Appending rows to a cleared buffer writes each byte once; resizing first would zero
+        // the whole frame before overwriting it.
+        out.clear();
+        out.reserve(row_bytes * self.height);
+        for y in 0..self.height {
             let band = &self.bands[y * BANDS / self.height];
-            row.copy_from_slice(&band[offset..offset + row_bytes]);
+            out.extend_from_slice(&band[offset..offset + row_bytes]);
         }
         self.draw_square(seq, out);
     }
