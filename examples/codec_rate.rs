@@ -49,7 +49,8 @@ fn main() -> Result<()> {
     let mut decoded = Mat::default();
     let decode_fps = rate(budget, |i| {
         let bytes = Mat::from_slice(encoded[i % encoded.len()].as_slice())?;
-        imgcodecs::imdecode_to(&bytes, imgcodecs::IMREAD_COLOR, &mut decoded).context("decoding")?;
+        imgcodecs::imdecode_to(&bytes, imgcodecs::IMREAD_COLOR, &mut decoded)
+            .context("decoding")?;
         Ok(())
     })?;
     let jpeg_bytes = encoded.iter().map(|e| e.len()).sum::<usize>() / encoded.len();

@@ -1,21 +1,37 @@
 //! The built-in moving test pattern: a stand-in camera that needs no hardware.
 //!
 //! Each frame is a pure function of its sequence number, so a test can rebuild the frame a
-//! receiver got and compare bytes. It is made of rows copied from precomputed colour bands at a
-//! shifting offset plus a moving white square: one copy per row, cheap enough at 1080p that it is
-//! never what limits the frame rate.
+//! receiver got and compare bytes: smooth colour bands (they compress like a real scene), a white
+//! square bouncing along a diagonal, and in the top-left corner a stamp of a few pixels that
+//! encodes the sequence number.
+//!
+//! The stamp is also what keeps the pattern from limiting the frame rate: a buffer that already
+//! holds a frame of this pattern (the sender recycles its buffers) is brought up to date by
+//! repainting only the old and new squares and the stamp, instead of writing every byte again.
 
 /// Bands of distinct colour stacked vertically.
 const BANDS: usize = 8;
-/// Pixels the pattern moves left per frame.
+/// Pixels the square moves per frame.
 const STEP: usize = 4;
+/// Stamp layout in the first bytes of row 0: the sequence number, the same xor-ed with a key
+/// (so pixels that merely happen to look like a stamp are not taken for one), and a marker.
+const STAMP_KEY: u64 = 0x6361_6d73_7472_6d21;
+const STAMP_MARK: &[u8; 8] = b"CAMSTRM!";
+const STAMP_BYTES: usize = 24;
 
 pub struct TestPattern {
     width: usize,
     height: usize,
-    /// Each band's colours for two widths, so any `width` pixels from an offset below `width`
-    /// are one contiguous copy.
+    /// One row of each band's colours.
     bands: Vec<Vec<u8>>,
+}
+
+/// Where the square is in one frame: first column, first row, side.
+#[derive(Clone, Copy)]
+struct Square {
+    x: usize,
+    y: usize,
+    side: usize,
 }
 
 impl TestPattern {
@@ -23,8 +39,8 @@ impl TestPattern {
         let (width, height) = (width as usize, height as usize);
         let bands = (0..BANDS)
             .map(|band| {
-                (0..2 * width)
-                    .flat_map(|x| colour(band, (x % width) as f64 / width as f64))
+                (0..width)
+                    .flat_map(|x| colour(band, x as f64 / width as f64))
                     .collect()
             })
             .collect();
@@ -43,30 +59,75 @@ impl TestPattern {
         self.height as u32
     }
 
-    /// Writes frame `seq` into `out` as BGR rows, reusing its allocation.
-    pub fn render(&self, seq: u64, out: &mut Vec<u8>) {
-        let row_bytes = self.width * 3;
-        let offset = (seq as usize).wrapping_mul(STEP) % self.width * 3;
-        // Appending rows to a cleared buffer writes each byte once; resizing first would zero
-        // the whole frame before overwriting it.
-        out.clear();
-        out.reserve(row_bytes * self.height);
-        for y in 0..self.height {
-            let band = &self.bands[y * BANDS / self.height];
-            out.extend_from_slice(&band[offset..offset + row_bytes]);
-        }
-        self.draw_square(seq, out);
+    fn row_bytes(&self) -> usize {
+        self.width * 3
     }
 
-    /// A white square bouncing along a diagonal, so motion is visible even in a still band.
-    fn draw_square(&self, seq: u64, out: &mut [u8]) {
+    fn background_row(&self, y: usize) -> &[u8] {
+        &self.bands[y * BANDS / self.height]
+    }
+
+    /// Writes frame `seq` into `out` as BGR rows, reusing its allocation and, when `out` already
+    /// holds a frame of this pattern, most of its contents.
+    pub fn render(&self, seq: u64, out: &mut Vec<u8>) {
+        match self.stamped_seq(out) {
+            Some(previous) => {
+                self.paint(self.square(previous), out, true);
+                out[..STAMP_BYTES].copy_from_slice(&self.background_row(0)[..STAMP_BYTES]);
+            }
+            None => {
+                out.clear();
+                out.reserve(self.row_bytes() * self.height);
+                for y in 0..self.height {
+                    out.extend_from_slice(self.background_row(y));
+                }
+            }
+        }
+        self.paint(self.square(seq), out, false);
+        if let Some(stamp) = out
+            .get_mut(..STAMP_BYTES)
+            .filter(|_| self.row_bytes() >= STAMP_BYTES)
+        {
+            stamp[..8].copy_from_slice(&seq.to_le_bytes());
+            stamp[8..16].copy_from_slice(&(seq ^ STAMP_KEY).to_le_bytes());
+            stamp[16..].copy_from_slice(STAMP_MARK);
+        }
+    }
+
+    /// The sequence number of the frame of this pattern that `frame` holds, if it holds one.
+    fn stamped_seq(&self, frame: &[u8]) -> Option<u64> {
+        if frame.len() != self.row_bytes() * self.height || self.row_bytes() < STAMP_BYTES {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&frame[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let seq = word(0);
+        (word(8) == seq ^ STAMP_KEY && &frame[16..STAMP_BYTES] == STAMP_MARK).then_some(seq)
+    }
+
+    /// The square of frame `seq`, bouncing along a diagonal so motion is visible.
+    fn square(&self, seq: u64) -> Square {
         let side = (self.height.min(self.width) / 6).max(1);
-        let travel_x = self.width - side;
-        let travel_y = self.height - side;
-        let x = bounce(seq as usize * STEP, travel_x);
-        let y = bounce(seq as usize * STEP / 2, travel_y);
-        for row in out.chunks_exact_mut(self.width * 3).skip(y).take(side) {
-            row[x * 3..(x + side) * 3].fill(255);
+        Square {
+            x: bounce(seq as usize * STEP, self.width - side),
+            y: bounce(seq as usize * STEP / 2, self.height - side),
+            side,
+        }
+    }
+
+    /// Paints `square` white, or with the background where `background` is true.
+    fn paint(&self, square: Square, frame: &mut [u8], background: bool) {
+        let columns = square.x * 3..(square.x + square.side) * 3;
+        for y in square.y..square.y + square.side {
+            let start = y * self.row_bytes();
+            let row = &mut frame[start + columns.start..start + columns.end];
+            match background {
+                true => row.copy_from_slice(&self.background_row(y)[columns.clone()]),
+                false => row.fill(255),
+            }
         }
     }
 }
@@ -108,6 +169,25 @@ mod tests {
         assert_eq!(a.len(), 64 * 48 * 3);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn repainting_a_recycled_frame_gives_the_same_bytes_as_painting_afresh() {
+        let pattern = TestPattern::new(320, 240);
+        let mut recycled = Vec::new();
+        for seq in [0, 1, 2, 50, 49, 1000, 7, 7] {
+            pattern.render(seq, &mut recycled);
+            let mut fresh = Vec::new();
+            pattern.render(seq, &mut fresh);
+            assert_eq!(recycled, fresh, "frame {seq}");
+            assert_eq!(pattern.stamped_seq(&fresh), Some(seq));
+        }
+        // Pixels that are not a stamp of this size are painted afresh.
+        let mut other = vec![7u8; 320 * 240 * 3];
+        pattern.render(3, &mut other);
+        let mut fresh = Vec::new();
+        pattern.render(3, &mut fresh);
+        assert_eq!(other, fresh);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opencv::core::{Mat, ToInputArray};
 use socket2::{Domain, Socket, Type};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::thread;
@@ -22,6 +23,11 @@ use std::time::{Duration, SystemTime};
 pub const WINDOW_TITLE: &str = "RECEIVING VIDEO";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The socket wakes the network thread only when this much of a message has arrived (or all of
+/// the rest of it, when less is left): a 1080p raw frame then costs a few wake-ups instead of
+/// dozens. Measured on loopback (raw 1920x1080): unset 586 fps, 256 KiB 921, 1 MiB 1011,
+/// 4 MiB 639.
+const RECV_LOW_WATER: usize = 1 << 20;
 /// Frame rate written into a recording when the sender does not know its own.
 const RECORD_FALLBACK_FPS: f64 = 30.0;
 
@@ -138,6 +144,51 @@ fn connect_one(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream> 
     Ok(stream)
 }
 
+/// Reads through a socket whose low-water mark follows each read: the kernel wakes a blocked
+/// reader only once the mark is reached, whatever the read asked for, so the mark must never
+/// exceed what is still to come of the message being read.
+struct LowWaterReader {
+    stream: TcpStream,
+    mark: usize,
+}
+
+impl LowWaterReader {
+    fn new(stream: TcpStream) -> Self {
+        LowWaterReader { stream, mark: 1 }
+    }
+
+    /// SO_RCVLOWAT, which socket2 does not wrap.
+    fn set_mark(&mut self, bytes: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket descriptor and a pointer to an int that outlives the call.
+        let result = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        self.mark = bytes;
+        Ok(())
+    }
+}
+
+impl Read for LowWaterReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mark = buf.len().clamp(1, RECV_LOW_WATER);
+        if mark != self.mark {
+            self.set_mark(mark)?;
+        }
+        self.stream.read(buf)
+    }
+}
+
 /// Says hello and reads the sender's, with a time limit so a silent peer cannot hang us.
 fn handshake(stream: &TcpStream) -> Result<StreamHello> {
     MessageWriter::new(stream).write_message(&Message::ViewerHello(ViewerHello::default()))?;
@@ -161,12 +212,13 @@ fn handshake(stream: &TcpStream) -> Result<StreamHello> {
 
 /// The network thread: reads and checks frames, hands them over, gets the buffers back.
 fn read_frames(
-    mut stream: TcpStream,
+    stream: TcpStream,
     hello: StreamHello,
     frames: &Sender<Incoming>,
     free: &Receiver<Vec<u8>>,
 ) {
     let max_len = hello.max_message_len();
+    let mut stream = LowWaterReader::new(stream);
     loop {
         let mut buf = free.try_recv().unwrap_or_default();
         let incoming = match read_payload(&mut stream, &mut buf, max_len) {

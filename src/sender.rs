@@ -177,6 +177,7 @@ fn capture_loop(
         // Encoding for nobody is wasted work; the preview needs only the pixels.
         let watched = shared.viewers.active() > 0;
         if let (Some(encoder), true) = (jpeg.as_mut(), watched) {
+            data.clear();
             data.extend_from_slice(encoder.encode(width, height, &captured)?);
         }
         report.frames_encoded += u64::from(watched);

@@ -3,9 +3,10 @@
 //! a viewer still busy with an older frame finds it replaced (counted as skipped), so a slow
 //! viewer sees fresh frames late rather than old frames later, and never slows the others.
 //!
-//! A writer waiting on its empty slot is *demand*: an unpaced source makes frames only while
-//! some viewer is ready for one, so "as fast as possible" means as fast as the fastest viewer
-//! takes them, with no CPU spent on frames nobody will get.
+//! An empty slot is *demand*: an unpaced source makes a frame only when some viewer has taken
+//! its last one, so "as fast as possible" means as fast as the fastest viewer takes them, with
+//! the next frame made while the viewer is busy with the last, and no CPU spent on frames
+//! nobody will get.
 
 use crate::protocol::FrameHeader;
 use crossbeam_channel::{Receiver, Sender};
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Wakes the capture loop when a writer starts waiting for a frame. A counter, not a flag, so a
+/// Wakes the capture loop when a writer takes a frame. A counter, not a flag, so a
 /// wake-up between the capture loop's look at the slots and its wait is not lost.
 #[derive(Default)]
 struct Demand {
@@ -69,11 +70,10 @@ impl BufferPool {
         BufferPool { give, take }
     }
 
-    /// An empty buffer, with the capacity of a previous frame when one is free.
+    /// A previous frame's buffer when one is free (its old contents left in place, for a source
+    /// that can update them), or a new empty one.
     pub fn buffer(&self) -> Vec<u8> {
-        let mut buf = self.take.try_recv().unwrap_or_default();
-        buf.clear();
-        buf
+        self.take.try_recv().unwrap_or_default()
     }
 
     pub fn frame(&self, header: FrameHeader, data: Vec<u8>) -> Arc<EncodedFrame> {
@@ -89,8 +89,6 @@ impl BufferPool {
 struct SlotState {
     next: Option<Arc<EncodedFrame>>,
     closing: bool,
-    /// The writer is blocked in [`Slot::next`] on an empty slot.
-    waiting: bool,
 }
 
 /// A viewer's mailbox of size one.
@@ -124,15 +122,12 @@ impl Slot {
         let mut state = self.lock();
         loop {
             if let Some(frame) = state.next.take() {
-                state.waiting = false;
+                drop(state);
+                self.demand.signal();
                 return Some(frame);
             }
             if state.closing {
-                state.waiting = false;
                 return None;
-            }
-            if !std::mem::replace(&mut state.waiting, true) {
-                self.demand.signal();
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -140,7 +135,7 @@ impl Slot {
 
     fn wants_frame(&self) -> bool {
         let state = self.lock();
-        state.waiting && state.next.is_none()
+        state.next.is_none() && !state.closing
     }
 
     pub fn skipped(&self) -> u64 {
@@ -201,6 +196,7 @@ impl Viewers {
         for viewer in self.lock().viewers.iter_mut().filter(|v| v.peer == peer) {
             viewer.active = true;
         }
+        self.demand.signal();
     }
 
     pub fn leave(&self, peer: SocketAddr) {
@@ -217,7 +213,7 @@ impl Viewers {
         self.lock().viewers.len()
     }
 
-    /// Waits up to `timeout` for an active viewer to be ready for a new frame; true if one is.
+    /// Waits up to `timeout` for an active viewer's slot to be empty; true if one is.
     pub fn wait_for_demand(&self, timeout: Duration) -> bool {
         let seen = *self.demand.lock();
         if self.wants_frame() {
@@ -338,22 +334,27 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_writer_is_demand() {
+    fn an_empty_slot_is_demand() {
         let pool = BufferPool::new(4);
         let viewers = Arc::new(Viewers::default());
-        assert!(!viewers.wait_for_demand(Duration::from_millis(1)));
+        let no_wait = Duration::from_millis(1);
+        assert!(!viewers.wait_for_demand(no_wait), "nobody watches");
         let (sock, peer) = socket();
         let slot = viewers.join(peer, sock);
+        assert!(!viewers.wait_for_demand(no_wait), "not active yet");
         viewers.activate(peer);
-        let writer = {
-            let slot = Arc::clone(&slot);
-            std::thread::spawn(move || slot.next().map(|f| f.header.seq))
-        };
-        assert!(viewers.wait_for_demand(Duration::from_secs(10)));
+        assert!(viewers.wait_for_demand(no_wait));
         viewers.publish(&pool.frame(header(3), vec![]));
-        assert_eq!(writer.join().unwrap(), Some(3));
-        // Taken, and nobody waits again yet.
-        assert!(!viewers.wait_for_demand(Duration::from_millis(1)));
+        assert!(!viewers.wait_for_demand(no_wait), "its frame is waiting");
+        let waiter = {
+            let viewers = Arc::clone(&viewers);
+            std::thread::spawn(move || viewers.wait_for_demand(Duration::from_secs(10)))
+        };
+        assert_eq!(slot.next().unwrap().header.seq, 3);
+        assert!(
+            waiter.join().unwrap(),
+            "taking the frame wakes the capture loop"
+        );
     }
 
     #[test]
