@@ -93,7 +93,7 @@ row(
     f"{stalled_fps / four_fps:.2f}",
     "no lower",
 )
-cpu_one, cpu_four = load("one")["cpu_seconds"], load("four")["cpu_seconds"]
+cpu_one, cpu_four = load("sender_one")["cpu_seconds"], load("sender_four")["cpu_seconds"]
 row(
     "… sender CPU seconds with 4 receivers",
     f"{cpu_four:.2f} s",
@@ -106,11 +106,13 @@ row(
 frame_mb = 1920 * 1080 * 3 / 1e6
 raw = load("raw")
 raw_mbs = raw["fps"] * frame_mb
-iperf = load("iperf3")["end"]["sum_received"]["bits_per_second"] / 8e6
+iperfs = {block: load(f"iperf3_{block}")["end"]["sum_received"]["bits_per_second"] / 8e6 for block in ("128K", "1M")}
+block = max(iperfs, key=iperfs.get)
+iperf = iperfs[block]
 zmq = load("imagezmq")
 tutorial = load("tutorial")
 latency = f"(p50 {raw['latency_ms']['p50']:.1f} / p99 {raw['latency_ms']['p99']:.1f} ms)"
-row(f"raw 1920x1080 as fast as possible {latency}", f"{raw_mbs:.0f} MB/s", f"{iperf:.0f} MB/s iperf3", f"{raw_mbs / iperf:.2f}", "≥ 0.70")
+row(f"raw 1920x1080 as fast as possible {latency}", f"{raw_mbs:.0f} MB/s", f"{iperf:.0f} MB/s iperf3 -l {block} ({iperfs['128K' if block == '1M' else '1M']:.0f} with -l {'128K' if block == '1M' else '1M'})", f"{raw_mbs / iperf:.2f}", "≥ 0.70")
 zl = zmq["latency_ms"]
 row(
     "… against imagezmq (REQ/REP)",

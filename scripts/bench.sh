@@ -35,21 +35,22 @@ cleanup() {
 trap cleanup EXIT
 
 # Starts a sender in the background with the given options and sets $sender (pid) and $addr.
-# Prefix with "ip netns exec NS" through $netns to run it in a namespace.
+# It listens on $listen (default 127.0.0.1, a free port), in namespace $netns when set.
 start_sender() {
   local name=$1
   shift
-  ${netns:-} "$bin/sender" --no-preview --stats "$@" </dev/null >"$out/$name.json" 2>"$out/$name.log" &
+  ${netns:+ip netns exec $netns} "$bin/sender" --listen "${listen:-127.0.0.1:0}" --no-preview --stats "$@" \
+    </dev/null >"$out/sender_$name.json" 2>"$out/sender_$name.log" &
   sender=$!
   pids+=("$sender")
   addr=""
   for _ in $(seq 200); do
-    addr=$(sed -n 's/^sender: listening on //p' "$out/$name.log")
+    addr=$(sed -n 's/^sender: listening on //p' "$out/sender_$name.log")
     [[ -n "$addr" ]] && return
     sleep 0.05
   done
   echo "bench: sender $name did not start:" >&2
-  cat "$out/$name.log" >&2
+  cat "$out/sender_$name.log" >&2
   exit 1
 }
 
@@ -57,16 +58,36 @@ start_sender() {
 start_receiver() {
   local name=$1
   shift
-  ${netns:-} "$bin/receiver" --connect "$addr" --headless --stats "$@" </dev/null \
+  ${netns:+ip netns exec $netns} "$bin/receiver" --connect "$addr" --headless --stats "$@" </dev/null \
     >"$out/$name.json" 2>"$out/$name.log" &
   receiver=$!
   pids+=("$receiver")
+  # Wait until it is connected: its Ctrl-C handler is in place by then (bash starts background
+  # jobs with SIGINT ignored, so an early SIGSTOP ... SIGINT would otherwise be lost).
+  for _ in $(seq 200); do
+    grep -q "connected to" "$out/$name.log" && return
+    sleep 0.05
+  done
+  echo "bench: receiver $name did not connect:" >&2
+  cat "$out/$name.log" >&2
+  exit 1
 }
 
-# Ctrl-C for each pid, then waits for it (they print --stats on the way out).
+# Ctrl-C for each pid, then waits for it (they print --stats on the way out); one still there
+# after 5 s is killed, so a hang shows up as a missing figure, not a stuck benchmark.
 stop() {
   for pid in "$@"; do kill -INT "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do wait "$pid" || true; done
+  for pid in "$@"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "bench: pid $pid did not stop on Ctrl-C; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" || true
+  done
 }
 
 echo "bench: 1/5 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
@@ -98,9 +119,9 @@ for ns in csb-snd csb-rcv; do ip -n "$ns" link set lo up; done
 ip -n csb-snd link set csb-veth0 up
 ip -n csb-rcv link set csb-veth1 up
 ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 20mbit burst 32kbit latency 50ms
-netns="ip netns exec csb-snd" start_sender thin --listen 10.201.0.1:0 --source test:1280x720 \
-  --codec jpeg --quality 95 --fps 30
-netns="ip netns exec csb-rcv" start_receiver thin
+netns=csb-snd listen=10.201.0.1:0 start_sender thin --source test:1280x720 --codec jpeg \
+  --quality 95 --fps 30
+netns=csb-rcv start_receiver thin
 thin=$receiver
 sleep "$seconds"
 stop "$thin"
@@ -136,19 +157,22 @@ stop "${stalled[3]}"
 stop "$sender"
 
 echo "bench: 4/5 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-pids+=("$!")
-sleep 0.5
-iperf3 -c 127.0.0.1 -p "$port" -t "$seconds" -J >"$out/iperf3.json"
+# iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
+for block in 128K 1M; do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  pids+=("$!")
+  sleep 0.5
+  iperf3 -c 127.0.0.1 -p "$port" -t "$seconds" -l "$block" -J >"$out/iperf3_$block.json"
+done
 start_sender raw --source test:1920x1080 --codec raw --fps 0
 start_receiver raw
 raw=$receiver
 sleep "$seconds"
 stop "$raw"
 stop "$sender"
-"$venv/bin/python" bench/imagezmq_raw.py --seconds "$seconds" >"$out/imagezmq.json"
-"$venv/bin/python" bench/tutorial_raw.py --seconds "$seconds" >"$out/tutorial.json"
+"$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
+"$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
 echo "bench: 5/5 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"

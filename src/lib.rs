@@ -32,7 +32,8 @@
 //! The sender keeps at most [`sender::FRAMES_IN_FLIGHT`] frames unacknowledged per viewer, so no
 //! queue anywhere (ours or the kernel's socket buffers) holds old frames: a viewer that falls
 //! behind gets the newest frame from its slot when it acks, and the frames it missed are counted.
-//! An unpaced source makes a frame only when some viewer's writer waits for one.
+//! An unpaced source makes a frame only when some viewer's slot is empty, so one frame is always
+//! ready for the next writer and none is made that no viewer wants.
 //!
 //! # Modules
 //!
