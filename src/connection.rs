@@ -32,6 +32,16 @@ pub fn read_payload<R: Read>(reader: &mut R, buf: &mut Vec<u8>, max_len: usize) 
     Ok(true)
 }
 
+/// A read timeout set on the socket ran out: the peer is there but silent.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out waiting for data")]
+pub struct TimedOut;
+
+/// Whether `error` is a read that ran out of time ([`TimedOut`]).
+pub fn is_timeout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<TimedOut>())
+}
+
 /// Fills `buf` unless the stream ends first; returns how many bytes were read.
 fn read_fully<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
@@ -41,7 +51,7 @@ fn read_fully<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                bail!("timed out waiting for data")
+                return Err(TimedOut.into())
             }
             Err(e) => return Err(e.into()),
         }

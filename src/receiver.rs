@@ -2,13 +2,13 @@
 //! thread (the one highgui needs) decodes, shows, records and measures each frame.
 
 use crate::config::Endpoint;
-use crate::connection::{read_payload, MessageWriter};
+use crate::connection::{is_timeout, read_payload, MessageWriter};
 use crate::protocol::{
     self, Ack, Codec, FrameHeader, Message, StreamHello, ViewerHello, MAX_HELLO_LEN,
 };
 use crate::stats::{FrameLog, ReceiverStats};
 use crate::video::{self, Recorder, Window, WindowEvent};
-use crate::Stop;
+use crate::{error_line, Stop};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opencv::core::{Mat, ToInputArray};
@@ -17,7 +17,7 @@ use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Title of the viewing window.
 pub const WINDOW_TITLE: &str = "RECEIVING VIDEO";
@@ -30,6 +30,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECV_LOW_WATER: usize = 1 << 20;
 /// Frame rate written into a recording when the sender does not know its own.
 const RECORD_FALLBACK_FPS: f64 = 30.0;
+/// Reconnection attempts start this long after a loss and back off, doubling, to the cap.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// A connection that carries nothing for this long (or three frame intervals, if longer) is
+/// dead: a live sender sends frames, or "no signal" frames, far more often.
+const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+/// How often waiting loops look at the window, the stop signal and the reconnection.
+const POLL: Duration = Duration::from_millis(20);
+/// The picture shown while waiting, when no stream has said its size yet.
+const WAITING_SIZE: (u32, u32) = (640, 360);
 
 /// Everything the receiver needs, already validated.
 #[derive(Debug, Clone)]
@@ -43,6 +53,8 @@ pub struct ReceiverConfig {
     pub record: Option<PathBuf>,
     /// One CSV line per frame shown.
     pub frame_log: Option<PathBuf>,
+    /// End when the stream ends instead of waiting for the sender to come back.
+    pub once: bool,
 }
 
 /// What the network thread hands over.
@@ -59,58 +71,89 @@ enum Incoming {
     Failed(anyhow::Error),
 }
 
-/// Connects, then shows (or just decodes) frames until the stream ends, `--frames` is reached,
-/// the window is closed or `stop` is raised. `stats` is filled in however it ends.
+/// Connects, then shows (or just decodes) frames until `--frames` is reached, the window is
+/// closed or `stop` is raised. A stream that ends or breaks is waited for and reconnected, the
+/// window kept, unless `once` is set. The first connection must succeed: a wrong address is the
+/// user's to fix. `stats` is filled in however it ends.
 pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> Result<()> {
-    let stream = connect(&config.connect, config.bind)?;
     let sender = config.connect.to_string();
-    let hello = handshake(&stream).with_context(|| format!("greeting sender {sender}"))?;
-    log::info!(
-        "connected to {sender}: {}x{} {}",
-        hello.width,
-        hello.height,
-        hello.codec
-    );
-    let recorder = match &config.record {
-        Some(path) => {
-            let fps = if hello.fps > 0.0 {
-                hello.fps
-            } else {
-                RECORD_FALLBACK_FPS
-            };
-            Some(Recorder::create(path, hello.width, hello.height, fps)?)
+    let mut connection = connect_and_greet(config)?;
+    let mut display = Display::open(config)?;
+    let result = loop {
+        let (stream, hello) = connection;
+        log::info!(
+            "connected to {sender}: {}x{} {}",
+            hello.width,
+            hello.height,
+            hello.codec
+        );
+        stats.new_stream();
+        let ended = display
+            .show_stream(stream, hello, config.frames, stop, stats)
+            .with_context(|| format!("receiving from {sender}"));
+        let why = match ended {
+            Ok(Ended::ByUser) => break Ok(()),
+            Ok(Ended::BySender) if config.once => {
+                log::info!("the sender ended the stream");
+                break Ok(());
+            }
+            Ok(Ended::Lost(e)) if config.once => {
+                break Err(e.context(format!("receiving from {sender}")))
+            }
+            Err(e) => break Err(e),
+            Ok(Ended::BySender) => "the sender ended the stream".to_owned(),
+            Ok(Ended::Lost(e)) => error_line(&e),
+        };
+        log::warn!("{why}; waiting for {sender} to come back (q to quit)");
+        match display.wait_for_sender(config, &why, stop)? {
+            Some(next) => connection = next,
+            None => break Ok(()),
         }
-        None => None,
+        stats.reconnected();
     };
-    let frame_log = config
-        .frame_log
-        .as_deref()
-        .map(FrameLog::create)
-        .transpose()?;
-    let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
-    let (free_tx, free_rx) = crossbeam_channel::bounded(2);
-    let reader = stream.try_clone().context("setting up the connection")?;
-    let acks = stream.try_clone().context("setting up the connection")?;
-    let network = thread::spawn(move || read_frames(reader, hello, &frames_tx, &free_rx));
-    let mut display = Display {
-        window: match config.window {
-            true => Some(Window::open(WINDOW_TITLE)?),
-            false => None,
-        },
-        recorder,
-        frame_log,
-        acks: MessageWriter::new(acks),
-        picture: Mat::default(),
-    };
-    let result = display
-        .run(config.frames, &frames_rx, &free_tx, stop, stats)
-        .with_context(|| format!("receiving from {sender}"));
     let finished = display.finish();
-    // Unblock the network thread if it is waiting on the socket, then collect it.
-    let _ = stream.shutdown(Shutdown::Both);
-    drop(frames_rx);
-    let _ = network.join();
     result.and(finished)
+}
+
+/// How one connection's stream ended, when nothing on this side failed.
+enum Ended {
+    /// `q`, the window closed, Ctrl-C, or `--frames` reached: the program ends.
+    ByUser,
+    /// The sender closed the stream cleanly.
+    BySender,
+    /// The connection broke or the sender sent something wrong.
+    Lost(anyhow::Error),
+}
+
+fn connect_and_greet(config: &ReceiverConfig) -> Result<(TcpStream, StreamHello)> {
+    let stream = connect(&config.connect, config.bind)?;
+    let hello =
+        handshake(&stream).with_context(|| format!("greeting sender {}", config.connect))?;
+    Ok((stream, hello))
+}
+
+/// Tries to connect again and again, waiting longer each time up to [`RECONNECT_MAX`], until a
+/// sender answers at the address or `cancel` is raised.
+fn reconnect(config: &ReceiverConfig, cancel: &Stop, found: &Sender<(TcpStream, StreamHello)>) {
+    let mut delay = RECONNECT_FIRST;
+    loop {
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if cancel.is_raised() {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+        match connect_and_greet(config) {
+            Ok(connection) => {
+                // Nobody waiting any more: the connection is simply closed.
+                let _ = found.send(connection);
+                return;
+            }
+            Err(e) => log::debug!("reconnecting: {}", error_line(&e)),
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
 }
 
 fn connect(endpoint: &Endpoint, bind: Option<SocketAddr>) -> Result<TcpStream> {
@@ -218,6 +261,14 @@ fn read_frames(
     free: &Receiver<Vec<u8>>,
 ) {
     let max_len = hello.max_message_len();
+    let silence = match hello.fps {
+        fps if fps > 0.0 => SILENCE_LIMIT.max(Duration::from_secs_f64(3.0 / fps)),
+        _ => SILENCE_LIMIT,
+    };
+    if let Err(e) = stream.set_read_timeout(Some(silence)) {
+        let _ = frames.send(Incoming::Failed(e.into()));
+        return;
+    }
     let mut stream = LowWaterReader::new(stream);
     loop {
         let mut buf = free.try_recv().unwrap_or_default();
@@ -232,6 +283,10 @@ fn read_frames(
                 },
                 Err(e) => Incoming::Failed(e),
             },
+            Err(e) if is_timeout(&e) => Incoming::Failed(anyhow!(
+                "nothing came from the sender for {} s",
+                silence.as_secs()
+            )),
             Err(e) => Incoming::Failed(e),
         };
         let last = !matches!(incoming, Incoming::Frame { .. });
@@ -265,25 +320,106 @@ fn output(
     Ok(())
 }
 
-/// Where frames go, and the reused decode target.
+/// Where frames go, across connections, and the reused decode target.
 struct Display {
     window: Option<Window>,
+    record: Option<PathBuf>,
     recorder: Option<Recorder>,
     frame_log: Option<FrameLog>,
-    /// Tells the sender each frame is done, which lets it send the next.
-    acks: MessageWriter<TcpStream>,
     picture: Mat,
+    /// The last stream's picture size: what the "waiting" picture and the recording use.
+    size: Option<(u32, u32)>,
 }
 
 impl Display {
-    fn run(
+    fn open(config: &ReceiverConfig) -> Result<Display> {
+        let frame_log = config
+            .frame_log
+            .as_deref()
+            .map(FrameLog::create)
+            .transpose()?;
+        Ok(Display {
+            window: match config.window {
+                true => Some(Window::open(WINDOW_TITLE)?),
+                false => None,
+            },
+            record: config.record.clone(),
+            recorder: None,
+            frame_log,
+            picture: Mat::default(),
+            size: None,
+        })
+    }
+
+    /// Shows one connection's frames, acking each, until it ends. Errors here are this side's
+    /// (a window, the recording): the network's are [`Ended::Lost`].
+    fn show_stream(
         &mut self,
+        stream: TcpStream,
+        hello: StreamHello,
         frame_limit: Option<u64>,
-        frames: &Receiver<Incoming>,
-        free: &Sender<Vec<u8>>,
         stop: &Stop,
         stats: &mut ReceiverStats,
-    ) -> Result<()> {
+    ) -> Result<Ended> {
+        self.start_recording(&hello)?;
+        self.size = Some((hello.width, hello.height));
+        let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
+        let (free_tx, free_rx) = crossbeam_channel::bounded(2);
+        let reader = stream.try_clone().context("setting up the connection")?;
+        let acks = stream.try_clone().context("setting up the connection")?;
+        let network = thread::spawn(move || read_frames(reader, hello, &frames_tx, &free_rx));
+        let ended = self.show_frames(
+            &frames_rx,
+            &free_tx,
+            &mut MessageWriter::new(acks),
+            frame_limit,
+            stop,
+            stats,
+        );
+        // Unblock the network thread if it is waiting on the socket, then collect it.
+        let _ = stream.shutdown(Shutdown::Both);
+        drop(frames_rx);
+        let _ = network.join();
+        ended
+    }
+
+    /// The recording starts with the first stream and keeps its size; frames of a later stream
+    /// of another size are left out of it (with a warning) rather than scaled.
+    fn start_recording(&mut self, hello: &StreamHello) -> Result<()> {
+        match (&self.record, &self.recorder, self.size) {
+            (Some(path), None, _) => {
+                let fps = if hello.fps > 0.0 {
+                    hello.fps
+                } else {
+                    RECORD_FALLBACK_FPS
+                };
+                self.recorder = Some(Recorder::create(path, hello.width, hello.height, fps)?);
+            }
+            (Some(path), Some(_), Some((width, height)))
+                if (width, height) != (hello.width, hello.height) =>
+            {
+                log::warn!(
+                    "the stream is now {}x{}; {} stays {width}x{height} and leaves it out",
+                    hello.width,
+                    hello.height,
+                    path.display()
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn show_frames(
+        &mut self,
+        frames: &Receiver<Incoming>,
+        free: &Sender<Vec<u8>>,
+        acks: &mut MessageWriter<TcpStream>,
+        frame_limit: Option<u64>,
+        stop: &Stop,
+        stats: &mut ReceiverStats,
+    ) -> Result<Ended> {
         let wait = match self.window {
             Some(_) => Duration::from_millis(5),
             None => Duration::from_millis(50),
@@ -296,12 +432,23 @@ impl Display {
                     data_start,
                     arrived,
                 }) => {
-                    self.present(&header, &buf[data_start..])?;
+                    let data = &buf[data_start..];
+                    // A picture that does not decode is the sender's fault, like a bad message.
+                    if header.codec == Codec::Jpeg {
+                        let decoded = video::decode_jpeg(
+                            data,
+                            header.width,
+                            header.height,
+                            &mut self.picture,
+                        );
+                        if let Err(e) = decoded {
+                            return Ok(Ended::Lost(e.context(format!("frame {}", header.seq))));
+                        }
+                    }
+                    self.present(&header, data)?;
                     let shown = SystemTime::now();
                     // A sender that is gone shows up on the network thread; nothing to do here.
-                    let _ = self
-                        .acks
-                        .write_message(&Message::Ack(Ack { seq: header.seq }));
+                    let _ = acks.write_message(&Message::Ack(Ack { seq: header.seq }));
                     let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
                     stats.record(&header, bytes, shown);
                     if let Some(log) = self.frame_log.as_mut() {
@@ -310,24 +457,89 @@ impl Display {
                     // A full ring means the buffer is simply freed.
                     let _ = free.try_send(buf);
                 }
-                Ok(Incoming::End) => {
-                    log::info!("the sender ended the stream");
-                    return Ok(());
-                }
-                Ok(Incoming::Failed(e)) => return Err(e),
+                Ok(Incoming::End) => return Ok(Ended::BySender),
+                Ok(Incoming::Failed(e)) => return Ok(Ended::Lost(e)),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => bail!("the network thread stopped"),
-            }
-            if let Some(window) = &self.window {
-                if window.poll(1)? == WindowEvent::Quit {
-                    return Ok(());
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(Ended::Lost(anyhow!("the network thread stopped")))
                 }
+            }
+            if self.quit_asked(1)? {
+                return Ok(Ended::ByUser);
             }
         }
-        Ok(())
+        Ok(Ended::ByUser)
     }
 
-    /// Decodes, shows and records one frame. Raw frames are shown from the read buffer itself.
+    /// Whether the person at the window asked to quit, after running its events for `wait_ms`.
+    fn quit_asked(&self, wait_ms: i32) -> Result<bool> {
+        match &self.window {
+            Some(window) => Ok(window.poll(wait_ms)? == WindowEvent::Quit),
+            None => Ok(false),
+        }
+    }
+
+    /// Shows "waiting for sender" (with why and since when) until a sender answers, which is
+    /// returned, or the user quits (`None`).
+    fn wait_for_sender(
+        &mut self,
+        config: &ReceiverConfig,
+        why: &str,
+        stop: &Stop,
+    ) -> Result<Option<(TcpStream, StreamHello)>> {
+        let cancel = Stop::default();
+        let (found_tx, found_rx) = crossbeam_channel::bounded(1);
+        {
+            let (config, cancel) = (config.clone(), cancel.clone());
+            thread::spawn(move || reconnect(&config, &cancel, &found_tx));
+        }
+        let waited = self.watch_for_sender(config, why, stop, &found_rx);
+        cancel.raise();
+        waited
+    }
+
+    fn watch_for_sender(
+        &mut self,
+        config: &ReceiverConfig,
+        why: &str,
+        stop: &Stop,
+        found: &Receiver<(TcpStream, StreamHello)>,
+    ) -> Result<Option<(TcpStream, StreamHello)>> {
+        let lost_at = Instant::now();
+        let mut shown_seconds = None;
+        loop {
+            if stop.is_raised() {
+                return Ok(None);
+            }
+            let seconds = lost_at.elapsed().as_secs();
+            if let Some(window) = self
+                .window
+                .as_ref()
+                .filter(|_| shown_seconds != Some(seconds))
+            {
+                let (width, height) = self.size.unwrap_or(WAITING_SIZE);
+                let lines = [
+                    format!("waiting for sender {}...", config.connect),
+                    format!("lost {seconds} s ago: {why}"),
+                    "press q to quit".to_owned(),
+                ];
+                video::draw_card(width, height, &lines, &mut self.picture)?;
+                window.show(&self.picture)?;
+                shown_seconds = Some(seconds);
+            }
+            match found.recv_timeout(POLL) {
+                Ok(connection) => return Ok(Some(connection)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("the reconnecting thread stopped"),
+            }
+            if self.quit_asked(1)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Shows and records one frame (JPEG frames are already decoded into `picture`). Raw
+    /// frames are shown from the read buffer itself.
     fn present(&mut self, header: &FrameHeader, data: &[u8]) -> Result<()> {
         let Display {
             window,
@@ -335,16 +547,15 @@ impl Display {
             picture,
             ..
         } = self;
+        let recorder = recorder
+            .as_mut()
+            .filter(|r| r.size() == (header.width, header.height));
         match header.codec {
-            Codec::Jpeg => {
-                video::decode_jpeg(data, header.width, header.height, picture)
-                    .with_context(|| format!("frame {}", header.seq))?;
-                output(window.as_ref(), recorder.as_mut(), picture)
-            }
+            Codec::Jpeg => output(window.as_ref(), recorder, picture),
             Codec::Raw if window.is_none() && recorder.is_none() => Ok(()),
             Codec::Raw => {
                 let view = video::bgr_view(header.width, header.height, data)?;
-                output(window.as_ref(), recorder.as_mut(), &view)
+                output(window.as_ref(), recorder, &view)
             }
         }
     }

@@ -28,6 +28,7 @@ pub struct ReceiverStats {
     bytes: u64,
     dropped: u64,
     last_seq: Option<u64>,
+    reconnects: u64,
     started: Instant,
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
@@ -41,6 +42,7 @@ impl Default for ReceiverStats {
             bytes: 0,
             dropped: 0,
             last_seq: None,
+            reconnects: 0,
             started: Instant::now(),
             first_frame: None,
             last_frame: None,
@@ -66,11 +68,22 @@ pub struct ReceiverReport {
     pub fps: f64,
     pub latency_ms: LatencyReport,
     pub dropped: u64,
+    /// Times the receiver lost its sender and connected again.
+    pub reconnects: u64,
 }
 
 impl ReceiverStats {
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// A new connection numbers its frames from 0 again: no gap to the last stream's frames.
+    pub fn new_stream(&mut self) {
+        self.last_seq = None;
+    }
+
+    pub fn reconnected(&mut self) {
+        self.reconnects += 1;
     }
 
     /// Counts a frame shown (or decoded) at `shown_at`, carried in a message of `bytes` bytes.
@@ -115,6 +128,7 @@ impl ReceiverStats {
                 max: quantile(1.0),
             },
             dropped: self.dropped,
+            reconnects: self.reconnects,
         }
     }
 }

@@ -185,6 +185,40 @@ fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
     Ok(converted)
 }
 
+/// Draws `lines` of text on a dark `width`x`height` picture: what a window shows instead of
+/// video ("waiting for sender", "NO SIGNAL"). The first line is large, the rest small.
+pub fn draw_card(width: u32, height: u32, lines: &[String], card: &mut Mat) -> Result<()> {
+    let size = core::Size::new(width as i32, height as i32);
+    *card = Mat::new_size_with_default(
+        size,
+        core::CV_8UC3,
+        core::Scalar::new(40.0, 32.0, 32.0, 0.0),
+    )
+    .context("drawing a card")?;
+    // Hershey fonts are scaled to the picture so the text fits a small and a large frame alike.
+    let scale = f64::from(width) / 900.0;
+    let mut y = f64::from(height) * 0.4;
+    for (i, line) in lines.iter().enumerate() {
+        let font_scale = if i == 0 { 1.6 * scale } else { 0.9 * scale };
+        let thickness = ((3.0 * font_scale).round() as i32).max(1);
+        let origin = core::Point::new((f64::from(width) * 0.06) as i32, y as i32);
+        imgproc::put_text(
+            card,
+            line,
+            origin,
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            core::Scalar::new(235.0, 235.0, 235.0, 0.0),
+            thickness,
+            imgproc::LINE_AA,
+            false,
+        )
+        .context("drawing a card")?;
+        y += 60.0 * font_scale + 12.0 * scale;
+    }
+    Ok(())
+}
+
 /// JPEG encoding with reused parameter and output buffers.
 pub struct JpegEncoder {
     params: Vector<i32>,
@@ -324,6 +358,7 @@ impl Drop for Window {
 pub struct Recorder {
     writer: videoio::VideoWriter,
     path: PathBuf,
+    size: (u32, u32),
     frames: u64,
 }
 
@@ -365,8 +400,14 @@ impl Recorder {
         Ok(Recorder {
             writer,
             path: path.to_owned(),
+            size: (width, height),
             frames: 0,
         })
+    }
+
+    /// Picture size in pixels; every frame written must have it.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
     }
 
     pub fn write(&mut self, picture: &impl ToInputArray) -> Result<()> {

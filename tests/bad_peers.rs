@@ -249,3 +249,18 @@ fn only_the_allowed_address_may_connect() {
     assert_eq!(stats.frames(), 3);
     sender.finish();
 }
+
+#[test]
+fn a_sender_that_goes_quiet_mid_stream_is_given_up() {
+    let line = receiver_error(|mut stream| {
+        let mut hello = [0u8; 20];
+        let _ = stream.read_exact(&mut hello);
+        let _ = stream.write_all(&hello_and_frames(64, 48, 2));
+        // Connected, but nothing more: a sender whose machine froze or whose cable was pulled.
+        std::thread::sleep(Duration::from_secs(7));
+    });
+    assert!(
+        line.contains("nothing came from the sender for 5 s"),
+        "{line}"
+    );
+}

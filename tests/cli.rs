@@ -133,9 +133,12 @@ fn sender_answers_prompts_and_ends_after_frames() {
     writeln!(sender.stdin.as_mut().unwrap(), "127.0.0.1\n{port}\n").unwrap();
     let addr = format!("127.0.0.1:{port}");
     let receiver = loop {
-        let output = command(RECEIVER, &["--connect", &addr, "--headless", "--stats"])
-            .output()
-            .unwrap();
+        let output = command(
+            RECEIVER,
+            &["--connect", &addr, "--headless", "--once", "--stats"],
+        )
+        .output()
+        .unwrap();
         if !stderr(&output).contains("connection refused") {
             break output;
         }

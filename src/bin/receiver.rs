@@ -36,6 +36,9 @@ struct Args {
     /// Write one CSV line per frame shown (seq, capture/arrival/display time, latency, bytes)
     #[arg(long, value_name = "PATH")]
     frame_log: Option<PathBuf>,
+    /// Exit when the stream ends or breaks, instead of waiting for the sender to come back
+    #[arg(long)]
+    once: bool,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -74,6 +77,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
         frames: args.frames,
         record: args.record.clone(),
         frame_log: args.frame_log.clone(),
+        once: args.once,
     };
     receiver::run(&config, &stop, stats)
 }

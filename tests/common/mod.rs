@@ -56,7 +56,10 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
 }
 
 pub fn start_sender(config: SenderConfig) -> RunningSender {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    start_sender_on(config, TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+pub fn start_sender_on(config: SenderConfig, listener: TcpListener) -> RunningSender {
     let addr = listener.local_addr().unwrap();
     let stop = Stop::default();
     let handle = {
@@ -224,7 +227,7 @@ pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
     }
 }
 
-/// A headless receiver of `frames` frames from `addr`.
+/// A headless receiver of `frames` frames from `addr`, ending with its stream (`--once`).
 pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
     ReceiverConfig {
         connect: addr.to_string().parse().unwrap(),
@@ -233,5 +236,6 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         frames: Some(frames),
         record: None,
         frame_log: None,
+        once: true,
     }
 }
