@@ -17,6 +17,18 @@ pub enum SourceSpec {
     Location(String),
 }
 
+impl SourceSpec {
+    /// Cameras and network streams run by themselves and can be lost and come back; files and
+    /// the test pattern are read when a frame is due.
+    pub fn is_live(&self) -> bool {
+        match self {
+            SourceSpec::Camera(_) => true,
+            SourceSpec::TestPattern { .. } => false,
+            SourceSpec::Location(location) => location.contains("://"),
+        }
+    }
+}
+
 /// Size of `--source test` when none is given.
 pub const DEFAULT_PATTERN_SIZE: (u32, u32) = (640, 480);
 /// Largest test pattern side: a raw frame must fit in a message.

@@ -46,6 +46,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod live;
 pub mod pattern;
 pub mod prompt;
 pub mod protocol;

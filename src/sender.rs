@@ -3,10 +3,11 @@
 
 use crate::config::SourceSpec;
 use crate::connection::{MessageReader, MessageWriter};
+use crate::live::{self, LiveSource, Next, Opener};
 use crate::protocol::{
     self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_ACK_LEN, MAX_HELLO_LEN,
 };
-use crate::stats::{unix_micros, SenderReport};
+use crate::stats::{clock_time, unix_micros, SenderReport};
 use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
 use crate::{error_line, is_disconnect, Stop};
@@ -26,6 +27,8 @@ pub const PATTERN_FPS: f64 = 30.0;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// At the end, viewers have this long to take their last frame before being cut off.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A lost source is shown to viewers as a "NO SIGNAL" picture this often.
+const NO_SIGNAL_INTERVAL: Duration = Duration::from_millis(500);
 /// How often idle loops look at the listener, the window and the stop signal.
 const POLL: Duration = Duration::from_millis(20);
 /// Frame buffers kept for reuse: in flight to viewers plus the one being filled.
@@ -65,11 +68,77 @@ struct Shared {
     viewers_served: AtomicU64,
 }
 
+/// Where the sender's frames come from.
+pub enum Input {
+    /// The test pattern or a file, read when a frame is due.
+    Direct(Source),
+    /// A camera or network stream, read on its own thread; it can be lost and come back.
+    Live(LiveSource),
+}
+
+impl Input {
+    pub fn open(spec: &SourceSpec) -> Result<Input> {
+        if !spec.is_live() {
+            return Ok(Input::Direct(Source::open(spec)?));
+        }
+        let spec = spec.clone();
+        let opener: Opener = Box::new(move || Ok(Box::new(Source::open(&spec)?)));
+        Ok(Input::Live(LiveSource::start(opener)?))
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Input::Direct(source) => source.name(),
+            Input::Live(live) => live.name(),
+        }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Input::Direct(source) => source.size(),
+            Input::Live(live) => live.size(),
+        }
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        match self {
+            Input::Direct(source) => source.native_fps(),
+            Input::Live(live) => live.native_fps(),
+        }
+    }
+
+    fn is_file(&self) -> bool {
+        matches!(self, Input::Direct(source) if source.is_file())
+    }
+
+    /// The next frame into `out`, or `None` at the end of a file.
+    fn next_into(&mut self, seq: u64, out: &mut Vec<u8>) -> Result<Option<Next>> {
+        match self {
+            Input::Direct(source) => {
+                let captured_at = SystemTime::now();
+                Ok(source
+                    .read_into(seq, out)?
+                    .then_some(Next::Frame(captured_at)))
+            }
+            Input::Live(live) => Ok(Some(live.next_into(out, POLL))),
+        }
+    }
+}
+
 /// Streams from `config.source` to every viewer that connects to `listener` until the source
 /// ends, `--frames` is reached, the preview window is closed or `stop` is raised.
 pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<SenderReport> {
+    serve(config, Input::open(&config.source)?, listener, stop)
+}
+
+/// [`run`] with the input already open (a test can bring its own camera).
+pub fn serve(
+    config: &SenderConfig,
+    mut source: Input,
+    listener: TcpListener,
+    stop: &Stop,
+) -> Result<SenderReport> {
     let started = Instant::now();
-    let mut source = Source::open(&config.source)?;
     let (width, height) = source.size();
     let fps = match (config.fps, &config.source) {
         (Some(fps), _) => Some(fps),
@@ -108,9 +177,13 @@ pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<
         thread::spawn(move || accept_loop(&listener, &shared, &accepting))
     };
     let mut report = SenderReport::default();
-    let pace = fps
-        .filter(|f| *f > 0.0)
-        .map(|f| Duration::from_secs_f64(1.0 / f));
+    // A live source keeps its own time; only an explicit --fps slows it down.
+    let pace = match source {
+        Input::Live(_) => config.fps,
+        Input::Direct(_) => fps,
+    }
+    .filter(|f| *f > 0.0)
+    .map(|f| Duration::from_secs_f64(1.0 / f));
     let result = capture_loop(config, &mut source, pace, &shared, stop, &mut report);
     accepting.raise();
     if acceptor.join().is_err() {
@@ -125,7 +198,7 @@ pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<
 
 fn capture_loop(
     config: &SenderConfig,
-    source: &mut Source,
+    source: &mut Input,
     pace: Option<Duration>,
     shared: &Shared,
     stop: &Stop,
@@ -142,7 +215,10 @@ fn capture_loop(
     let mut counted = 0u64;
     let mut next_at = Instant::now();
     let mut told_waiting = false;
-    for seq in 0u64.. {
+    let mut last_card: Option<Instant> = None;
+    let live = matches!(source, Input::Live(_));
+    let mut seq = 0u64;
+    loop {
         // A file waits for its first viewer, so that viewer sees it from the start.
         while seq == 0 && source.is_file() && shared.viewers.active() == 0 {
             if !std::mem::replace(&mut told_waiting, true) {
@@ -159,7 +235,7 @@ fn capture_loop(
             }
             // Late by more than a frame: start afresh rather than rush to catch up.
             next_at = (next_at + interval).max(Instant::now() - interval);
-        } else if wait_for_demand(shared, window.as_ref(), stop)? {
+        } else if !live && wait_for_demand(shared, window.as_ref(), stop)? {
             return Ok(());
         }
         let mut data = pool.buffer();
@@ -168,11 +244,32 @@ fn capture_loop(
         } else {
             &mut data
         };
-        let captured_at = SystemTime::now();
-        if !source.read_into(seq, pixels)? {
-            log::info!("{} ended; ending the stream", source.name());
-            return Ok(());
-        }
+        let captured_at = match source.next_into(seq, pixels)? {
+            Some(Next::Frame(at)) => at,
+            None => {
+                log::info!("{} ended; ending the stream", source.name());
+                return Ok(());
+            }
+            Some(Next::Lost { since, why })
+                if last_card.is_none_or(|at| at.elapsed() >= NO_SIGNAL_INTERVAL) =>
+            {
+                last_card = Some(Instant::now());
+                let lines = [
+                    "NO SIGNAL".to_owned(),
+                    format!("{} lost at {}", source.name(), clock_time(since)),
+                    why,
+                    format!("trying again every {} s", live::REOPEN_INTERVAL.as_secs()),
+                ];
+                video::draw_card_bgr(width, height, &lines, pixels)?;
+                SystemTime::now()
+            }
+            Some(Next::Waiting | Next::Lost { .. }) => {
+                if quit_asked(window.as_ref(), stop)? {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         report.frames_captured += 1;
         // Encoding for nobody is wasted work; the preview needs only the pixels.
         let watched = shared.viewers.active() > 0;
@@ -203,8 +300,8 @@ fn capture_loop(
                 return Ok(());
             }
         }
+        seq += 1;
     }
-    Ok(())
 }
 
 /// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to quit.
@@ -238,11 +335,20 @@ fn wait_for_demand(shared: &Shared, window: Option<&Window>, stop: &Stop) -> Res
         if shared.viewers.wait_for_demand(POLL) {
             return Ok(false);
         }
-        if let Some(window) = window {
-            if window.poll(1)? == WindowEvent::Quit {
-                return Ok(true);
-            }
+        if quit_asked(window, stop)? {
+            return Ok(true);
         }
+    }
+}
+
+/// Runs the window's events once. Returns true if the user asked to quit.
+fn quit_asked(window: Option<&Window>, stop: &Stop) -> Result<bool> {
+    if stop.is_raised() {
+        return Ok(true);
+    }
+    match window {
+        Some(window) => Ok(window.poll(1)? == WindowEvent::Quit),
+        None => Ok(false),
     }
 }
 

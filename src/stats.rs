@@ -17,6 +17,28 @@ pub fn unix_micros(at: SystemTime) -> u64 {
         .as_micros() as u64
 }
 
+/// The local time of day, `HH:MM:SS`, for messages a person reads.
+pub fn clock_time(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let seconds = libc::time_t::try_from(seconds).unwrap_or(libc::time_t::MAX);
+    // SAFETY: localtime_r only writes the `tm` it is given; an all-zero `tm` is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let converted = unsafe { !libc::localtime_r(&seconds, &mut tm).is_null() };
+    if !converted {
+        let of_day = seconds.rem_euclid(86_400);
+        return format!(
+            "{:02}:{:02}:{:02} UTC",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        );
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
 /// Latencies are kept in a histogram (1 µs to 1 h, 3 significant digits): fixed memory however
 /// long the stream runs.
 fn latency_histogram() -> Histogram<u64> {

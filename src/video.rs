@@ -169,6 +169,25 @@ impl Source {
     }
 }
 
+/// Cameras and network streams are read on their own thread by [`crate::live`].
+impl crate::live::Capture for Source {
+    fn name(&self) -> &str {
+        Source::name(self)
+    }
+
+    fn size(&self) -> (u32, u32) {
+        Source::size(self)
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        Source::native_fps(self)
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        Source::read_into(self, 0, out)
+    }
+}
+
 /// Cameras may deliver grey or BGRA frames; everything past here is 8-bit BGR.
 fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
     let code = match frame.typ() {
@@ -216,6 +235,15 @@ pub fn draw_card(width: u32, height: u32, lines: &[String], card: &mut Mat) -> R
         .context("drawing a card")?;
         y += 60.0 * font_scale + 12.0 * scale;
     }
+    Ok(())
+}
+
+/// [`draw_card`] as BGR rows in `out`, the way sources deliver frames.
+pub fn draw_card_bgr(width: u32, height: u32, lines: &[String], out: &mut Vec<u8>) -> Result<()> {
+    let mut card = Mat::default();
+    draw_card(width, height, lines, &mut card)?;
+    out.clear();
+    out.extend_from_slice(card.data_bytes()?);
     Ok(())
 }
 

@@ -2,13 +2,19 @@
 
 mod common;
 
+use camstream::live::{Capture, LiveSource, Opener};
+use camstream::pattern::TestPattern;
 use camstream::protocol::Codec;
 use camstream::receiver::{self, ReceiverConfig};
+use camstream::sender::Input;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
 use common::*;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 #[test]
 fn the_receiver_rides_out_three_sender_restarts() {
@@ -47,4 +53,117 @@ fn the_receiver_rides_out_three_sender_restarts() {
     assert_eq!(report.reconnects, 3, "{report:?}");
     assert_eq!(report.frames, sent, "{report:?}");
     assert_eq!(report.dropped, 0, "{report:?}");
+}
+
+const WORKING: u8 = 0;
+const UNPLUGGED: u8 = 1;
+const FROZEN: u8 = 2;
+
+/// A camera that shows the test pattern, and is unplugged (reads end, opening fails) or frozen
+/// (reads block) on cue.
+struct FakeCamera {
+    pattern: TestPattern,
+    seq: u64,
+    mode: Arc<AtomicU8>,
+}
+
+impl Capture for FakeCamera {
+    fn name(&self) -> &str {
+        "fake camera"
+    }
+    fn size(&self) -> (u32, u32) {
+        (self.pattern.width(), self.pattern.height())
+    }
+    fn native_fps(&self) -> Option<f64> {
+        Some(30.0)
+    }
+    fn read_into(&mut self, out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        thread::sleep(Duration::from_millis(33));
+        while self.mode.load(Ordering::SeqCst) == FROZEN {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if self.mode.load(Ordering::SeqCst) == UNPLUGGED {
+            return Ok(false);
+        }
+        self.seq += 1;
+        self.pattern.render(self.seq, out);
+        Ok(true)
+    }
+}
+
+/// A sender of raw frames from a fake camera; returns it and the camera's switch.
+fn start_camera_sender() -> (RunningSender, Arc<AtomicU8>) {
+    let mode = Arc::new(AtomicU8::new(WORKING));
+    let switch = Arc::clone(&mode);
+    let opener: Opener = Box::new(move || match switch.load(Ordering::SeqCst) {
+        WORKING => Ok(Box::new(FakeCamera {
+            pattern: TestPattern::new(160, 120),
+            seq: 0,
+            mode: Arc::clone(&switch),
+        })),
+        _ => anyhow::bail!("no such device"),
+    });
+    let input = Input::Live(LiveSource::start(opener).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sender = start_sender_with(config("0", Codec::Raw), input, listener);
+    (sender, mode)
+}
+
+/// Whether a raw frame is the test pattern (its first row carries the pattern's stamp).
+fn is_pattern(frame: &Received) -> bool {
+    let row = &frame.data[..frame.header.width as usize * 3];
+    row.windows(8).any(|w| w == b"CAMSTRM!")
+}
+
+/// Reads and acks frames until one satisfies `wanted`; returns it and how long it took.
+fn frame_where(
+    viewer: &mut TestViewer,
+    wanted: impl Fn(&Received) -> bool,
+) -> (Received, Duration) {
+    let started = Instant::now();
+    loop {
+        let frame = viewer.frame().expect("the stream ended");
+        viewer.ack(frame.header.seq);
+        if wanted(&frame) {
+            return (frame, started.elapsed());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "waited 20 s");
+    }
+}
+
+/// The camera goes away (`lose`), viewers get a dark "NO SIGNAL" picture at a low rate within a
+/// couple of seconds, and the video comes back by itself when the camera does.
+fn camera_loss_and_return(lose: u8) {
+    let (sender, camera) = start_camera_sender();
+    let mut viewer = TestViewer::connect(sender.addr);
+    frame_where(&mut viewer, is_pattern);
+    camera.store(lose, Ordering::SeqCst);
+    let (card, noticed) = frame_where(&mut viewer, |f| !is_pattern(f));
+    assert!(
+        noticed < Duration::from_secs(3),
+        "noticed after {noticed:?}"
+    );
+    let brightness = card.data.iter().map(|&b| u64::from(b)).sum::<u64>() / card.data.len() as u64;
+    assert!(brightness < 80, "not a dark card: mean {brightness}");
+    let (_, next_card) = frame_where(&mut viewer, |_| true);
+    assert!(
+        next_card > Duration::from_millis(300),
+        "cards {next_card:?} apart"
+    );
+    camera.store(WORKING, Ordering::SeqCst);
+    let (_, back) = frame_where(&mut viewer, is_pattern);
+    assert!(back < Duration::from_secs(6), "back after {back:?}");
+    drop(viewer);
+    let report = sender.finish();
+    assert!(report.frames_sent > 5, "{report:?}");
+}
+
+#[test]
+fn an_unplugged_camera_shows_no_signal_then_comes_back() {
+    camera_loss_and_return(UNPLUGGED);
+}
+
+#[test]
+fn a_frozen_camera_shows_no_signal_then_comes_back() {
+    camera_loss_and_return(FROZEN);
 }

@@ -60,11 +60,20 @@ pub fn start_sender(config: SenderConfig) -> RunningSender {
 }
 
 pub fn start_sender_on(config: SenderConfig, listener: TcpListener) -> RunningSender {
+    let input = sender::Input::open(&config.source).unwrap();
+    start_sender_with(config, input, listener)
+}
+
+pub fn start_sender_with(
+    config: SenderConfig,
+    input: sender::Input,
+    listener: TcpListener,
+) -> RunningSender {
     let addr = listener.local_addr().unwrap();
     let stop = Stop::default();
     let handle = {
         let stop = stop.clone();
-        std::thread::spawn(move || sender::run(&config, listener, &stop))
+        std::thread::spawn(move || sender::serve(&config, input, listener, &stop))
     };
     RunningSender {
         addr,
