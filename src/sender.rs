@@ -12,10 +12,11 @@ use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
 use crate::{error_line, is_disconnect, Stop};
 use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,8 +26,14 @@ pub const PREVIEW_TITLE: &str = "TRANSMITTING VIDEO";
 pub const PATTERN_FPS: f64 = 30.0;
 /// A peer has this long to say hello before it is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// At the end, viewers have this long to take their last frame before being cut off.
+/// At the end of a stream, viewers have this long to take their last frame before being cut
+/// off; when the user quits (q, Ctrl-C, SIGTERM), only this long, so the program ends at once.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const QUIT_GRACE: Duration = Duration::from_millis(300);
+/// The same refusal of the same address is logged at most once in this long.
+const COMPLAINT_PERIOD: Duration = Duration::from_secs(60);
+/// Addresses whose refusals are remembered at once; bounds the memory a flood can take.
+const MAX_REMEMBERED_COMPLAINTS: usize = 1024;
 /// A lost source is shown to viewers as a "NO SIGNAL" picture this often.
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_millis(500);
 /// How often idle loops look at the listener, the window and the stop signal.
@@ -36,6 +43,8 @@ const POOLED_BUFFERS: usize = 16;
 /// Frames a viewer may hold unacknowledged. Two keep the link busy (one on the wire while the
 /// viewer shows the other) without letting a queue of old frames build anywhere.
 pub const FRAMES_IN_FLIGHT: u64 = 2;
+/// Name of each viewer's writer thread (what `top -H` and /proc show).
+pub const WRITER_THREAD: &str = "viewer-writer";
 /// Viewers served at once when `--max-viewers` is not given.
 pub const DEFAULT_MAX_VIEWERS: u16 = 8;
 
@@ -66,6 +75,7 @@ struct Shared {
     bytes_sent: AtomicU64,
     frames_skipped: AtomicU64,
     viewers_served: AtomicU64,
+    complaints: Mutex<Complaints>,
 }
 
 /// Where the sender's frames come from.
@@ -170,11 +180,12 @@ pub fn serve(
         bytes_sent: AtomicU64::new(0),
         frames_skipped: AtomicU64::new(0),
         viewers_served: AtomicU64::new(0),
+        complaints: Mutex::default(),
     });
     let accepting = Stop::default();
     let acceptor = {
-        let (shared, accepting) = (Arc::clone(&shared), accepting.clone());
-        thread::spawn(move || accept_loop(&listener, &shared, &accepting))
+        let (shared, accepting, quitting) = (Arc::clone(&shared), accepting.clone(), stop.clone());
+        thread::spawn(move || accept_loop(&listener, &shared, &accepting, &quitting))
     };
     let mut report = SenderReport::default();
     // A live source keeps its own time; only an explicit --fps slows it down.
@@ -281,7 +292,7 @@ fn capture_loop(
         if let Some(window) = &window {
             let pixels = if jpeg.is_some() { &captured } else { &data };
             window.show(&video::bgr_view(width, height, pixels)?)?;
-            if window.poll(1)? == WindowEvent::Quit {
+            if quit_asked(Some(window), stop)? {
                 return Ok(());
             }
         }
@@ -304,7 +315,8 @@ fn capture_loop(
     }
 }
 
-/// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to quit.
+/// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to quit
+/// (`q` raises `stop`).
 fn wait_until(deadline: Instant, window: Option<&Window>, stop: &Stop) -> Result<bool> {
     loop {
         if stop.is_raised() {
@@ -318,6 +330,7 @@ fn wait_until(deadline: Instant, window: Option<&Window>, stop: &Stop) -> Result
         match window {
             Some(window) => {
                 if window.poll(step.as_millis().max(1) as i32)? == WindowEvent::Quit {
+                    stop.raise();
                     return Ok(true);
                 }
             }
@@ -341,18 +354,25 @@ fn wait_for_demand(shared: &Shared, window: Option<&Window>, stop: &Stop) -> Res
     }
 }
 
-/// Runs the window's events once. Returns true if the user asked to quit.
+/// Runs the window's events once. Returns true if the user asked to quit; `q` in the window
+/// raises `stop` like Ctrl-C does, so everything after knows the user is waiting.
 fn quit_asked(window: Option<&Window>, stop: &Stop) -> Result<bool> {
     if stop.is_raised() {
         return Ok(true);
     }
-    match window {
-        Some(window) => Ok(window.poll(1)? == WindowEvent::Quit),
-        None => Ok(false),
+    let quit = match window {
+        Some(window) => window.poll(1)? == WindowEvent::Quit,
+        None => false,
+    };
+    if quit {
+        stop.raise();
     }
+    Ok(quit)
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, accepting: &Stop) {
+/// Admits viewers until `accepting` is raised, then closes every viewer's stream, giving them
+/// [`CLOSE_GRACE`] to finish, or [`QUIT_GRACE`] when `quitting` says the user asked to quit.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, accepting: &Stop, quitting: &Stop) {
     let mut writers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !accepting.is_raised() {
         match listener.accept() {
@@ -371,7 +391,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, accepting: &Stop) {
         writers.retain(|w| !w.is_finished());
     }
     shared.viewers.close_all();
-    let deadline = Instant::now() + CLOSE_GRACE;
+    let grace = match quitting.is_raised() {
+        true => QUIT_GRACE,
+        false => CLOSE_GRACE,
+    };
+    let deadline = Instant::now() + grace;
     while shared.viewers.connections() > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
@@ -390,15 +414,19 @@ fn admit(
 ) -> Option<thread::JoinHandle<()>> {
     if let Some(allowed) = shared.allow {
         if canonical(peer.ip()) != canonical(allowed) {
-            log::warn!("refused connection from {peer}: only {allowed} may connect (--allow)");
+            shared.complain(peer, "--allow", || {
+                format!("refused connection from {peer}: only {allowed} may connect (--allow)")
+            });
             return None;
         }
     }
     if shared.viewers.connections() >= shared.max_viewers {
-        log::warn!(
-            "refused connection from {peer}: already serving {} viewers (--max-viewers)",
-            shared.max_viewers
-        );
+        shared.complain(peer, "--max-viewers", || {
+            format!(
+                "refused connection from {peer}: already serving {} viewers (--max-viewers)",
+                shared.max_viewers
+            )
+        });
         return None;
     }
     let registered = stream
@@ -413,26 +441,93 @@ fn admit(
     };
     let slot = shared.viewers.join(peer, handle);
     let shared = Arc::clone(shared);
-    Some(thread::spawn(move || {
-        let mut sent = 0u64;
-        match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
-            Ok(Ending::StreamEnded) => {
-                log::info!("viewer {peer}: stream ended after {sent} frames")
+    let spawned = thread::Builder::new()
+        .name(WRITER_THREAD.to_owned())
+        .spawn(move || {
+            let mut sent = 0u64;
+            match serve_viewer(&stream, peer, &shared, &slot, &mut sent) {
+                Ok(Ending::StreamEnded) => {
+                    log::info!("viewer {peer}: stream ended after {sent} frames")
+                }
+                Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
+                Err(e) if is_disconnect(&e) => {
+                    log::info!("viewer {peer} disconnected after {sent} frames")
+                }
+                Err(e) if e.is::<NotAViewer>() => shared.complain(peer, "handshake", || {
+                    format!("refused connection from {peer}: {}", error_line(&e))
+                }),
+                Err(e) => log::warn!(
+                    "viewer {peer} dropped after {sent} frames: {}",
+                    error_line(&e)
+                ),
             }
-            Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
-            Err(e) if is_disconnect(&e) => {
-                log::info!("viewer {peer} disconnected after {sent} frames")
-            }
-            Err(e) => log::warn!(
-                "viewer {peer} dropped after {sent} frames: {}",
-                error_line(&e)
-            ),
+            shared
+                .frames_skipped
+                .fetch_add(slot.skipped(), Ordering::Relaxed);
+            shared.viewers.leave(peer);
+        });
+    match spawned {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            log::warn!("viewer {peer}: starting its writer: {e}");
+            None
         }
-        shared
-            .frames_skipped
-            .fetch_add(slot.skipped(), Ordering::Relaxed);
-        shared.viewers.leave(peer);
-    }))
+    }
+}
+
+impl Shared {
+    /// Logs a refusal, unless the same complaint about the same address was logged in the last
+    /// [`COMPLAINT_PERIOD`]: then it is only counted, and the next message says how many.
+    fn complain(&self, peer: SocketAddr, about: &'static str, message: impl FnOnce() -> String) {
+        let unsaid = match self.complaints.lock() {
+            Ok(mut complaints) => complaints.note(canonical(peer.ip()), about, Instant::now()),
+            Err(_) => Some(0),
+        };
+        match unsaid {
+            Some(0) => log::warn!("{}", message()),
+            Some(n) => log::warn!(
+                "{} (and {n} more like it since the last such message)",
+                message()
+            ),
+            None => {}
+        }
+    }
+}
+
+/// The sender's memory of recent complaints, per address and kind: a flood of connections
+/// becomes one log line per period, with a count.
+#[derive(Default)]
+struct Complaints {
+    /// When each was last logged, and how many have been left unsaid since.
+    seen: HashMap<(IpAddr, &'static str), (Instant, u64)>,
+}
+
+impl Complaints {
+    /// Returns how many were left unsaid when this one should be logged, or `None` to stay quiet.
+    fn note(&mut self, ip: IpAddr, about: &'static str, now: Instant) -> Option<u64> {
+        // Many addresses: forget the ones that have been quiet for a period (bounded memory).
+        if self.seen.len() >= MAX_REMEMBERED_COMPLAINTS {
+            self.seen
+                .retain(|_, (logged, _)| now.duration_since(*logged) < COMPLAINT_PERIOD);
+        }
+        let full = self.seen.len() >= MAX_REMEMBERED_COMPLAINTS;
+        match self.seen.get_mut(&(ip, about)) {
+            Some((logged, unsaid)) if now.duration_since(*logged) < COMPLAINT_PERIOD => {
+                *unsaid += 1;
+                None
+            }
+            Some((logged, unsaid)) => {
+                *logged = now;
+                Some(std::mem::take(unsaid))
+            }
+            None if !full => {
+                self.seen.insert((ip, about), (now, 0));
+                Some(0)
+            }
+            // Still full of fresh complaints: a flood from many addresses; stay quiet.
+            None => None,
+        }
+    }
 }
 
 /// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.
@@ -459,9 +554,13 @@ fn serve_viewer(
     let mut reader = MessageReader::new(stream);
     let hello = reader
         .read_payload(MAX_HELLO_LEN)
-        .context("waiting for its hello")?
-        .ok_or_else(|| anyhow!("it closed the connection before saying hello"))?;
-    protocol::decode_viewer_hello(hello).context("reading its hello")?;
+        .context("waiting for its hello")
+        .context(NotAViewer)?
+        .ok_or_else(|| anyhow!("it closed the connection before saying hello"))
+        .context(NotAViewer)?;
+    protocol::decode_viewer_hello(hello)
+        .context("reading its hello")
+        .context(NotAViewer)?;
     // From here the viewer only acks; it may pause for as long as it likes.
     stream.set_read_timeout(None)?;
     shared.viewers.activate(peer);
@@ -496,6 +595,11 @@ fn serve_viewer(
     Ok(Ending::StreamEnded)
 }
 
+/// The peer failed the handshake: a port scanner, a browser, garbage, or silence.
+#[derive(Debug, thiserror::Error)]
+#[error("not a camstream viewer")]
+struct NotAViewer;
+
 /// How a viewer's stream ended, when nothing went wrong.
 enum Ending {
     StreamEnded,
@@ -512,4 +616,37 @@ fn close_gracefully(stream: &TcpStream) {
     let mut sink = [0u8; 256];
     let mut reader = stream;
     while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_complaint_is_logged_once_per_period_with_a_count() {
+        let mut complaints = Complaints::default();
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let other: IpAddr = [192, 0, 2, 8].into();
+        let start = Instant::now();
+        assert_eq!(complaints.note(ip, "--allow", start), Some(0));
+        for _ in 0..300 {
+            assert_eq!(complaints.note(ip, "--allow", start), None);
+        }
+        // Another address, or another complaint, is news.
+        assert_eq!(complaints.note(other, "--allow", start), Some(0));
+        assert_eq!(complaints.note(ip, "handshake", start), Some(0));
+        let later = start + COMPLAINT_PERIOD;
+        assert_eq!(complaints.note(ip, "--allow", later), Some(300));
+        assert_eq!(complaints.note(ip, "--allow", later), None);
+    }
+
+    #[test]
+    fn complaints_from_a_flood_of_addresses_take_bounded_memory() {
+        let mut complaints = Complaints::default();
+        let now = Instant::now();
+        for n in 0..5000u32 {
+            complaints.note(IpAddr::from(n.to_be_bytes()), "handshake", now);
+        }
+        assert_eq!(complaints.seen.len(), MAX_REMEMBERED_COMPLAINTS);
+    }
 }

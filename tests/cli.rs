@@ -6,6 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const SENDER: &str = env!("CARGO_BIN_EXE_sender");
 const RECEIVER: &str = env!("CARGO_BIN_EXE_receiver");
@@ -285,43 +286,108 @@ fn invalid_flags_are_refused_with_the_reason() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--allow <IP>"));
 }
 
-#[test]
-fn ctrl_c_ends_the_receiver_cleanly_with_its_recording_finalised() {
-    let (mut sender, addr) = spawn_sender(&["--codec", "raw"]);
-    let dir = std::env::temp_dir().join(format!("camstream-sigint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let recording = dir.join("cut.mkv");
-    let receiver = command(
-        RECEIVER,
-        &[
-            "--connect",
-            &addr,
-            "--headless",
-            "--record",
-            recording.to_str().unwrap(),
-            "--stats",
-        ],
-    )
-    .spawn()
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+/// Waits for `path` (a program's stderr) to contain `text`.
+fn wait_for_line(path: &std::path::Path, text: &str) -> String {
+    for _ in 0..400 {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains(text)) {
+            return line.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!(
+        "no {text:?} in {}",
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// Sends `signal` and returns how long the program took to exit, and its output.
+fn signal_and_wait(child: Child, signal: &str) -> (Duration, Output) {
+    let sent = Instant::now();
     let status = Command::new("kill")
-        .args(["-INT", &receiver.id().to_string()])
+        .args([format!("-{signal}"), child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = receiver.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let shown = stats["frames"].as_u64().unwrap();
-    assert!(shown > 0);
-    let played = common::source_frames(&recording);
-    assert_eq!(
-        played.len() as u64,
-        shown,
-        "the recording plays to its last frame"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    let output = child.wait_with_output().unwrap();
+    (sent.elapsed(), output)
+}
+
+#[test]
+fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
+    let dir = common::TempDir::new("signals");
+    for signal in ["INT", "TERM"] {
+        let sender_log = dir.0.join(format!("sender-{signal}.log"));
+        let sender = command(
+            SENDER,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "test:640x480",
+                "--codec",
+                "raw",
+                "--no-preview",
+            ],
+        )
+        .stderr(std::fs::File::create(&sender_log).unwrap())
+        .spawn()
+        .unwrap();
+        let line = wait_for_line(&sender_log, "listening on ");
+        let addr = line.rsplit(' ').next().unwrap().to_owned();
+        // A viewer that says hello and then never reads: its writer is stuck on a full socket.
+        let stalled = std::net::TcpStream::connect(&addr).unwrap();
+        camstream::connection::MessageWriter::new(&stalled)
+            .write_message(&camstream::protocol::Message::ViewerHello(
+                Default::default(),
+            ))
+            .unwrap();
+        let recording = dir.0.join(format!("cut-{signal}.mkv"));
+        let receiver_log = dir.0.join(format!("receiver-{signal}.log"));
+        let receiver = command(
+            RECEIVER,
+            &[
+                "--connect",
+                &addr,
+                "--headless",
+                "--record",
+                recording.to_str().unwrap(),
+                "--stats",
+            ],
+        )
+        .stderr(std::fs::File::create(&receiver_log).unwrap())
+        .spawn()
+        .unwrap();
+        wait_for_line(&receiver_log, "connected to");
+        std::thread::sleep(Duration::from_millis(500));
+
+        let (took, output) = signal_and_wait(receiver, signal);
+        let log = std::fs::read_to_string(&receiver_log).unwrap();
+        assert!(output.status.success(), "SIG{signal}: {log}");
+        eprintln!("receiver ended {took:?} after SIG{signal}");
+        // Generous for a busy machine; the point is that it ends, and without a hang.
+        assert!(
+            took < Duration::from_secs(3),
+            "receiver took {took:?} after SIG{signal}"
+        );
+        let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let shown = stats["frames"].as_u64().unwrap();
+        assert!(shown > 0);
+        let played = common::source_frames(&recording);
+        assert_eq!(
+            played.len() as u64,
+            shown,
+            "the recording plays to its last frame"
+        );
+
+        let (took, output) = signal_and_wait(sender, signal);
+        let log = std::fs::read_to_string(&sender_log).unwrap();
+        assert!(output.status.success(), "SIG{signal}: {log}");
+        eprintln!("sender ended {took:?} after SIG{signal}");
+        assert!(
+            took < Duration::from_secs(3),
+            "sender took {took:?} after SIG{signal}"
+        );
+        drop(stalled);
+    }
 }

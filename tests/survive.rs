@@ -167,3 +167,62 @@ fn an_unplugged_camera_shows_no_signal_then_comes_back() {
 fn a_frozen_camera_shows_no_signal_then_comes_back() {
     camera_loss_and_return(FROZEN);
 }
+
+/// The sender's writer threads in this process (other tests' senders have one viewer each).
+fn writer_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == camstream::sender::WRITER_THREAD)
+        .count()
+}
+
+#[test]
+fn a_flood_of_bad_connections_leaves_the_viewers_served_with_bounded_threads() {
+    let sender = start_sender(config("test:160x120", Codec::Jpeg));
+    let mut viewer = TestViewer::connect(sender.addr);
+    frame_where(&mut viewer, |_| true);
+    let mut most = writer_threads();
+    let mut silent = Vec::new();
+    for n in 0..300 {
+        let Ok(mut peer) = std::net::TcpStream::connect(sender.addr) else {
+            continue;
+        };
+        match n % 3 {
+            // Connects and leaves, or sends garbage, or says nothing and stays.
+            0 => drop(peer),
+            1 => {
+                let _ = std::io::Write::write_all(&mut peer, &[0x5a; 64]);
+            }
+            _ => silent.push(peer),
+        }
+        if n % 50 == 0 {
+            frame_where(&mut viewer, |_| true);
+        }
+        most = most.max(writer_threads());
+    }
+    // One writer thread per connection admitted: never more than --max-viewers of them (plus
+    // one for each of the other tests here that may be running).
+    assert!(
+        (2..=camstream::sender::DEFAULT_MAX_VIEWERS as usize + 3).contains(&most),
+        "{most} writer threads"
+    );
+    frame_where(&mut viewer, |_| true);
+    drop(silent);
+    drop(viewer);
+    // Once the silent ones are gone, a real receiver gets in.
+    let served = (0..200).any(|_| {
+        let mut stats = ReceiverStats::default();
+        let ok = receiver::run(
+            &receiver_config(sender.addr, 3),
+            &Stop::default(),
+            &mut stats,
+        )
+        .is_ok();
+        if !ok {
+            thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(served, "no room after the flood");
+}
