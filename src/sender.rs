@@ -58,6 +58,8 @@ pub struct SenderConfig {
     pub fps: Option<f64>,
     /// End the stream after this many frames have gone out to viewers.
     pub frames: Option<u64>,
+    /// Play a file again from the start when it ends.
+    pub looping: bool,
     /// Only this address may connect.
     pub allow: Option<IpAddr>,
     /// Connections beyond this many are refused.
@@ -257,6 +259,11 @@ fn capture_loop(
         };
         let captured_at = match source.next_into(seq, pixels)? {
             Some(Next::Frame(at)) => at,
+            None if config.looping => {
+                log::info!("{} ended; playing it again (--loop)", source.name());
+                *source = Input::open(&config.source)?;
+                continue;
+            }
             None => {
                 log::info!("{} ended; ending the stream", source.name());
                 return Ok(());

@@ -18,6 +18,9 @@ pub fn quiet_opencv_logs() {
     let _ = core::set_log_level(core::LogLevel::LOG_LEVEL_ERROR);
 }
 
+/// Unreadable frames stepped over in a row before a file is taken to have ended.
+const MAX_SKIPPED_FRAMES: u32 = 10_000;
+
 /// A zero-copy OpenCV view of a BGR buffer.
 pub fn bgr_view(width: u32, height: u32, bgr: &[u8]) -> Result<BoxedRef<'_, Mat>> {
     Mat::new_rows_cols_with_bytes::<Vec3b>(height as i32, width as i32, bgr)
@@ -145,11 +148,12 @@ impl Source {
                 frame,
                 converted,
                 first_pending,
+                is_file,
                 name,
                 ..
             } => {
                 if !std::mem::take(first_pending)
-                    && (!capture.read(frame).unwrap_or(false) || frame.empty())
+                    && !read_past_damage(capture, frame, *is_file, name)
                 {
                     return Ok(false);
                 }
@@ -167,6 +171,40 @@ impl Source {
             }
         }
     }
+}
+
+/// Reads the next frame. In a file, a stretch that does not decode is stepped over, frame by
+/// frame (up to [`MAX_SKIPPED_FRAMES`]), while the file says it has frames left. Returns false
+/// at the end.
+fn read_past_damage(
+    capture: &mut videoio::VideoCapture,
+    frame: &mut Mat,
+    is_file: bool,
+    name: &str,
+) -> bool {
+    let mut skipped = 0;
+    loop {
+        if capture.read(frame).unwrap_or(false) && !frame.empty() {
+            break;
+        }
+        let position = capture.get(videoio::CAP_PROP_POS_FRAMES).unwrap_or(0.0);
+        let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
+        if !is_file || skipped >= MAX_SKIPPED_FRAMES || position + 1.0 >= count {
+            return false;
+        }
+        if !capture
+            .set(videoio::CAP_PROP_POS_FRAMES, position + 1.0)
+            .unwrap_or(false)
+        {
+            return false;
+        }
+        skipped += 1;
+    }
+    if skipped > 0 {
+        let frames = if skipped == 1 { "frame" } else { "frames" };
+        log::warn!("{name}: skipped {skipped} {frames} that could not be read");
+    }
+    true
 }
 
 /// Cameras and network streams are read on their own thread by [`crate::live`].

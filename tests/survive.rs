@@ -226,3 +226,59 @@ fn a_flood_of_bad_connections_leaves_the_viewers_served_with_bounded_threads() {
     });
     assert!(served, "no room after the flood");
 }
+
+#[test]
+fn a_looped_file_plays_again_from_its_first_frame() {
+    let dir = TempDir::new("loop");
+    let clip = dir.0.join("clip.mkv");
+    write_pattern_video(&clip, 160, 120, 5, 100.0);
+    let originals = source_frames(&clip);
+    let mut config = config(clip.to_str().unwrap(), Codec::Raw);
+    config.looping = true;
+    config.frames = Some(12);
+    let sender = start_sender(config);
+    let (_, frames, ended) = watch(sender.addr, usize::MAX);
+    assert!(ended);
+    assert_eq!(frames.len(), 12);
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame.header.seq, n as u64,
+            "numbering goes on across the loop"
+        );
+        assert!(
+            frame.data == originals[n % 5],
+            "frame {n} is not file frame {}",
+            n % 5
+        );
+    }
+    sender.join();
+}
+
+#[test]
+fn a_damaged_file_is_played_past_its_damage() {
+    let dir = TempDir::new("damaged");
+    let clip = dir.0.join("clip.avi");
+    write_pattern_video(&clip, 160, 120, 90, 200.0);
+    // Scramble the middle third of the file, deterministically.
+    let mut bytes = std::fs::read(&clip).unwrap();
+    let (from, to) = (bytes.len() * 3 / 10, bytes.len() * 6 / 10);
+    let mut state = 2_463_534_242u32;
+    for byte in &mut bytes[from..to] {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        *byte = state as u8;
+    }
+    std::fs::write(&clip, bytes).unwrap();
+    let sender = start_sender(config(clip.to_str().unwrap(), Codec::Raw));
+    let (_, frames, ended) = watch(sender.addr, usize::MAX);
+    assert!(ended, "the end of the file ends the stream cleanly");
+    // Frames from after the damage arrive: the last third of the file at least.
+    let last = frames.last().unwrap().header.seq;
+    assert!(
+        frames.len() > 60 && last >= 60,
+        "{} frames, the last {last}",
+        frames.len()
+    );
+    sender.join();
+}

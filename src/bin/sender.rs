@@ -36,6 +36,9 @@ struct Args {
     /// the test pattern, the camera's pace]
     #[arg(long, value_parser = config::parse_fps)]
     fps: Option<f64>,
+    /// Play a video file again from the start each time it ends, forever
+    #[arg(long = "loop")]
+    looping: bool,
     /// End the stream after N frames have gone out to receivers
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
@@ -81,6 +84,7 @@ fn run(args: Args) -> Result<()> {
         quality: args.quality,
         fps: args.fps,
         frames: args.frames,
+        looping: args.looping,
         allow,
         max_viewers: usize::from(args.max_viewers),
         preview,

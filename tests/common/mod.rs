@@ -49,6 +49,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         quality: 90,
         fps: None,
         frames: None,
+        looping: false,
         allow: None,
         max_viewers: sender::DEFAULT_MAX_VIEWERS.into(),
         preview: false,
