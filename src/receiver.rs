@@ -519,9 +519,10 @@ impl Display {
             {
                 let (width, height) = self.size.unwrap_or(WAITING_SIZE);
                 let lines = [
-                    format!("waiting for sender {}...", config.connect),
-                    format!("lost {seconds} s ago: {why}"),
-                    "press q to quit".to_owned(),
+                    "waiting for the sender".to_owned(),
+                    format!("{} - lost {seconds} s ago", config.connect),
+                    why.to_owned(),
+                    "reconnecting by itself; q quits".to_owned(),
                 ];
                 video::draw_card(width, height, &lines, &mut self.picture)?;
                 window.show(&self.picture)?;

@@ -243,35 +243,35 @@ fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
 }
 
 /// Draws `lines` of text on a dark `width`x`height` picture: what a window shows instead of
-/// video ("waiting for sender", "NO SIGNAL"). The first line is large, the rest small.
+/// video ("waiting for sender", "NO SIGNAL"). The first line is large, the rest smaller; each
+/// is shrunk to fit the width.
 pub fn draw_card(width: u32, height: u32, lines: &[String], card: &mut Mat) -> Result<()> {
     let size = core::Size::new(width as i32, height as i32);
-    *card = Mat::new_size_with_default(
-        size,
-        core::CV_8UC3,
-        core::Scalar::new(40.0, 32.0, 32.0, 0.0),
-    )
-    .context("drawing a card")?;
-    // Hershey fonts are scaled to the picture so the text fits a small and a large frame alike.
-    let scale = f64::from(width) / 900.0;
-    let mut y = f64::from(height) * 0.4;
+    *card = Mat::new_size_with_default(size, core::CV_8UC3, core::Scalar::new(40.0, 32.0, 32.0, 0.0))
+        .context("drawing a card")?;
+    let (w, h) = (f64::from(width), f64::from(height));
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
+    let mut y = h * 0.35;
     for (i, line) in lines.iter().enumerate() {
-        let font_scale = if i == 0 { 1.6 * scale } else { 0.9 * scale };
-        let thickness = ((3.0 * font_scale).round() as i32).max(1);
-        let origin = core::Point::new((f64::from(width) * 0.06) as i32, y as i32);
+        let wanted = if i == 0 { w / 550.0 } else { w / 1100.0 };
+        let mut baseline = 0;
+        let unit = imgproc::get_text_size(line, font, 1.0, 1, &mut baseline)
+            .context("drawing a card")?;
+        let scale = wanted.min(w * 0.88 / f64::from(unit.width.max(1)));
+        let thickness = ((2.0 * scale).round() as i32).max(1);
         imgproc::put_text(
             card,
             line,
-            origin,
-            imgproc::FONT_HERSHEY_SIMPLEX,
-            font_scale,
+            core::Point::new((w * 0.06) as i32, y as i32),
+            font,
+            scale,
             core::Scalar::new(235.0, 235.0, 235.0, 0.0),
             thickness,
             imgproc::LINE_AA,
             false,
         )
         .context("drawing a card")?;
-        y += 60.0 * font_scale + 12.0 * scale;
+        y += f64::from(unit.height) * wanted * 2.2;
     }
     Ok(())
 }
