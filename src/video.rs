@@ -247,16 +247,20 @@ fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
 /// is shrunk to fit the width.
 pub fn draw_card(width: u32, height: u32, lines: &[String], card: &mut Mat) -> Result<()> {
     let size = core::Size::new(width as i32, height as i32);
-    *card = Mat::new_size_with_default(size, core::CV_8UC3, core::Scalar::new(40.0, 32.0, 32.0, 0.0))
-        .context("drawing a card")?;
+    *card = Mat::new_size_with_default(
+        size,
+        core::CV_8UC3,
+        core::Scalar::new(40.0, 32.0, 32.0, 0.0),
+    )
+    .context("drawing a card")?;
     let (w, h) = (f64::from(width), f64::from(height));
     let font = imgproc::FONT_HERSHEY_SIMPLEX;
     let mut y = h * 0.35;
     for (i, line) in lines.iter().enumerate() {
         let wanted = if i == 0 { w / 550.0 } else { w / 1100.0 };
         let mut baseline = 0;
-        let unit = imgproc::get_text_size(line, font, 1.0, 1, &mut baseline)
-            .context("drawing a card")?;
+        let unit =
+            imgproc::get_text_size(line, font, 1.0, 1, &mut baseline).context("drawing a card")?;
         let scale = wanted.min(w * 0.88 / f64::from(unit.width.max(1)));
         let thickness = ((2.0 * scale).round() as i32).max(1);
         imgproc::put_text(

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 #[test]
-fn the_receiver_rides_out_three_sender_restarts() {
+fn a_receiver_rides_out_three_sender_restarts_and_a_camera_loss() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     // Each sender ends its stream by itself after ten frames have gone out.
@@ -27,13 +27,16 @@ fn the_receiver_rides_out_three_sender_restarts() {
         config
     };
     let first = start_sender_on(sender_config(), listener);
+    let dir = TempDir::new("restarts");
+    let recording = dir.0.join("all.mkv");
     let stop = Stop::default();
     let receiving = {
-        let stop = stop.clone();
+        let (stop, recording) = (stop.clone(), recording.clone());
         thread::spawn(move || {
             let config = ReceiverConfig {
                 frames: None,
                 once: false,
+                record: Some(recording),
                 ..receiver_config(addr, 0)
             };
             let mut stats = ReceiverStats::default();
@@ -48,11 +51,38 @@ fn the_receiver_rides_out_three_sender_restarts() {
             .join()
             .frames_sent;
     }
+    // Then a sender whose camera is unplugged for a while.
+    let (camera_sender, camera) = start_camera_sender(TcpListener::bind(addr).unwrap());
+    thread::sleep(Duration::from_millis(1500));
+    camera.store(UNPLUGGED, Ordering::SeqCst);
+    thread::sleep(Duration::from_secs(2));
+    camera.store(WORKING, Ordering::SeqCst);
+    thread::sleep(Duration::from_secs(4));
     stop.raise();
     let report = receiving.join().unwrap().unwrap();
-    assert_eq!(report.reconnects, 3, "{report:?}");
+    sent += camera_sender.finish().frames_sent;
+    assert_eq!(report.reconnects, 4, "{report:?}");
     assert_eq!(report.frames, sent, "{report:?}");
     assert_eq!(report.dropped, 0, "{report:?}");
+    // The recording holds every frame shown: the camera's (raw, so recorded losslessly) end
+    // with "NO SIGNAL" cards and then live video again.
+    let recorded = source_frames(&recording);
+    assert_eq!(recorded.len() as u64, report.frames);
+    let stamped = |frame: &Vec<u8>| frame[..160 * 3].windows(8).any(|w| w == b"CAMSTRM!");
+    let last_card = recorded
+        .iter()
+        .rposition(|f| !stamped(f) && brightness(f) < 80);
+    let last_card = last_card.expect("no NO SIGNAL card was shown");
+    let live_after = recorded.len() - last_card - 1;
+    assert!(
+        live_after >= 10,
+        "only {live_after} frames after the camera came back"
+    );
+    assert!(recorded[last_card + 1..].iter().all(stamped));
+}
+
+fn brightness(pixels: &[u8]) -> u64 {
+    pixels.iter().map(|&b| u64::from(b)).sum::<u64>() / pixels.len() as u64
 }
 
 const WORKING: u8 = 0;
@@ -92,7 +122,7 @@ impl Capture for FakeCamera {
 }
 
 /// A sender of raw frames from a fake camera; returns it and the camera's switch.
-fn start_camera_sender() -> (RunningSender, Arc<AtomicU8>) {
+fn start_camera_sender(listener: TcpListener) -> (RunningSender, Arc<AtomicU8>) {
     let mode = Arc::new(AtomicU8::new(WORKING));
     let switch = Arc::clone(&mode);
     let opener: Opener = Box::new(move || match switch.load(Ordering::SeqCst) {
@@ -104,7 +134,6 @@ fn start_camera_sender() -> (RunningSender, Arc<AtomicU8>) {
         _ => anyhow::bail!("no such device"),
     });
     let input = Input::Live(LiveSource::start(opener).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sender = start_sender_with(config("0", Codec::Raw), input, listener);
     (sender, mode)
 }
@@ -134,7 +163,7 @@ fn frame_where(
 /// The camera goes away (`lose`), viewers get a dark "NO SIGNAL" picture at a low rate within a
 /// couple of seconds, and the video comes back by itself when the camera does.
 fn camera_loss_and_return(lose: u8) {
-    let (sender, camera) = start_camera_sender();
+    let (sender, camera) = start_camera_sender(TcpListener::bind("127.0.0.1:0").unwrap());
     let mut viewer = TestViewer::connect(sender.addr);
     frame_where(&mut viewer, is_pattern);
     camera.store(lose, Ordering::SeqCst);
@@ -143,8 +172,8 @@ fn camera_loss_and_return(lose: u8) {
         noticed < Duration::from_secs(3),
         "noticed after {noticed:?}"
     );
-    let brightness = card.data.iter().map(|&b| u64::from(b)).sum::<u64>() / card.data.len() as u64;
-    assert!(brightness < 80, "not a dark card: mean {brightness}");
+    let mean = brightness(&card.data);
+    assert!(mean < 80, "not a dark card: mean {mean}");
     let (_, next_card) = frame_where(&mut viewer, |_| true);
     assert!(
         next_card > Duration::from_millis(300),
