@@ -35,10 +35,19 @@
 //! An unpaced source makes a frame only when some viewer's slot is empty, so one frame is always
 //! ready for the next writer and none is made that no viewer wants.
 //!
+//! # Surviving faults
+//!
+//! Cameras and network streams are [`live::LiveSource`]s: a reader thread keeps only the newest
+//! frame, so a failing or blocked read is noticed within [`live::SIGNAL_TIMEOUT`]; the sender then
+//! sends a "NO SIGNAL" picture at a low rate while the source is reopened. The receiver waits for
+//! a lost sender and reconnects with backoff, keeping its window, stats and recording. The
+//! sender's refusals are rate-limited per address and its threads bounded by `--max-viewers`.
+//!
 //! # Modules
 //!
 //! - [`protocol`]: messages and their bytes; no I/O. [`connection`]: messages over Read/Write.
-//! - [`video`]: the only OpenCV code. [`pattern`]: the built-in test pattern.
+//! - [`video`]: the only OpenCV code. [`pattern`]: the built-in test pattern. [`live`]: cameras
+//!   and streams read on their own thread, lost and reopened.
 //! - [`sender`], [`receiver`]: `run` for each program. [`viewers`]: the sender's sinks.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
 //! - [`stats`]: the `--stats` reports.
