@@ -368,6 +368,9 @@ impl StreamHello {
                 self.codec
             )));
         }
+        if h.codec == Codec::Jpeg {
+            check_jpeg_size(h, frame.data)?;
+        }
         if h.codec == Codec::Raw && frame.data.len() as u64 != self.frame_bytes() {
             return Err(ProtocolError::Malformed(format!(
                 "raw frame {} carries {} bytes, but {}x{} {} needs {}",
@@ -380,6 +383,29 @@ impl StreamHello {
             )));
         }
         Ok(())
+    }
+}
+
+/// A JPEG's own header (its SOF marker) must give the frame's size, so a picture that would
+/// decode to something else, or to something huge, never reaches the decoder.
+fn check_jpeg_size(header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError> {
+    let is_jpeg = matches!(imagesize::image_type(data), Ok(imagesize::ImageType::Jpeg));
+    let size = imagesize::blob_size(data).ok().filter(|_| is_jpeg);
+    match size {
+        Some(size)
+            if (size.width, size.height) == (header.width as usize, header.height as usize) =>
+        {
+            Ok(())
+        }
+        Some(size) => Err(ProtocolError::Malformed(format!(
+            "jpeg frame {} holds a {}x{} picture, but the frame says {}x{}",
+            header.seq, size.width, size.height, header.width, header.height
+        ))),
+        None => Err(ProtocolError::Malformed(format!(
+            "jpeg frame {} is not a JPEG picture ({} bytes)",
+            header.seq,
+            data.len()
+        ))),
     }
 }
 
@@ -637,5 +663,46 @@ mod tests {
             StreamHello::new(4096, 4096, Codec::Jpeg, 0.0).max_message_len(),
             MAX_MESSAGE_LEN
         );
+    }
+
+    /// The start of a baseline JPEG: SOI, then a SOF0 marker giving its height and width.
+    fn jpeg_start(width: u16, height: u16) -> Vec<u8> {
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+        bytes.extend_from_slice(&height.to_be_bytes());
+        bytes.extend_from_slice(&width.to_be_bytes());
+        bytes.resize(32, 0);
+        bytes
+    }
+
+    #[test]
+    fn jpeg_frames_must_hold_a_picture_of_their_size() {
+        let hello = StreamHello::new(2, 1, Codec::Jpeg, 30.0);
+        let header = FrameHeader {
+            codec: Codec::Jpeg,
+            ..sample_header()
+        };
+        let fits = jpeg_start(2, 1);
+        assert!(hello
+            .check_frame(&Frame {
+                header,
+                data: &fits
+            })
+            .is_ok());
+        let huge = jpeg_start(40_000, 40_000);
+        assert_eq!(
+            hello
+                .check_frame(&Frame {
+                    header,
+                    data: &huge
+                })
+                .unwrap_err()
+                .to_string(),
+            "malformed message: jpeg frame 7 holds a 40000x40000 picture, but the frame says 2x1"
+        );
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x02\0\0\0\x01";
+        for data in [&png[..], &[0xFF, 0xD8, 0xFF], &[]] {
+            let err = hello.check_frame(&Frame { header, data }).unwrap_err();
+            assert!(err.to_string().contains("is not a JPEG picture"), "{err}");
+        }
     }
 }

@@ -114,18 +114,15 @@ fn another_protocol_version_is_named() {
     );
 }
 
-fn hello_and_frames(width: u32, height: u32, frames: usize) -> Vec<u8> {
+/// A stream hello then `frames` frames that each carry `data`.
+fn stream_of(width: u32, height: u32, codec: Codec, data: &[u8], frames: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = MessageWriter::new(&mut bytes);
     writer
         .write_message(&Message::StreamHello(StreamHello::new(
-            width,
-            height,
-            Codec::Raw,
-            0.0,
+            width, height, codec, 0.0,
         )))
         .unwrap();
-    let pixels = vec![7u8; (width * height * 3) as usize];
     for seq in 0..frames as u64 {
         let header = FrameHeader {
             seq,
@@ -133,11 +130,16 @@ fn hello_and_frames(width: u32, height: u32, frames: usize) -> Vec<u8> {
             width,
             height,
             pixel_format: PixelFormat::Bgr8,
-            codec: Codec::Raw,
+            codec,
         };
-        writer.write_frame(&header, &pixels).unwrap();
+        writer.write_frame(&header, data).unwrap();
     }
     bytes
+}
+
+fn hello_and_frames(width: u32, height: u32, frames: usize) -> Vec<u8> {
+    let pixels = vec![7u8; (width * height * 3) as usize];
+    stream_of(width, height, Codec::Raw, &pixels, frames)
 }
 
 #[test]
@@ -161,6 +163,20 @@ fn a_frame_that_disagrees_with_its_size_is_refused() {
     let line = receiver_error(send_and_linger(bytes));
     assert!(
         line.contains("frame 0 is 9x8 bgr8 raw, but the stream is 8x8 bgr8 raw"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_jpeg_that_would_decode_to_a_giant_picture_never_reaches_the_decoder() {
+    // Just a JPEG's start: SOI, then SOF0 claiming 40000x40000 (4.8 GB once decoded).
+    let mut bomb = vec![
+        0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x9C, 0x40, 0x9C, 0x40,
+    ];
+    bomb.resize(64, 0);
+    let line = receiver_error(send_and_linger(stream_of(8, 8, Codec::Jpeg, &bomb, 1)));
+    assert!(
+        line.contains("jpeg frame 0 holds a 40000x40000 picture, but the frame says 8x8"),
         "{line}"
     );
 }
