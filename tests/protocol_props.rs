@@ -1,0 +1,190 @@
+//! Properties of the wire format over generated messages and bytes: whatever a peer sends,
+//! decoding either gives back exactly what was encoded or a clean error, never a panic.
+//! The fuzz target in `fuzz/` pushes the same decoder much further; these run on every test.
+
+use camstream::connection::{MessageReader, MessageWriter};
+use camstream::protocol::{
+    self, Ack, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, StreamHello,
+    ViewerHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
+};
+use proptest::prelude::*;
+
+/// A message's fields, owned, so a strategy can produce it; `as_message` borrows it.
+#[derive(Debug, Clone)]
+enum Owned {
+    StreamHello(StreamHello),
+    ViewerHello,
+    Frame(FrameHeader, Vec<u8>),
+    Ack(u64),
+}
+
+impl Owned {
+    fn as_message(&self) -> Message<'_> {
+        match self {
+            Owned::StreamHello(hello) => Message::StreamHello(*hello),
+            Owned::ViewerHello => Message::ViewerHello(ViewerHello::default()),
+            Owned::Frame(header, data) => Message::Frame(Frame {
+                header: *header,
+                data,
+            }),
+            Owned::Ack(seq) => Message::Ack(Ack { seq: *seq }),
+        }
+    }
+}
+
+fn codec() -> impl Strategy<Value = Codec> {
+    prop_oneof![Just(Codec::Raw), Just(Codec::Jpeg)]
+}
+
+fn header() -> impl Strategy<Value = FrameHeader> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        codec(),
+    )
+        .prop_map(|(seq, capture_unix_us, width, height, codec)| FrameHeader {
+            seq,
+            capture_unix_us,
+            width,
+            height,
+            pixel_format: PixelFormat::Bgr8,
+            codec,
+        })
+}
+
+fn message() -> impl Strategy<Value = Owned> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>(), codec(), any::<f64>()).prop_map(|(w, h, codec, fps)| {
+            Owned::StreamHello(StreamHello::new(w, h, codec, fps))
+        }),
+        Just(Owned::ViewerHello),
+        (header(), proptest::collection::vec(any::<u8>(), 0..2048))
+            .prop_map(|(header, data)| Owned::Frame(header, data)),
+        any::<u64>().prop_map(Owned::Ack),
+    ]
+}
+
+fn encoded(message: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    protocol::encode_into(message, &mut out).unwrap();
+    out
+}
+
+proptest! {
+    #[test]
+    fn every_message_decodes_to_the_same_bytes(owned in message()) {
+        let bytes = encoded(&owned.as_message());
+        let decoded = protocol::decode(&bytes).unwrap();
+        // Compared as bytes, so a NaN frame rate counts as equal to itself.
+        prop_assert_eq!(encoded(&decoded), bytes);
+    }
+
+    #[test]
+    fn a_frame_prefix_and_its_data_are_the_whole_message(
+        header in header(),
+        data in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let mut bytes = Vec::new();
+        protocol::encode_frame_prefix(&header, data.len(), &mut bytes).unwrap();
+        bytes.extend_from_slice(&data);
+        prop_assert_eq!(bytes, encoded(&Message::Frame(Frame { header, data: &data })));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(owned in message(), cut in any::<prop::sample::Index>()) {
+        let bytes = encoded(&owned.as_message());
+        let cut = cut.index(bytes.len());
+        prop_assert!(protocol::decode(&bytes[..cut]).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_only_to_what_encodes_back_to_them(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        if let Ok(message) = protocol::decode(&bytes) {
+            prop_assert_eq!(encoded(&message), bytes);
+        }
+    }
+
+    #[test]
+    fn bytes_behind_a_valid_tag_never_panic(
+        tag in 0u32..5,
+        tail in proptest::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let bytes = [&tag.to_le_bytes()[..], &tail].concat();
+        let _ = protocol::decode(&bytes);
+        let _ = protocol::decode_stream_hello(&bytes);
+        let _ = protocol::decode_viewer_hello(&bytes);
+        let _ = protocol::decode_ack(&bytes);
+    }
+
+    #[test]
+    fn a_length_is_accepted_only_up_to_its_cap(len in any::<u64>(), max in 0..=MAX_MESSAGE_LEN) {
+        let checked = protocol::check_length(len.to_le_bytes(), max);
+        if len <= max as u64 {
+            prop_assert_eq!(checked, Ok(len as usize));
+        } else {
+            prop_assert_eq!(checked, Err(ProtocolError::TooLarge { len, max }));
+        }
+    }
+
+    #[test]
+    fn a_raw_frame_must_match_its_stream_exactly(
+        width in 1u32..64,
+        height in 1u32..64,
+        header in header(),
+        extra in -3i64..3,
+    ) {
+        let hello = StreamHello::new(width, height, Codec::Raw, 30.0);
+        let len = (hello.frame_bytes() as i64 + extra).max(0) as usize;
+        let data = vec![0u8; len];
+        let frame = Frame { header: FrameHeader { codec: Codec::Raw, ..header }, data: &data };
+        let fits = header.width == width && header.height == height && extra == 0;
+        match hello.check_frame(&frame) {
+            Ok(()) => prop_assert!(fits),
+            Err(e) => {
+                prop_assert!(!fits);
+                let text = e.to_string();
+                prop_assert!(text.contains(&format!("frame {}", header.seq)), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_anywhere_ends_cleanly_or_with_an_error(
+        messages in proptest::collection::vec(message(), 1..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut stream = Vec::new();
+        let mut boundaries = vec![0];
+        {
+            let mut writer = MessageWriter::new(&mut stream);
+            for owned in &messages {
+                writer.write_message(&owned.as_message()).unwrap();
+            }
+        }
+        let mut at = 0;
+        for owned in &messages {
+            at += LENGTH_PREFIX_LEN + encoded(&owned.as_message()).len();
+            boundaries.push(at);
+        }
+        let cut = cut.index(stream.len() + 1);
+        let mut reader = MessageReader::new(&stream[..cut]);
+        let mut read = 0;
+        let ended = loop {
+            match reader.read_message(MAX_MESSAGE_LEN) {
+                Ok(Some(message)) => {
+                    prop_assert_eq!(encoded(&message), encoded(&messages[read].as_message()));
+                    read += 1;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // Whole messages before the cut arrive intact; the close is clean only at a boundary.
+        prop_assert_eq!(ended.is_ok(), boundaries.contains(&cut));
+        prop_assert_eq!(boundaries[read] <= cut, true);
+    }
+}
