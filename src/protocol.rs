@@ -311,9 +311,11 @@ impl StreamHello {
         }
     }
 
-    /// Bytes of one decoded frame.
+    /// Bytes of one decoded frame. Saturates: a peer's 4294967295x4294967295 hello must not
+    /// wrap around to a small size that passes [`StreamHello::check`].
     pub fn frame_bytes(&self) -> u64 {
-        u64::from(self.width) * u64::from(self.height) * self.pixel_format.bytes_per_pixel() as u64
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        pixels.saturating_mul(self.pixel_format.bytes_per_pixel() as u64)
     }
 
     /// The picture must be non-empty and its raw frames must fit in a message.

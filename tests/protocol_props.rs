@@ -131,6 +131,20 @@ proptest! {
     }
 
     #[test]
+    fn a_hello_passes_only_if_its_frames_fit_in_a_message(
+        width in prop_oneof![0u32..4096, any::<u32>()],
+        height in prop_oneof![0u32..4096, any::<u32>()],
+        codec in codec(),
+    ) {
+        let hello = StreamHello::new(width, height, codec, 30.0);
+        // Exact arithmetic, so no overflow can make a giant picture look small.
+        let bytes = u128::from(width) * u128::from(height) * 3;
+        let fits = width > 0 && height > 0 && bytes <= (MAX_MESSAGE_LEN - 64) as u128;
+        prop_assert_eq!(hello.check().is_ok(), fits);
+        prop_assert!(hello.max_message_len() <= MAX_MESSAGE_LEN);
+    }
+
+    #[test]
     fn a_raw_frame_must_match_its_stream_exactly(
         width in 1u32..64,
         height in 1u32..64,
@@ -186,5 +200,70 @@ proptest! {
         // Whole messages before the cut arrive intact; the close is clean only at a boundary.
         prop_assert_eq!(ended.is_ok(), boundaries.contains(&cut));
         prop_assert_eq!(boundaries[read] <= cut, true);
+    }
+}
+
+/// Whether a seed file's bytes are what its name says.
+type SeedCheck = fn(&[u8]) -> bool;
+
+/// The fuzz target's seeds (`fuzz/corpus/decode_message/seed-*`) are real encodings and real
+/// attacks: each still decodes, or fails, as its name says.
+#[test]
+fn the_fuzz_seeds_are_what_their_names_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_message");
+    let expected: &[(&str, SeedCheck)] = &[
+        ("seed-ack", |b| protocol::decode_ack(b).is_ok()),
+        ("seed-viewer-hello", |b| {
+            protocol::decode_viewer_hello(b).is_ok()
+        }),
+        ("seed-stream-hello-raw", |b| {
+            protocol::decode_stream_hello(b).is_ok()
+        }),
+        ("seed-stream-hello-jpeg", |b| {
+            protocol::decode_stream_hello(b).is_ok()
+        }),
+        (
+            "seed-frame-raw-2x1",
+            |b| matches!(protocol::decode(b), Ok(Message::Frame(f)) if f.data.len() == 6),
+        ),
+        ("seed-frame-jpeg-64x48", |b| {
+            // A JPEG from OpenCV's encoder, so the SOF check is tried on the real thing.
+            let stream = StreamHello::new(64, 48, Codec::Jpeg, 30.0);
+            matches!(protocol::decode(b), Ok(Message::Frame(f)) if stream.check_frame(&f).is_ok())
+        }),
+        ("seed-frame-raw-truncated", |b| {
+            protocol::decode(b) == Err(ProtocolError::Incomplete)
+        }),
+        ("seed-stream-hello-version-7", |b| {
+            protocol::decode(b) == Err(ProtocolError::BadVersion { theirs: 7 })
+        }),
+        (
+            "seed-stream-hello-overflowing-size",
+            |b| matches!(protocol::decode(b), Ok(Message::StreamHello(h)) if h.check().is_err()),
+        ),
+        ("seed-http-response", |b| protocol::decode(b).is_err()),
+        ("seed-length-prefix-2-to-the-63", |b| {
+            let prefix = b
+                .first_chunk::<LENGTH_PREFIX_LEN>()
+                .copied()
+                .unwrap_or_default();
+            protocol::check_length(prefix, MAX_MESSAGE_LEN).is_err()
+        }),
+    ];
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("seed-"))
+        .collect();
+    found.sort();
+    let mut named: Vec<String> = expected.iter().map(|(name, _)| name.to_string()).collect();
+    named.sort();
+    assert_eq!(
+        found, named,
+        "every seed is checked here, and only seeds that exist"
+    );
+    for (name, holds) in expected {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert!(holds(&bytes), "{name}");
     }
 }

@@ -1,0 +1,28 @@
+//! Everything the programs do with a peer's bytes before they reach OpenCV: the length check,
+//! the decoder, the hello checks and the frame-against-stream checks. Any panic is a finding.
+#![no_main]
+
+use camstream::protocol::{self, Codec, Message, StreamHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    if let Some(prefix) = bytes.first_chunk::<LENGTH_PREFIX_LEN>() {
+        let _ = protocol::check_length(*prefix, MAX_MESSAGE_LEN);
+    }
+    let _ = protocol::decode_viewer_hello(bytes);
+    let _ = protocol::decode_ack(bytes);
+    if let Ok(hello) = protocol::decode_stream_hello(bytes) {
+        let _ = hello.max_message_len();
+    }
+    if let Ok(Message::Frame(frame)) = protocol::decode(bytes) {
+        // Against the stream the frame claims to belong to, and against a fixed one.
+        let h = frame.header;
+        let claimed = StreamHello::new(h.width, h.height, h.codec, 30.0);
+        if claimed.check().is_ok() {
+            let _ = claimed.check_frame(&frame);
+        }
+        for codec in [Codec::Raw, Codec::Jpeg] {
+            let _ = StreamHello::new(64, 48, codec, 30.0).check_frame(&frame);
+        }
+    }
+});
