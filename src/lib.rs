@@ -42,6 +42,10 @@
 //! sends a "NO SIGNAL" picture at a low rate while the source is reopened. The receiver waits for
 //! a lost sender and reconnects with backoff, keeping its window, stats and recording. The
 //! sender's refusals are rate-limited per address and its threads bounded by `--max-viewers`.
+//! A peer's bytes pass [`protocol`]'s checks (length caps, hello limits, a frame against its
+//! stream, a JPEG's own header against the frame) before anything is allocated or OpenCV sees
+//! them; `fuzz/` fuzzes exactly those checks and `tests/protocol_props.rs` states them as
+//! properties.
 //!
 //! # Modules
 //!
