@@ -64,6 +64,7 @@ pub mod pattern;
 pub mod prompt;
 pub mod protocol;
 pub mod receiver;
+pub mod secure;
 pub mod sender;
 pub mod stats;
 pub mod video;
