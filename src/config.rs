@@ -1,7 +1,7 @@
 //! Typed option values and their parsers, shared by flags and prompts so both accept the same
 //! text and reject it with the same one-line reason.
 
-use crate::protocol::Codec;
+use crate::protocol::{Codec, Security};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -200,9 +200,41 @@ pub fn parse_fps(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Whether a connection is paired on a code and encrypted, or in the clear (`--insecure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pairing {
+    Code(String),
+    Insecure,
+}
+
+impl Pairing {
+    pub fn security(&self) -> Security {
+        match self {
+            Pairing::Code(_) => Security::Paired,
+            Pairing::Insecure => Security::Insecure,
+        }
+    }
+}
+
+/// A pairing code as typed: surrounding blanks dropped, letters lower-cased (codes are read out
+/// loud and typed on phones), never empty.
+pub fn parse_code(text: &str) -> Result<String, String> {
+    let code = text.trim().to_lowercase();
+    match code.is_empty() {
+        true => Err("invalid pairing code: it is empty".to_owned()),
+        false => Ok(code),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(parse_code(" 7-Crossover-Clockwork\n").unwrap(), "7-crossover-clockwork");
+        assert!(parse_code("  ").unwrap_err().contains("empty"));
+    }
 
     #[test]
     fn sources() {

@@ -3,6 +3,7 @@
 //! (`Ok(None)`/`Ok(false)`), a close inside one is an error.
 
 use crate::protocol::{self, FrameHeader, Message, LENGTH_PREFIX_LEN};
+use crate::secure::Channel;
 use anyhow::{bail, Context, Result};
 use byteorder::{ByteOrder, LittleEndian};
 use std::io::{ErrorKind, IoSlice, Read, Write};
@@ -86,6 +87,16 @@ impl<R: Read> MessageReader<R> {
         let more = read_payload(&mut self.inner, &mut self.buf, max_len)?;
         Ok(more.then_some(self.buf.as_slice()))
     }
+
+    /// The next sealed payload, opened by `channel` (the plaintext is at most `max_len`), or
+    /// `None` at a clean end of stream.
+    pub fn read_sealed(&mut self, max_len: usize, channel: &mut Channel) -> Result<Option<&[u8]>> {
+        let sealed_max = max_len + crate::secure::TAG_LEN;
+        if !read_payload(&mut self.inner, &mut self.buf, sealed_max)? {
+            return Ok(None);
+        }
+        Ok(Some(channel.open(&mut self.buf)?))
+    }
 }
 
 /// Writes messages through one reused header buffer.
@@ -107,6 +118,21 @@ impl<W: Write> MessageWriter<W> {
         self.start();
         protocol::encode_into(message, &mut self.buf)?;
         self.finish(&[])
+    }
+
+    /// Writes one message sealed by `channel`.
+    pub fn write_sealed(&mut self, message: &Message<'_>, channel: &mut Channel) -> Result<usize> {
+        self.start();
+        let mut sealed = Vec::new();
+        protocol::encode_into(message, &mut sealed)?;
+        channel.seal(&mut sealed)?;
+        self.finish(&sealed)
+    }
+
+    /// Writes a payload that is already encoded (a sealed frame).
+    pub fn write_payload(&mut self, payload: &[u8]) -> Result<usize> {
+        self.start();
+        self.finish(payload)
     }
 
     /// Writes a frame message with `data` sent from where it is, not copied behind the header.
@@ -170,7 +196,7 @@ mod tests {
     fn two_frames_and_a_hello() -> Vec<u8> {
         let mut writer = MessageWriter::new(Vec::new());
         writer
-            .write_message(&Message::ViewerHello(ViewerHello::default()))
+            .write_message(&Message::ViewerHello(ViewerHello::new(protocol::Security::Insecure)))
             .unwrap();
         writer.write_frame(&header(0), &[1, 2, 3]).unwrap();
         writer.write_frame(&header(1), &[4, 5, 6]).unwrap();
@@ -182,7 +208,7 @@ mod tests {
         let mut reader = MessageReader::new(Cursor::new(two_frames_and_a_hello()));
         assert_eq!(
             reader.read_message(MAX_MESSAGE_LEN).unwrap(),
-            Some(Message::ViewerHello(ViewerHello::default()))
+            Some(Message::ViewerHello(ViewerHello::new(protocol::Security::Insecure)))
         );
         for (seq, data) in [(0, [1, 2, 3]), (1, [4, 5, 6])] {
             assert_eq!(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. Bump it on any change to the encoding.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Versions this build can talk to, for the error that names them.
 pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
 /// First four bytes of every hello, so a stray peer is told apart from an old camstream.
@@ -78,6 +78,16 @@ impl fmt::Display for Codec {
     }
 }
 
+/// Whether a connection is paired and encrypted. Both hellos carry it, so a side that expects a
+/// code and a side started with `--insecure` tell each other so instead of exchanging garbage.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Everything in the clear (`--insecure`).
+    Insecure,
+    /// SPAKE2 on a pairing code, then every message sealed with AES-256-GCM (see `secure`).
+    Paired,
+}
+
 /// The sender's first message: who it is and what the stream looks like.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct StreamHello {
@@ -89,6 +99,7 @@ pub struct StreamHello {
     pub codec: Codec,
     /// Frames per second the source aims for; 0 when unknown or unpaced.
     pub fps: f64,
+    pub security: Security,
 }
 
 /// The receiver's first message.
@@ -96,13 +107,15 @@ pub struct StreamHello {
 pub struct ViewerHello {
     pub magic: [u8; 4],
     pub version: u32,
+    pub security: Security,
 }
 
-impl Default for ViewerHello {
-    fn default() -> Self {
+impl ViewerHello {
+    pub fn new(security: Security) -> Self {
         ViewerHello {
             magic: MAGIC,
             version: VERSION,
+            security,
         }
     }
 }
@@ -136,6 +149,20 @@ pub struct Ack {
     pub seq: u64,
 }
 
+/// Each side's SPAKE2 message, sent in the clear right after its hello when pairing.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pake<'a> {
+    #[serde(borrow, with = "serde_bytes")]
+    pub message: &'a [u8],
+}
+
+/// The sender's first sealed message: the key its frames are sealed with. That it opens at all
+/// shows the receiver that both used the same code.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameKey {
+    pub key: [u8; 32],
+}
+
 /// One message of the protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub enum Message<'a> {
@@ -144,6 +171,11 @@ pub enum Message<'a> {
     #[serde(borrow)]
     Frame(Frame<'a>),
     Ack(Ack),
+    #[serde(borrow)]
+    Pake(Pake<'a>),
+    FrameKey(FrameKey),
+    /// The receiver's first sealed message: it shows the sender that both used the same code.
+    Paired,
 }
 
 /// What can be wrong with bytes from a peer.
@@ -258,44 +290,74 @@ impl Message<'_> {
             Message::ViewerHello(_) => "a viewer hello",
             Message::Frame(_) => "a frame",
             Message::Ack(_) => "an ack",
+            Message::Pake(_) => "a pairing message",
+            Message::FrameKey(_) => "a frame key",
+            Message::Paired => "a pairing confirmation",
         }
     }
+}
+
+/// Decodes a payload that must be one kind of message; `pick` takes it out of the [`Message`].
+fn decode_as<'a, T>(
+    payload: &'a [u8],
+    expected: &'static str,
+    pick: impl FnOnce(Message<'a>) -> Option<T>,
+) -> Result<T, ProtocolError> {
+    let message = decode(payload)?;
+    pick(message).ok_or(ProtocolError::Unexpected {
+        expected,
+        got: message.kind(),
+    })
 }
 
 /// Decodes the sender's hello and checks that the stream it announces is one we can carry.
 pub fn decode_stream_hello(payload: &[u8]) -> Result<StreamHello, ProtocolError> {
-    match decode(payload)? {
-        Message::StreamHello(hello) => {
-            hello.check()?;
-            Ok(hello)
-        }
-        other => Err(ProtocolError::Unexpected {
-            expected: "a stream hello",
-            got: other.kind(),
-        }),
-    }
+    let hello = decode_as(payload, "a stream hello", |m| match m {
+        Message::StreamHello(hello) => Some(hello),
+        _ => None,
+    })?;
+    hello.check()?;
+    Ok(hello)
 }
 
 /// Decodes what a viewer sends while it watches.
 pub fn decode_ack(payload: &[u8]) -> Result<Ack, ProtocolError> {
-    match decode(payload)? {
-        Message::Ack(ack) => Ok(ack),
-        other => Err(ProtocolError::Unexpected {
-            expected: "an ack",
-            got: other.kind(),
-        }),
-    }
+    decode_as(payload, "an ack", |m| match m {
+        Message::Ack(ack) => Some(ack),
+        _ => None,
+    })
 }
 
 /// Decodes the receiver's hello.
 pub fn decode_viewer_hello(payload: &[u8]) -> Result<ViewerHello, ProtocolError> {
-    match decode(payload)? {
-        Message::ViewerHello(hello) => Ok(hello),
-        other => Err(ProtocolError::Unexpected {
-            expected: "a viewer hello",
-            got: other.kind(),
-        }),
-    }
+    decode_as(payload, "a viewer hello", |m| match m {
+        Message::ViewerHello(hello) => Some(hello),
+        _ => None,
+    })
+}
+
+/// Decodes the other side's SPAKE2 message.
+pub fn decode_pake(payload: &[u8]) -> Result<&[u8], ProtocolError> {
+    decode_as(payload, "a pairing message", |m| match m {
+        Message::Pake(pake) => Some(pake.message),
+        _ => None,
+    })
+}
+
+/// Decodes the sender's first sealed message (once opened).
+pub fn decode_frame_key(payload: &[u8]) -> Result<FrameKey, ProtocolError> {
+    decode_as(payload, "a frame key", |m| match m {
+        Message::FrameKey(key) => Some(key),
+        _ => None,
+    })
+}
+
+/// Decodes the receiver's first sealed message (once opened).
+pub fn decode_paired(payload: &[u8]) -> Result<(), ProtocolError> {
+    decode_as(payload, "a pairing confirmation", |m| match m {
+        Message::Paired => Some(()),
+        _ => None,
+    })
 }
 
 impl StreamHello {
@@ -308,6 +370,7 @@ impl StreamHello {
             pixel_format: PixelFormat::Bgr8,
             codec,
             fps,
+            security: Security::Insecure,
         }
     }
 

@@ -1,11 +1,13 @@
 //! The receiver: a network thread reads messages into a small ring of reused buffers; the calling
 //! thread (the one highgui needs) decodes, shows, records and measures each frame.
 
-use crate::config::Endpoint;
+use crate::config::{Endpoint, Pairing};
 use crate::connection::{is_timeout, read_payload, MessageWriter};
 use crate::protocol::{
-    self, Ack, Codec, FrameHeader, Message, StreamHello, ViewerHello, MAX_HELLO_LEN,
+    self, Ack, Codec, FrameHeader, Message, Pake, Security, StreamHello, ViewerHello,
+    MAX_HELLO_LEN,
 };
+use crate::secure::{self, Channel, FrameOpener};
 use crate::stats::{FrameLog, ReceiverStats};
 use crate::video::{self, Recorder, Window, WindowEvent};
 use crate::{error_line, Stop};
@@ -55,6 +57,21 @@ pub struct ReceiverConfig {
     pub frame_log: Option<PathBuf>,
     /// End when the stream ends instead of waiting for the sender to come back.
     pub once: bool,
+    /// The sender's pairing code, or `--insecure`.
+    pub pairing: Pairing,
+}
+
+/// A connection to a sender that has said hello (and, when paired, proved it holds the code).
+pub struct Greeted {
+    stream: TcpStream,
+    hello: StreamHello,
+    keys: Option<Keys>,
+}
+
+/// What a paired connection opens frames and seals acks with.
+struct Keys {
+    frames: FrameOpener,
+    acks: Channel,
 }
 
 /// What the network thread hands over.
@@ -78,9 +95,12 @@ enum Incoming {
 pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> Result<()> {
     let sender = config.connect.to_string();
     let mut connection = connect_and_greet(config)?;
+    if connection.keys.is_none() {
+        log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
+    }
     let mut display = Display::open(config)?;
     let result = loop {
-        let (stream, hello) = connection;
+        let hello = connection.hello;
         log::info!(
             "connected to {sender}: {}x{} {}",
             hello.width,
@@ -89,7 +109,7 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
         );
         stats.new_stream();
         let ended = display
-            .show_stream(stream, hello, config.frames, stop, stats)
+            .show_stream(connection, config.frames, stop, stats)
             .with_context(|| format!("receiving from {sender}"));
         let why = match ended {
             Ok(Ended::ByUser) => break Ok(()),
@@ -115,6 +135,22 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
     result.and(finished)
 }
 
+/// Acks what was shown, sealed when paired.
+struct AckWriter {
+    writer: MessageWriter<TcpStream>,
+    channel: Option<Channel>,
+}
+
+impl AckWriter {
+    fn ack(&mut self, seq: u64) -> Result<usize> {
+        let ack = Message::Ack(Ack { seq });
+        match self.channel.as_mut() {
+            Some(channel) => self.writer.write_sealed(&ack, channel),
+            None => self.writer.write_message(&ack),
+        }
+    }
+}
+
 /// How one connection's stream ended, when nothing on this side failed.
 enum Ended {
     /// `q`, the window closed, Ctrl-C, or `--frames` reached: the program ends.
@@ -125,16 +161,20 @@ enum Ended {
     Lost(anyhow::Error),
 }
 
-fn connect_and_greet(config: &ReceiverConfig) -> Result<(TcpStream, StreamHello)> {
+fn connect_and_greet(config: &ReceiverConfig) -> Result<Greeted> {
     let stream = connect(&config.connect, config.bind)?;
-    let hello =
-        handshake(&stream).with_context(|| format!("greeting sender {}", config.connect))?;
-    Ok((stream, hello))
+    let (hello, keys) = handshake(&stream, &config.pairing)
+        .with_context(|| format!("greeting sender {}", config.connect))?;
+    Ok(Greeted {
+        stream,
+        hello,
+        keys,
+    })
 }
 
 /// Tries to connect again and again, waiting longer each time up to [`RECONNECT_MAX`], until a
 /// sender answers at the address or `cancel` is raised.
-fn reconnect(config: &ReceiverConfig, cancel: &Stop, found: &Sender<(TcpStream, StreamHello)>) {
+fn reconnect(config: &ReceiverConfig, cancel: &Stop, found: &Sender<Result<Greeted>>) {
     let mut delay = RECONNECT_FIRST;
     loop {
         let deadline = Instant::now() + delay;
@@ -145,12 +185,16 @@ fn reconnect(config: &ReceiverConfig, cancel: &Stop, found: &Sender<(TcpStream, 
             thread::sleep(POLL);
         }
         match connect_and_greet(config) {
-            Ok(connection) => {
+            Err(e) if !secure::is_code_mismatch(&e) => {
+                log::debug!("reconnecting: {}", error_line(&e))
+            }
+            // A sender found, or one with another code (restarted without --code): trying the
+            // same code again would only get locked out, so the user decides.
+            result => {
                 // Nobody waiting any more: the connection is simply closed.
-                let _ = found.send(connection);
+                let _ = found.send(result);
                 return;
             }
-            Err(e) => log::debug!("reconnecting: {}", error_line(&e)),
         }
         delay = (delay * 2).min(RECONNECT_MAX);
     }
@@ -232,14 +276,24 @@ impl Read for LowWaterReader {
     }
 }
 
-/// Says hello and reads the sender's, with a time limit so a silent peer cannot hang us.
-fn handshake(stream: &TcpStream) -> Result<StreamHello> {
-    MessageWriter::new(stream).write_message(&Message::ViewerHello(ViewerHello::default()))?;
+/// Says hello and reads the sender's, with a time limit so a silent peer cannot hang us; when
+/// pairing, runs SPAKE2 on the code and checks that the sender used the same one.
+fn handshake(stream: &TcpStream, pairing: &Pairing) -> Result<(StreamHello, Option<Keys>)> {
+    let mut writer = MessageWriter::new(stream);
+    writer.write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))?;
+    let pairing = match pairing {
+        Pairing::Code(code) => {
+            let (pairing, ours) = secure::Pairing::start(code);
+            writer.write_message(&Message::Pake(Pake { message: &ours }))?;
+            Some(pairing)
+        }
+        Pairing::Insecure => None,
+    };
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut buf = Vec::new();
     let mut reader = stream;
     let refused = || {
-        anyhow!("it closed the connection before saying hello (refused by its --allow or --max-viewers?)")
+        anyhow!("it closed the connection before saying hello (refused by its --allow or --max-viewers, or locked out after wrong pairing codes?)")
     };
     match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
         Ok(true) => {}
@@ -249,18 +303,49 @@ fn handshake(stream: &TcpStream) -> Result<StreamHello> {
         Err(e) => return Err(e),
     }
     let hello = protocol::decode_stream_hello(&buf)?;
+    let keys = match (pairing, hello.security) {
+        (None, Security::Insecure) => None,
+        (Some(_), Security::Insecure) => bail!(
+            "the sender streams without encryption (started with --insecure); pass --insecure to watch it anyway"
+        ),
+        (None, Security::Paired) => bail!(
+            "the sender pairs with a code (it was not started with --insecure); pass --code with the code it shows"
+        ),
+        (Some(pairing), Security::Paired) => {
+            let hello_payload = buf.clone();
+            let mut next = |buf: &mut Vec<u8>| -> Result<()> {
+                match read_payload(&mut reader, buf, MAX_HELLO_LEN)? {
+                    true => Ok(()),
+                    false => bail!("it closed the connection while pairing"),
+                }
+            };
+            next(&mut buf)?;
+            let mut session = pairing.finish(protocol::decode_pake(&buf)?, &hello_payload)?;
+            writer.write_sealed(&Message::Paired, &mut session.to_sender)?;
+            next(&mut buf)?;
+            let key = protocol::decode_frame_key(session.to_receiver.open_first(&mut buf)?)?;
+            Some(Keys {
+                frames: FrameOpener::new(&key.key),
+                acks: session.to_sender,
+            })
+        }
+    };
     stream.set_read_timeout(None)?;
-    Ok(hello)
+    Ok((hello, keys))
 }
 
 /// The network thread: reads and checks frames, hands them over, gets the buffers back.
 fn read_frames(
     stream: TcpStream,
     hello: StreamHello,
+    mut opener: Option<FrameOpener>,
     frames: &Sender<Incoming>,
     free: &Receiver<Vec<u8>>,
 ) {
-    let max_len = hello.max_message_len();
+    let max_len = match opener {
+        Some(_) => hello.max_message_len() + secure::FRAME_OVERHEAD,
+        None => hello.max_message_len(),
+    };
     let silence = match hello.fps {
         fps if fps > 0.0 => SILENCE_LIMIT.max(Duration::from_secs_f64(3.0 / fps)),
         _ => SILENCE_LIMIT,
@@ -274,7 +359,7 @@ fn read_frames(
         let mut buf = free.try_recv().unwrap_or_default();
         let incoming = match read_payload(&mut stream, &mut buf, max_len) {
             Ok(false) => Incoming::End,
-            Ok(true) => match check_frame(&hello, &buf) {
+            Ok(true) => match open_and_check(&hello, opener.as_mut(), &mut buf) {
                 Ok((header, data_start)) => Incoming::Frame {
                     header,
                     buf,
@@ -294,6 +379,22 @@ fn read_frames(
             return;
         }
     }
+}
+
+/// Opens a sealed frame in place (the buffer then ends where its plaintext does) and checks it;
+/// returns its header and where its data starts.
+fn open_and_check(
+    hello: &StreamHello,
+    opener: Option<&mut FrameOpener>,
+    buf: &mut Vec<u8>,
+) -> Result<(FrameHeader, usize)> {
+    let Some(opener) = opener else {
+        return check_frame(hello, buf);
+    };
+    let plain = opener.open(buf)?;
+    buf.truncate(plain.end);
+    let (header, data_start) = check_frame(hello, &buf[plain.start..])?;
+    Ok((header, plain.start + data_start))
 }
 
 fn check_frame(hello: &StreamHello, payload: &[u8]) -> Result<(FrameHeader, usize)> {
@@ -355,23 +456,32 @@ impl Display {
     /// (a window, the recording): the network's are [`Ended::Lost`].
     fn show_stream(
         &mut self,
-        stream: TcpStream,
-        hello: StreamHello,
+        connection: Greeted,
         frame_limit: Option<u64>,
         stop: &Stop,
         stats: &mut ReceiverStats,
     ) -> Result<Ended> {
+        let Greeted {
+            stream,
+            hello,
+            keys,
+        } = connection;
+        let (opener, ack_channel) = keys.map(|k| (k.frames, k.acks)).unzip();
         self.start_recording(&hello)?;
         self.size = Some((hello.width, hello.height));
         let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
         let (free_tx, free_rx) = crossbeam_channel::bounded(2);
         let reader = stream.try_clone().context("setting up the connection")?;
         let acks = stream.try_clone().context("setting up the connection")?;
-        let network = thread::spawn(move || read_frames(reader, hello, &frames_tx, &free_rx));
+        let network =
+            thread::spawn(move || read_frames(reader, hello, opener, &frames_tx, &free_rx));
         let ended = self.show_frames(
             &frames_rx,
             &free_tx,
-            &mut MessageWriter::new(acks),
+            &mut AckWriter {
+                writer: MessageWriter::new(acks),
+                channel: ack_channel,
+            },
             frame_limit,
             stop,
             stats,
@@ -415,7 +525,7 @@ impl Display {
         &mut self,
         frames: &Receiver<Incoming>,
         free: &Sender<Vec<u8>>,
-        acks: &mut MessageWriter<TcpStream>,
+        acks: &mut AckWriter,
         frame_limit: Option<u64>,
         stop: &Stop,
         stats: &mut ReceiverStats,
@@ -448,7 +558,7 @@ impl Display {
                     self.present(&header, data)?;
                     let shown = SystemTime::now();
                     // A sender that is gone shows up on the network thread; nothing to do here.
-                    let _ = acks.write_message(&Message::Ack(Ack { seq: header.seq }));
+                    let _ = acks.ack(header.seq);
                     let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
                     stats.record(&header, bytes, shown);
                     if let Some(log) = self.frame_log.as_mut() {
@@ -486,7 +596,7 @@ impl Display {
         config: &ReceiverConfig,
         why: &str,
         stop: &Stop,
-    ) -> Result<Option<(TcpStream, StreamHello)>> {
+    ) -> Result<Option<Greeted>> {
         let cancel = Stop::default();
         let (found_tx, found_rx) = crossbeam_channel::bounded(1);
         {
@@ -503,8 +613,8 @@ impl Display {
         config: &ReceiverConfig,
         why: &str,
         stop: &Stop,
-        found: &Receiver<(TcpStream, StreamHello)>,
-    ) -> Result<Option<(TcpStream, StreamHello)>> {
+        found: &Receiver<Result<Greeted>>,
+    ) -> Result<Option<Greeted>> {
         let lost_at = Instant::now();
         let mut shown_seconds = None;
         loop {
@@ -529,7 +639,7 @@ impl Display {
                 shown_seconds = Some(seconds);
             }
             match found.recv_timeout(POLL) {
-                Ok(connection) => return Ok(Some(connection)),
+                Ok(connection) => return connection.map(Some),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => bail!("the reconnecting thread stopped"),
             }

@@ -52,6 +52,13 @@ pub enum SecureError {
     TooLong,
 }
 
+/// Whether `error` is a pairing that failed because the two codes differ.
+pub fn is_code_mismatch(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<SecureError>() == Some(&SecureError::CodeMismatch))
+}
+
 /// A fresh one-time pairing code like `37-noble-otter`: a number and two words, about 27 bits.
 pub fn new_code() -> Result<String, SecureError> {
     let mut byte = [0u8; 1];

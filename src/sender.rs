@@ -1,12 +1,14 @@
 //! The sender: one capture loop (source → one encode → every viewer's slot → preview) on the
 //! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
 
-use crate::config::SourceSpec;
+use crate::config::{Pairing, SourceSpec};
 use crate::connection::{MessageReader, MessageWriter};
 use crate::live::{self, LiveSource, Next, Opener};
 use crate::protocol::{
-    self, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_ACK_LEN, MAX_HELLO_LEN,
+    self, Codec, FrameHeader, FrameKey, Message, Pake, PixelFormat, Security, StreamHello,
+    MAX_ACK_LEN, MAX_HELLO_LEN,
 };
+use crate::secure::{self, Channel, FrameSealer};
 use crate::stats::{clock_time, unix_micros, SenderReport};
 use crate::video::{self, JpegEncoder, Source, Window, WindowEvent};
 use crate::viewers::{BufferPool, Slot, Viewers};
@@ -34,6 +36,8 @@ const QUIT_GRACE: Duration = Duration::from_millis(300);
 const COMPLAINT_PERIOD: Duration = Duration::from_secs(60);
 /// Addresses whose refusals are remembered at once; bounds the memory a flood can take.
 const MAX_REMEMBERED_COMPLAINTS: usize = 1024;
+/// The longest an address that keeps giving wrong pairing codes is locked out.
+const MAX_LOCKOUT: Duration = Duration::from_secs(60);
 /// A lost source is shown to viewers as a "NO SIGNAL" picture this often.
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_millis(500);
 /// How often idle loops look at the listener, the window and the stop signal.
@@ -65,11 +69,18 @@ pub struct SenderConfig {
     /// Connections beyond this many are refused.
     pub max_viewers: usize,
     pub preview: bool,
+    /// The code viewers must pair with, or `--insecure`.
+    pub pairing: Pairing,
 }
 
 /// What the accept and writer threads share with the capture loop.
 struct Shared {
-    hello: StreamHello,
+    /// The hello exactly as sent: pairing binds the keys to it.
+    hello_payload: Vec<u8>,
+    pairing: Pairing,
+    /// Seals each frame once for every paired viewer; `None` with `--insecure`.
+    frame_sealer: Option<FrameSealer>,
+    wrong_codes: Mutex<WrongCodes>,
     allow: Option<IpAddr>,
     max_viewers: usize,
     viewers: Viewers,
@@ -157,10 +168,19 @@ pub fn serve(
         (None, SourceSpec::TestPattern { .. }) => Some(PATTERN_FPS),
         (None, _) => source.native_fps(),
     };
-    let hello = StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0));
+    let hello = StreamHello {
+        security: config.pairing.security(),
+        ..StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0))
+    };
     hello
         .check()
         .with_context(|| format!("streaming {}", source.name()))?;
+    let mut hello_payload = Vec::new();
+    protocol::encode_into(&Message::StreamHello(hello), &mut hello_payload)?;
+    let frame_sealer = match config.pairing {
+        Pairing::Code(_) => Some(FrameSealer::generate()?),
+        Pairing::Insecure => None,
+    };
     log::info!(
         "streaming {} ({width}x{height} {}, {})",
         source.name(),
@@ -174,7 +194,10 @@ pub fn serve(
         .set_nonblocking(true)
         .context("setting up the listener")?;
     let shared = Arc::new(Shared {
-        hello,
+        hello_payload,
+        pairing: config.pairing.clone(),
+        frame_sealer,
+        wrong_codes: Mutex::default(),
         allow: config.allow,
         max_viewers: config.max_viewers,
         viewers: Viewers::default(),
@@ -223,6 +246,8 @@ fn capture_loop(
     };
     let (width, height) = source.size();
     let pool = BufferPool::new(POOLED_BUFFERS);
+    let sealed_pool = BufferPool::new(POOLED_BUFFERS);
+    let mut frame_prefix = Vec::new();
     let mut jpeg = (config.codec == Codec::Jpeg).then(|| JpegEncoder::new(config.quality));
     let mut captured = Vec::new();
     let mut counted = 0u64;
@@ -311,7 +336,19 @@ fn capture_loop(
             pixel_format: PixelFormat::Bgr8,
             codec: config.codec,
         };
-        if watched && shared.viewers.publish(&pool.frame(header, data)) > 0 {
+        let frame = match (&shared.frame_sealer, watched) {
+            (Some(sealer), true) => {
+                // Sealed once here, for every viewer; the pixels go straight back to the source.
+                frame_prefix.clear();
+                protocol::encode_frame_prefix(&header, data.len(), &mut frame_prefix)?;
+                let mut sealed = sealed_pool.buffer();
+                sealer.seal(seq, &[&frame_prefix, &data], &mut sealed)?;
+                pool.recycle(data);
+                sealed_pool.frame(header, sealed, true)
+            }
+            _ => pool.frame(header, data, false),
+        };
+        if watched && shared.viewers.publish(&frame) > 0 {
             counted += 1;
             if config.frames == Some(counted) {
                 log::info!("sent {counted} frames (--frames); ending the stream");
@@ -427,6 +464,15 @@ fn admit(
             return None;
         }
     }
+    if let Some(wait) = lock_or_default(&shared.wrong_codes).lockout(canonical(peer.ip()), Instant::now()) {
+        shared.complain(peer, "pairing lockout", || {
+            format!(
+                "refused connection from {peer}: too many wrong pairing codes; next try allowed in {} s",
+                wait.as_secs_f64().ceil()
+            )
+        });
+        return None;
+    }
     if shared.viewers.connections() >= shared.max_viewers {
         shared.complain(peer, "--max-viewers", || {
             format!(
@@ -459,6 +505,13 @@ fn admit(
                 Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
                 Err(e) if is_disconnect(&e) => {
                     log::info!("viewer {peer} disconnected after {sent} frames")
+                }
+                Err(e) if secure::is_code_mismatch(&e) => {
+                    let failures = lock_or_default(&shared.wrong_codes)
+                        .failed(canonical(peer.ip()), Instant::now());
+                    shared.complain(peer, "pairing", || {
+                        format!("refused viewer {peer}: pairing code did not match ({failures} in a row)")
+                    })
                 }
                 Err(e) if e.is::<NotAViewer>() => shared.complain(peer, "handshake", || {
                     format!("refused connection from {peer}: {}", error_line(&e))
@@ -555,8 +608,16 @@ fn serve_viewer(
     stream.set_nodelay(true)?;
     let mut writer = MessageWriter::new(stream);
     writer
-        .write_message(&Message::StreamHello(shared.hello))
+        .write_payload(&shared.hello_payload)
         .context("sending hello")?;
+    let pairing = match &shared.pairing {
+        Pairing::Code(code) => {
+            let (pairing, ours) = secure::Pairing::start(code);
+            writer.write_message(&Message::Pake(Pake { message: &ours }))?;
+            Some(pairing)
+        }
+        Pairing::Insecure => None,
+    };
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = MessageReader::new(stream);
     let hello = reader
@@ -565,9 +626,19 @@ fn serve_viewer(
         .context(NotAViewer)?
         .ok_or_else(|| anyhow!("it closed the connection before saying hello"))
         .context(NotAViewer)?;
-    protocol::decode_viewer_hello(hello)
+    let hello = protocol::decode_viewer_hello(hello)
         .context("reading its hello")
         .context(NotAViewer)?;
+    let mut acks = match (pairing, hello.security) {
+        (Some(pairing), Security::Paired) => Some(pair(&mut reader, &mut writer, pairing, shared)?),
+        (None, Security::Insecure) => None,
+        (Some(_), Security::Insecure) => {
+            return Err(anyhow!("it does not pair (started with --insecure), and this sender needs its pairing code").context(NotAViewer))
+        }
+        (None, Security::Paired) => {
+            return Err(anyhow!("it expects a pairing code, and this sender was started with --insecure").context(NotAViewer))
+        }
+    };
     // From here the viewer only acks; it may pause for as long as it likes.
     stream.set_read_timeout(None)?;
     shared.viewers.activate(peer);
@@ -578,10 +649,11 @@ fn serve_viewer(
     loop {
         // Credit first, then the frame: what is sent is the newest when the viewer can take it.
         while in_flight >= FRAMES_IN_FLIGHT {
-            let Some(payload) = reader
-                .read_payload(MAX_ACK_LEN)
-                .context("waiting for its ack")?
-            else {
+            let payload = match acks.as_mut() {
+                Some(channel) => reader.read_sealed(MAX_ACK_LEN, channel),
+                None => reader.read_payload(MAX_ACK_LEN),
+            };
+            let Some(payload) = payload.context("waiting for its ack")? else {
                 return Ok(Ending::ViewerLeft);
             };
             let ack = protocol::decode_ack(payload).context("reading its ack")?;
@@ -591,7 +663,10 @@ fn serve_viewer(
             in_flight -= 1;
         }
         let Some(frame) = slot.next() else { break };
-        let bytes = writer.write_frame(&frame.header, &frame.data)?;
+        let bytes = match frame.sealed {
+            true => writer.write_payload(&frame.data)?,
+            false => writer.write_frame(&frame.header, &frame.data)?,
+        };
         in_flight += 1;
         last_seq = Some(frame.header.seq);
         *sent += 1;
@@ -600,6 +675,72 @@ fn serve_viewer(
     }
     close_gracefully(stream);
     Ok(Ending::StreamEnded)
+}
+
+/// Finishes pairing with a viewer: its SPAKE2 message, our sealed frame key, its sealed
+/// confirmation. Returns the channel its acks come sealed in.
+fn pair(
+    reader: &mut MessageReader<&TcpStream>,
+    writer: &mut MessageWriter<&TcpStream>,
+    pairing: secure::Pairing,
+    shared: &Shared,
+) -> Result<Channel> {
+    let theirs = reader
+        .read_payload(MAX_HELLO_LEN)
+        .context("waiting for its pairing message")
+        .context(NotAViewer)?
+        .ok_or_else(|| anyhow!("it closed the connection before pairing"))
+        .context(NotAViewer)?;
+    let theirs = protocol::decode_pake(theirs).context(NotAViewer)?;
+    let mut session = pairing
+        .finish(theirs, &shared.hello_payload)
+        .context(NotAViewer)?;
+    let key = shared
+        .frame_sealer
+        .as_ref()
+        .map(FrameSealer::key_bytes)
+        .ok_or_else(|| anyhow!("pairing without a frame key"))?;
+    writer.write_sealed(&Message::FrameKey(FrameKey { key }), &mut session.to_receiver)?;
+    let confirmation = reader
+        .read_payload(MAX_HELLO_LEN)
+        .context("waiting for it to confirm pairing")?
+        .ok_or_else(|| anyhow!("it closed the connection while pairing"))?;
+    let mut confirmation = confirmation.to_vec();
+    let opened = session.to_sender.open_first(&mut confirmation)?;
+    protocol::decode_paired(opened).context(NotAViewer)?;
+    Ok(session.to_sender)
+}
+
+fn lock_or_default<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Addresses that gave wrong pairing codes: each failure in a row locks the address out for
+/// twice as long as the last (1 s, 2 s, 4 s … up to a minute), so guessing a code costs time
+/// while a person who mistyped it is barely slowed.
+#[derive(Default)]
+struct WrongCodes {
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl WrongCodes {
+    /// Counts a failure from `ip`; returns how many in a row.
+    fn failed(&mut self, ip: IpAddr, now: Instant) -> u32 {
+        if self.failures.len() >= MAX_REMEMBERED_COMPLAINTS {
+            self.failures
+                .retain(|_, (_, last)| now.duration_since(*last) < MAX_LOCKOUT);
+        }
+        let entry = self.failures.entry(ip).or_insert((0, now));
+        *entry = (entry.0.saturating_add(1), now);
+        entry.0
+    }
+
+    /// How long `ip` must still wait before it may try again, if at all.
+    fn lockout(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let (failures, last) = self.failures.get(&ip)?;
+        let lockout = Duration::from_secs(1u64 << (failures - 1).min(6)).min(MAX_LOCKOUT);
+        (*last + lockout).checked_duration_since(now).filter(|d| !d.is_zero())
+    }
 }
 
 /// The peer failed the handshake: a port scanner, a browser, garbage, or silence.

@@ -47,7 +47,9 @@ impl Demand {
 /// viewer is done with it, so the steady state allocates no frame buffers.
 pub struct EncodedFrame {
     pub header: FrameHeader,
+    /// The encoded picture or, when `sealed`, the whole frame message sealed for paired viewers.
     pub data: Vec<u8>,
+    pub sealed: bool,
     recycle: Sender<Vec<u8>>,
 }
 
@@ -76,12 +78,19 @@ impl BufferPool {
         self.take.try_recv().unwrap_or_default()
     }
 
-    pub fn frame(&self, header: FrameHeader, data: Vec<u8>) -> Arc<EncodedFrame> {
+    /// Wraps `data` (sealed or not) as a frame whose buffer comes back here when it is done.
+    pub fn frame(&self, header: FrameHeader, data: Vec<u8>, sealed: bool) -> Arc<EncodedFrame> {
         Arc::new(EncodedFrame {
             header,
             data,
+            sealed,
             recycle: self.give.clone(),
         })
+    }
+
+    /// Gives a buffer back at once.
+    pub fn recycle(&self, buffer: Vec<u8>) {
+        let _ = self.give.try_send(buffer);
     }
 }
 
@@ -292,14 +301,14 @@ mod tests {
         let (sock, peer) = socket();
         let slot = viewers.join(peer, sock);
         assert_eq!(
-            viewers.publish(&pool.frame(header(0), vec![])),
+            viewers.publish(&pool.frame(header(0), vec![], false)),
             0,
             "not active yet"
         );
         viewers.activate(peer);
         for seq in 0..5 {
             assert_eq!(
-                viewers.publish(&pool.frame(header(seq), vec![seq as u8])),
+                viewers.publish(&pool.frame(header(seq), vec![seq as u8], false)),
                 1
             );
         }
@@ -319,7 +328,7 @@ mod tests {
         let (sock, peer) = socket();
         let slot = viewers.join(peer, sock);
         viewers.activate(peer);
-        viewers.publish(&pool.frame(header(9), vec![1, 2, 3]));
+        viewers.publish(&pool.frame(header(9), vec![1, 2, 3], false));
         viewers.close_all();
         assert_eq!(slot.next().unwrap().data, [1, 2, 3]);
         assert!(slot.next().is_none());
@@ -344,7 +353,7 @@ mod tests {
         assert!(!viewers.wait_for_demand(no_wait), "not active yet");
         viewers.activate(peer);
         assert!(viewers.wait_for_demand(no_wait));
-        viewers.publish(&pool.frame(header(3), vec![]));
+        viewers.publish(&pool.frame(header(3), vec![], false));
         assert!(!viewers.wait_for_demand(no_wait), "its frame is waiting");
         let waiter = {
             let viewers = Arc::clone(&viewers);
@@ -360,7 +369,7 @@ mod tests {
     #[test]
     fn buffers_are_recycled() {
         let pool = BufferPool::new(4);
-        let frame = pool.frame(header(0), Vec::with_capacity(1000));
+        let frame = pool.frame(header(0), Vec::with_capacity(1000), false);
         drop(frame);
         assert!(pool.buffer().capacity() >= 1000);
     }

@@ -1,13 +1,14 @@
 //! `receiver`: connects to a camstream sender and shows its video.
 
 use anyhow::Result;
-use camstream::config::{self, Endpoint};
+use camstream::config::{self, Endpoint, Pairing};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::{cli, error_line};
 use clap::Parser;
 use std::net::SocketAddr;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +40,12 @@ struct Args {
     /// Exit when the stream ends or breaks, instead of waiting for the sender to come back
     #[arg(long)]
     once: bool,
+    /// The pairing code the sender printed [default: asked for]
+    #[arg(long, value_name = "CODE", value_parser = config::parse_code)]
+    code: Option<String>,
+    /// Watch a sender started with --insecure (no pairing, no encryption)
+    #[arg(long, conflicts_with = "code")]
+    insecure: bool,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -65,10 +72,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
-    let connect = match &args.connect {
-        Some(endpoint) => endpoint.clone(),
-        None => ask_sender()?,
-    };
+    let (connect, pairing) = ask_missing(args)?;
     let (window, stop) = cli::start(!args.headless, "a window")?;
     let config = ReceiverConfig {
         connect,
@@ -78,12 +82,34 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
         record: args.record.clone(),
         frame_log: args.frame_log.clone(),
         once: args.once,
+        pairing,
     };
     receiver::run(&config, &stop, stats)
 }
 
-fn ask_sender() -> Result<Endpoint> {
+/// Asks for what no flag gave: the sender's address, then its pairing code. The prompter (and
+/// its lock on standard input) is gone before `q` + Enter is listened for.
+fn ask_missing(args: &Args) -> Result<(Endpoint, Pairing)> {
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+    let connect = match &args.connect {
+        Some(endpoint) => endpoint.clone(),
+        None => ask_sender(&mut prompter)?,
+    };
+    let pairing = match (&args.code, args.insecure) {
+        (_, true) => Pairing::Insecure,
+        (Some(code), false) => Pairing::Code(code.clone()),
+        (None, false) => Pairing::Code(prompter.ask(
+            "pairing code shown by the sender",
+            "",
+            "required",
+            "--code",
+            config::parse_code,
+        )?),
+    };
+    Ok((connect, pairing))
+}
+
+fn ask_sender(prompter: &mut Prompter<impl BufRead, impl Write>) -> Result<Endpoint> {
     let ip = prompter.ask(
         "sender IP",
         "127.0.0.1",

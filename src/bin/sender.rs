@@ -1,11 +1,11 @@
 //! `sender`: serves a camera, a video file or a test pattern to camstream receivers.
 
 use anyhow::{Context, Result};
-use camstream::config::{self, SourceSpec};
+use camstream::config::{self, Pairing, SourceSpec};
 use camstream::prompt::Prompter;
 use camstream::protocol::Codec;
 use camstream::sender::{self, SenderConfig};
-use camstream::{cli, error_line};
+use camstream::{cli, error_line, secure};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -49,6 +49,12 @@ struct Args {
     /// Do not open the preview window (quit with q + Enter or Ctrl-C)
     #[arg(long)]
     no_preview: bool,
+    /// Pairing code receivers must give [default: a new one-time code, printed at start]
+    #[arg(long, value_name = "CODE", value_parser = config::parse_code)]
+    code: Option<String>,
+    /// No pairing, no encryption: anyone who can reach the port can watch
+    #[arg(long, conflicts_with = "code")]
+    insecure: bool,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -73,10 +79,19 @@ fn run(args: Args) -> Result<()> {
     };
     let (preview, stop) = cli::start(!args.no_preview, "a preview window")?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    let pairing = match (args.code, args.insecure) {
+        (_, true) => Pairing::Insecure,
+        (Some(code), false) => Pairing::Code(code),
+        (None, false) => Pairing::Code(secure::new_code()?),
+    };
     log::info!(
-        "listening on {}{}",
+        "listening on {}{}, {}",
         listener.local_addr()?,
-        allow.map_or(String::new(), |ip| format!(" for {ip} only"))
+        allow.map_or(String::new(), |ip| format!(" for {ip} only")),
+        match &pairing {
+            Pairing::Code(code) => format!("pairing code {code}"),
+            Pairing::Insecure => "NOT encrypted (--insecure): anyone who can reach it can watch".into(),
+        }
     );
     let config = SenderConfig {
         source: args.source,
@@ -88,6 +103,7 @@ fn run(args: Args) -> Result<()> {
         allow,
         max_viewers: usize::from(args.max_viewers),
         preview,
+        pairing,
     };
     let report = sender::run(&config, listener, &stop)?;
     if args.stats {
