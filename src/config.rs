@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(parse_code(" 7-Crossover-Clockwork\n").unwrap(), "7-crossover-clockwork");
+        assert_eq!(
+            parse_code(" 7-Crossover-Clockwork\n").unwrap(),
+            "7-crossover-clockwork"
+        );
         assert!(parse_code("  ").unwrap_err().contains("empty"));
     }
 

@@ -196,7 +196,9 @@ mod tests {
     fn two_frames_and_a_hello() -> Vec<u8> {
         let mut writer = MessageWriter::new(Vec::new());
         writer
-            .write_message(&Message::ViewerHello(ViewerHello::new(protocol::Security::Insecure)))
+            .write_message(&Message::ViewerHello(ViewerHello::new(
+                protocol::Security::Insecure,
+            )))
             .unwrap();
         writer.write_frame(&header(0), &[1, 2, 3]).unwrap();
         writer.write_frame(&header(1), &[4, 5, 6]).unwrap();
@@ -208,7 +210,9 @@ mod tests {
         let mut reader = MessageReader::new(Cursor::new(two_frames_and_a_hello()));
         assert_eq!(
             reader.read_message(MAX_MESSAGE_LEN).unwrap(),
-            Some(Message::ViewerHello(ViewerHello::new(protocol::Security::Insecure)))
+            Some(Message::ViewerHello(ViewerHello::new(
+                protocol::Security::Insecure
+            )))
         );
         for (seq, data) in [(0, [1, 2, 3]), (1, [4, 5, 6])] {
             assert_eq!(
@@ -226,7 +230,8 @@ mod tests {
     fn a_close_inside_a_message_is_an_error() {
         let bytes = two_frames_and_a_hello();
         let frame_len = 8 + 44 + 3;
-        let message_ends = [0, 20, 20 + frame_len, bytes.len()];
+        // The hello is 8 + 16 bytes on the wire.
+        let message_ends = [0, 24, 24 + frame_len, bytes.len()];
         for cut in (0..bytes.len()).filter(|c| !message_ends.contains(c)) {
             let mut reader = MessageReader::new(Cursor::new(&bytes[..cut]));
             let err = loop {
@@ -241,7 +246,7 @@ mod tests {
                 "{err}"
             );
         }
-        let mut reader = MessageReader::new(Cursor::new(&bytes[..20 + 3]));
+        let mut reader = MessageReader::new(Cursor::new(&bytes[..24 + 3]));
         reader.read_payload(MAX_MESSAGE_LEN).unwrap();
         let err = reader.read_payload(MAX_MESSAGE_LEN).unwrap_err();
         assert_eq!(

@@ -537,27 +537,40 @@ mod tests {
 
     #[test]
     fn stream_hello_layout_is_the_documented_one() {
-        let bytes = encoded(&Message::StreamHello(StreamHello::new(
-            640,
-            480,
-            Codec::Jpeg,
-            30.0,
-        )));
+        let bytes = encoded(&Message::StreamHello(StreamHello {
+            security: Security::Paired,
+            ..StreamHello::new(640, 480, Codec::Jpeg, 30.0)
+        }));
         let mut expected = Vec::new();
         expected.extend_from_slice(&0u32.to_le_bytes());
         expected.extend_from_slice(b"CAMS");
-        expected.extend_from_slice(&2u32.to_le_bytes()); // version
+        expected.extend_from_slice(&3u32.to_le_bytes()); // version
         expected.extend_from_slice(&640u32.to_le_bytes());
         expected.extend_from_slice(&480u32.to_le_bytes());
         expected.extend_from_slice(&0u32.to_le_bytes());
         expected.extend_from_slice(&1u32.to_le_bytes());
         expected.extend_from_slice(&30f64.to_le_bytes());
+        expected.extend_from_slice(&1u32.to_le_bytes()); // Paired
         assert_eq!(bytes, expected);
-        let viewer = encoded(&Message::ViewerHello(ViewerHello::default()));
+        let viewer = encoded(&Message::ViewerHello(ViewerHello::new(Security::Insecure)));
         assert_eq!(
             viewer,
-            [&1u32.to_le_bytes()[..], b"CAMS", &2u32.to_le_bytes()].concat()
+            [
+                &1u32.to_le_bytes()[..],
+                b"CAMS",
+                &3u32.to_le_bytes(),
+                &0u32.to_le_bytes()
+            ]
+            .concat()
         );
+        let pake = encoded(&Message::Pake(Pake { message: &[9; 33] }));
+        assert_eq!(
+            pake,
+            [&4u32.to_le_bytes()[..], &33u64.to_le_bytes(), &[9; 33]].concat()
+        );
+        let key = encoded(&Message::FrameKey(FrameKey { key: [7; 32] }));
+        assert_eq!(key, [&5u32.to_le_bytes()[..], &[7; 32]].concat());
+        assert_eq!(encoded(&Message::Paired), 6u32.to_le_bytes());
         let ack = encoded(&Message::Ack(Ack { seq: 5 }));
         assert_eq!(ack, [&3u32.to_le_bytes()[..], &5u64.to_le_bytes()].concat());
         assert_eq!(ack.len(), ACK_LEN);
@@ -594,7 +607,7 @@ mod tests {
             decode_stream_hello(&encoded(&Message::StreamHello(hello))).unwrap(),
             hello
         );
-        let viewer = ViewerHello::default();
+        let viewer = ViewerHello::new(Security::Insecure);
         assert_eq!(
             decode_viewer_hello(&encoded(&Message::ViewerHello(viewer))).unwrap(),
             viewer
@@ -611,7 +624,7 @@ mod tests {
                 Codec::Raw,
                 0.0,
             ))),
-            encoded(&Message::ViewerHello(ViewerHello::default())),
+            encoded(&Message::ViewerHello(ViewerHello::new(Security::Insecure))),
             encoded(&Message::Frame(Frame {
                 header: sample_header(),
                 data: &data,
@@ -656,7 +669,7 @@ mod tests {
         assert_eq!(err, ProtocolError::BadVersion { theirs: 1 });
         assert_eq!(
             err.to_string(),
-            "peer speaks camstream protocol version 1; this program speaks version 2"
+            "peer speaks camstream protocol version 1; this program speaks version 3"
         );
     }
 
@@ -677,14 +690,14 @@ mod tests {
             Err(ProtocolError::BadMagic { .. })
         ));
         // A valid message followed by junk is not silently accepted.
-        let mut bytes = encoded(&Message::ViewerHello(ViewerHello::default()));
+        let mut bytes = encoded(&Message::ViewerHello(ViewerHello::new(Security::Insecure)));
         bytes.push(0);
         assert!(matches!(decode(&bytes), Err(ProtocolError::Malformed(_))));
     }
 
     #[test]
     fn wrong_message_kind_is_named() {
-        let bytes = encoded(&Message::ViewerHello(ViewerHello::default()));
+        let bytes = encoded(&Message::ViewerHello(ViewerHello::new(Security::Insecure)));
         assert_eq!(
             decode_stream_hello(&bytes).unwrap_err().to_string(),
             "expected a stream hello, got a viewer hello"

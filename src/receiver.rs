@@ -4,8 +4,7 @@
 use crate::config::{Endpoint, Pairing};
 use crate::connection::{is_timeout, read_payload, MessageWriter};
 use crate::protocol::{
-    self, Ack, Codec, FrameHeader, Message, Pake, Security, StreamHello, ViewerHello,
-    MAX_HELLO_LEN,
+    self, Ack, Codec, FrameHeader, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN,
 };
 use crate::secure::{self, Channel, FrameOpener};
 use crate::stats::{FrameLog, ReceiverStats};

@@ -201,11 +201,7 @@ impl FrameSealer {
         }
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                counter_nonce(seq),
-                Aad::empty(),
-                &mut out[FRAME_SEQ_LEN..],
-            )
+            .seal_in_place_separate_tag(counter_nonce(seq), Aad::empty(), &mut out[FRAME_SEQ_LEN..])
             .map_err(|_| SecureError::TooLong)?;
         out.extend_from_slice(tag.as_ref());
         Ok(())
@@ -272,7 +268,10 @@ mod tests {
         for text in [&b"first"[..], b"second", b""] {
             let mut message = text.to_vec();
             sender.to_receiver.seal(&mut message).unwrap();
-            assert!(text.is_empty() || &message[..text.len()] != text, "sealed is not plain");
+            assert!(
+                text.is_empty() || &message[..text.len()] != text,
+                "sealed is not plain"
+            );
             assert_eq!(receiver.to_receiver.open(&mut message).unwrap(), text);
         }
         let mut ack = b"ack".to_vec();

@@ -464,7 +464,9 @@ fn admit(
             return None;
         }
     }
-    if let Some(wait) = lock_or_default(&shared.wrong_codes).lockout(canonical(peer.ip()), Instant::now()) {
+    if let Some(wait) =
+        lock_or_default(&shared.wrong_codes).lockout(canonical(peer.ip()), Instant::now())
+    {
         shared.complain(peer, "pairing lockout", || {
             format!(
                 "refused connection from {peer}: too many wrong pairing codes; next try allowed in {} s",
@@ -633,10 +635,16 @@ fn serve_viewer(
         (Some(pairing), Security::Paired) => Some(pair(&mut reader, &mut writer, pairing, shared)?),
         (None, Security::Insecure) => None,
         (Some(_), Security::Insecure) => {
-            return Err(anyhow!("it does not pair (started with --insecure), and this sender needs its pairing code").context(NotAViewer))
+            return Err(anyhow!(
+            "it does not pair (started with --insecure), and this sender needs its pairing code"
+        )
+            .context(NotAViewer))
         }
         (None, Security::Paired) => {
-            return Err(anyhow!("it expects a pairing code, and this sender was started with --insecure").context(NotAViewer))
+            return Err(anyhow!(
+                "it expects a pairing code, and this sender was started with --insecure"
+            )
+            .context(NotAViewer))
         }
     };
     // From here the viewer only acks; it may pause for as long as it likes.
@@ -700,7 +708,10 @@ fn pair(
         .as_ref()
         .map(FrameSealer::key_bytes)
         .ok_or_else(|| anyhow!("pairing without a frame key"))?;
-    writer.write_sealed(&Message::FrameKey(FrameKey { key }), &mut session.to_receiver)?;
+    writer.write_sealed(
+        &Message::FrameKey(FrameKey { key }),
+        &mut session.to_receiver,
+    )?;
     let confirmation = reader
         .read_payload(MAX_HELLO_LEN)
         .context("waiting for it to confirm pairing")?
@@ -739,7 +750,9 @@ impl WrongCodes {
     fn lockout(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let (failures, last) = self.failures.get(&ip)?;
         let lockout = Duration::from_secs(1u64 << (failures - 1).min(6)).min(MAX_LOCKOUT);
-        (*last + lockout).checked_duration_since(now).filter(|d| !d.is_zero())
+        (*last + lockout)
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
     }
 }
 

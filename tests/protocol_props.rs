@@ -4,8 +4,8 @@
 
 use camstream::connection::{MessageReader, MessageWriter};
 use camstream::protocol::{
-    self, Ack, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, StreamHello,
-    ViewerHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
+    self, Ack, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, Security,
+    StreamHello, ViewerHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
 };
 use proptest::prelude::*;
 
@@ -22,7 +22,7 @@ impl Owned {
     fn as_message(&self) -> Message<'_> {
         match self {
             Owned::StreamHello(hello) => Message::StreamHello(*hello),
-            Owned::ViewerHello => Message::ViewerHello(ViewerHello::default()),
+            Owned::ViewerHello => Message::ViewerHello(ViewerHello::new(Security::Paired)),
             Owned::Frame(header, data) => Message::Frame(Frame {
                 header: *header,
                 data,
@@ -213,6 +213,14 @@ fn the_fuzz_seeds_are_what_their_names_say() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_message");
     let expected: &[(&str, SeedCheck)] = &[
         ("seed-ack", |b| protocol::decode_ack(b).is_ok()),
+        ("seed-pake", |b| {
+            protocol::decode_pake(b).is_ok_and(|m| m.len() == 33)
+        }),
+        ("seed-frame-key", |b| protocol::decode_frame_key(b).is_ok()),
+        ("seed-paired", |b| protocol::decode_paired(b).is_ok()),
+        ("seed-stream-hello-paired", |b| {
+            protocol::decode_stream_hello(b).is_ok_and(|h| h.security == Security::Paired)
+        }),
         ("seed-viewer-hello", |b| {
             protocol::decode_viewer_hello(b).is_ok()
         }),

@@ -1,8 +1,10 @@
 //! Everything the programs do with a peer's bytes before they reach OpenCV: the length check,
-//! the decoder, the hello checks and the frame-against-stream checks. Any panic is a finding.
+//! the decoder, the hello checks, opening a sealed frame and the frame-against-stream checks.
+//! Any panic is a finding.
 #![no_main]
 
 use camstream::protocol::{self, Codec, Message, StreamHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN};
+use camstream::secure::FrameOpener;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -11,6 +13,11 @@ fuzz_target!(|bytes: &[u8]| {
     }
     let _ = protocol::decode_viewer_hello(bytes);
     let _ = protocol::decode_ack(bytes);
+    let _ = protocol::decode_pake(bytes);
+    let _ = protocol::decode_frame_key(bytes);
+    let _ = protocol::decode_paired(bytes);
+    // What a paired receiver does with a frame before decoding it.
+    let _ = FrameOpener::new(&[7; 32]).open(&mut bytes.to_vec());
     if let Ok(hello) = protocol::decode_stream_hello(bytes) {
         let _ = hello.max_message_len();
     }

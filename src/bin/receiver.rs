@@ -7,8 +7,8 @@ use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::{cli, error_line};
 use clap::Parser;
-use std::net::SocketAddr;
 use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

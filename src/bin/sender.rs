@@ -90,7 +90,8 @@ fn run(args: Args) -> Result<()> {
         allow.map_or(String::new(), |ip| format!(" for {ip} only")),
         match &pairing {
             Pairing::Code(code) => format!("pairing code {code}"),
-            Pairing::Insecure => "NOT encrypted (--insecure): anyone who can reach it can watch".into(),
+            Pairing::Insecure =>
+                "NOT encrypted (--insecure): anyone who can reach it can watch".into(),
         }
     );
     let config = SenderConfig {

@@ -2,7 +2,7 @@
 //! hand-written viewer that checks every byte it is sent.
 #![allow(dead_code)]
 
-use camstream::config::SourceSpec;
+use camstream::config::{Pairing, SourceSpec};
 use camstream::connection::{MessageReader, MessageWriter};
 use camstream::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello};
 use camstream::receiver::ReceiverConfig;
@@ -53,7 +53,16 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         allow: None,
         max_viewers: sender::DEFAULT_MAX_VIEWERS.into(),
         preview: false,
+        // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
+        pairing: Pairing::Insecure,
     }
+}
+
+/// The pairing code the paired tests use.
+pub const TEST_CODE: &str = "7-crossover-clockwork";
+
+pub fn paired() -> Pairing {
+    Pairing::Code(TEST_CODE.to_owned())
 }
 
 pub fn start_sender(config: SenderConfig) -> RunningSender {
@@ -101,7 +110,9 @@ impl TestViewer {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
         MessageWriter::new(&stream)
-            .write_message(&Message::ViewerHello(ViewerHello::default()))
+            .write_message(&Message::ViewerHello(ViewerHello::new(
+                protocol::Security::Insecure,
+            )))
             .unwrap();
         let mut reader = MessageReader::new(stream.try_clone().unwrap());
         let hello = protocol::decode_stream_hello(
@@ -247,5 +258,6 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         record: None,
         frame_log: None,
         once: true,
+        pairing: Pairing::Insecure,
     }
 }
