@@ -50,6 +50,8 @@ fn spawn_sender(extra: &[&str]) -> (Child, String) {
         "--source",
         "test:160x120",
         "--no-preview",
+        "--code",
+        common::TEST_CODE,
     ];
     args.extend_from_slice(extra);
     let mut child = command(SENDER, &args).spawn().unwrap();
@@ -72,10 +74,19 @@ fn receiver_answers_prompts_from_piped_stdin_and_prints_stats() {
     let output = run_with_input(
         RECEIVER,
         &["--headless", "--frames", "5", "--stats"],
-        &format!("999.1.1.1\n127.0.0.1\nabc\n70000\n{port}\n"),
+        &format!(
+            "999.1.1.1\n127.0.0.1\nabc\n70000\n{port}\n\n{}\n",
+            common::TEST_CODE
+        ),
     );
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "pairing code shown by the sender [required]: invalid pairing code: it is empty"
+        ),
+        "{log}"
+    );
     assert!(log.contains("invalid IP address \"999.1.1.1\""), "{log}");
     assert!(
         log.contains("invalid port \"abc\": must be 1-65535"),
@@ -125,6 +136,8 @@ fn sender_answers_prompts_and_ends_after_frames() {
             "--frames",
             "6",
             "--stats",
+            "--code",
+            common::TEST_CODE,
         ],
     )
     .stdin(Stdio::piped())
@@ -136,7 +149,15 @@ fn sender_answers_prompts_and_ends_after_frames() {
     let receiver = loop {
         let output = command(
             RECEIVER,
-            &["--connect", &addr, "--headless", "--once", "--stats"],
+            &[
+                "--connect",
+                &addr,
+                "--headless",
+                "--once",
+                "--stats",
+                "--code",
+                common::TEST_CODE,
+            ],
         )
         .output()
         .unwrap();
@@ -166,10 +187,13 @@ fn sender_answers_prompts_and_ends_after_frames() {
 #[test]
 fn q_and_enter_ends_a_headless_receiver_cleanly() {
     let (mut sender, addr) = spawn_sender(&[]);
-    let mut receiver = command(RECEIVER, &["--connect", &addr, "--stats"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut receiver = command(
+        RECEIVER,
+        &["--connect", &addr, "--stats", "--code", common::TEST_CODE],
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
     writeln!(receiver.stdin.as_mut().unwrap(), "q").unwrap();
     let output = receiver.wait_with_output().unwrap();
@@ -203,7 +227,12 @@ fn bad_input_is_one_line_naming_the_cause() {
     assert_eq!(
         error_of(
             RECEIVER,
-            &["--connect", &format!("127.0.0.1:{port}"), "--headless"]
+            &[
+                "--connect",
+                &format!("127.0.0.1:{port}"),
+                "--headless",
+                "--insecure"
+            ]
         ),
         format!("receiver: error: connecting to 127.0.0.1:{port}: connection refused")
     );
@@ -277,6 +306,16 @@ fn invalid_flags_are_refused_with_the_reason() {
             vec!["--codec", "h264"],
             "invalid codec \"h264\": use raw or jpeg",
         ),
+        (
+            RECEIVER,
+            vec!["--code", " "],
+            "invalid pairing code: it is empty",
+        ),
+        (
+            SENDER,
+            vec!["--code", "1-a-b", "--insecure"],
+            "'--code <CODE>' cannot be used with '--insecure'",
+        ),
     ] {
         let output = command(program, &args).output().unwrap();
         assert!(!output.status.success());
@@ -328,18 +367,19 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
                 "--codec",
                 "raw",
                 "--no-preview",
+                "--insecure",
             ],
         )
         .stderr(std::fs::File::create(&sender_log).unwrap())
         .spawn()
         .unwrap();
         let line = wait_for_line(&sender_log, "listening on ");
-        let addr = line.rsplit(' ').next().unwrap().to_owned();
+        let addr = line.split(' ').nth(3).unwrap().to_owned();
         // A viewer that says hello and then never reads: its writer is stuck on a full socket.
         let stalled = std::net::TcpStream::connect(&addr).unwrap();
         camstream::connection::MessageWriter::new(&stalled)
             .write_message(&camstream::protocol::Message::ViewerHello(
-                Default::default(),
+                camstream::protocol::ViewerHello::new(camstream::protocol::Security::Insecure),
             ))
             .unwrap();
         let recording = dir.0.join(format!("cut-{signal}.mkv"));
@@ -353,6 +393,7 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
                 "--record",
                 recording.to_str().unwrap(),
                 "--stats",
+                "--insecure",
             ],
         )
         .stderr(std::fs::File::create(&receiver_log).unwrap())

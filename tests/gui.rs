@@ -90,12 +90,14 @@ fn windows_show_video_and_q_quits_each_program() {
             "--stats",
         ],
     );
-    let addr = loop {
+    // The default run: the sender makes a one-time code and prints it beside its address.
+    let (addr, code) = loop {
         let line = sender_log
             .recv_timeout(Duration::from_secs(20))
             .expect("sender said nothing");
-        if let Some(addr) = line.strip_prefix("sender: listening on ") {
-            break addr.to_owned();
+        if let Some(rest) = line.strip_prefix("sender: listening on ") {
+            let (addr, code) = rest.split_once(" (pairing code ").expect("a pairing code");
+            break (addr.to_owned(), code.trim_end_matches(')').to_owned());
         }
     };
     let sender_window = find_window("TRANSMITTING VIDEO", &sender_log);
@@ -107,6 +109,8 @@ fn windows_show_video_and_q_quits_each_program() {
             "--record",
             recording.to_str().unwrap(),
             "--stats",
+            "--code",
+            &code,
         ],
     );
     let receiver_window = find_window("RECEIVING VIDEO", &receiver_log);

@@ -126,17 +126,20 @@ fn a_receiver_killed_mid_frame_costs_the_sender_nothing() {
         // Greet, read half a frame, vanish.
         let mut stream = TcpStream::connect(sender.addr).unwrap();
         let hello = [
-            &12u64.to_le_bytes()[..],
+            &16u64.to_le_bytes()[..],
             &1u32.to_le_bytes(),
             b"CAMS",
             &protocol::VERSION.to_le_bytes(),
+            &0u32.to_le_bytes(), // in the clear
         ]
         .concat();
         stream.write_all(&hello).unwrap();
         let mut part = vec![0u8; MAX_HELLO_LEN + 100_000];
         let mut got = 0;
         while got < 100_000 {
-            got += stream.read(&mut part[got..]).unwrap();
+            let n = stream.read(&mut part[got..]).unwrap();
+            assert!(n > 0, "the sender closed after {got} bytes");
+            got += n;
         }
     }
     let (_, frames, _) = watch(sender.addr, 5);

@@ -85,13 +85,13 @@ fn run(args: Args) -> Result<()> {
         (None, false) => Pairing::Code(secure::new_code()?),
     };
     log::info!(
-        "listening on {}{}, {}",
+        "listening on {}{} ({})",
         listener.local_addr()?,
         allow.map_or(String::new(), |ip| format!(" for {ip} only")),
         match &pairing {
             Pairing::Code(code) => format!("pairing code {code}"),
             Pairing::Insecure =>
-                "NOT encrypted (--insecure): anyone who can reach it can watch".into(),
+                "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
         }
     );
     let config = SenderConfig {

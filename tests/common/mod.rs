@@ -6,9 +6,11 @@ use camstream::config::{Pairing, SourceSpec};
 use camstream::connection::{MessageReader, MessageWriter};
 use camstream::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello};
 use camstream::receiver::ReceiverConfig;
+use camstream::secure::{self, Channel, FrameOpener};
 use camstream::sender::{self, SenderConfig};
 use camstream::stats::SenderReport;
 use camstream::Stop;
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 
@@ -103,39 +105,79 @@ pub struct TestViewer {
     stream: TcpStream,
     reader: MessageReader<TcpStream>,
     pub hello: StreamHello,
+    /// When paired: what frames are opened and acks sealed with.
+    keys: Option<(FrameOpener, RefCell<Channel>)>,
+    opened: Vec<u8>,
 }
 
 impl TestViewer {
-    /// Connects and greets.
+    /// Connects and greets, in the clear.
     pub fn connect(addr: SocketAddr) -> Self {
+        TestViewer::connect_with(addr, &Pairing::Insecure)
+    }
+
+    /// Connects, greets, and pairs when given a code: the handshake written out step by step.
+    pub fn connect_with(addr: SocketAddr, pairing: &Pairing) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
-        MessageWriter::new(&stream)
-            .write_message(&Message::ViewerHello(ViewerHello::new(
-                protocol::Security::Insecure,
-            )))
+        let mut writer = MessageWriter::new(&stream);
+        writer
+            .write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))
             .unwrap();
         let mut reader = MessageReader::new(stream.try_clone().unwrap());
-        let hello = protocol::decode_stream_hello(
-            reader
-                .read_payload(protocol::MAX_HELLO_LEN)
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let hello_payload = reader
+            .read_payload(protocol::MAX_HELLO_LEN)
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let hello = protocol::decode_stream_hello(&hello_payload).unwrap();
+        let keys = match pairing {
+            Pairing::Insecure => None,
+            Pairing::Code(code) => {
+                let (pairing, ours) = secure::Pairing::start(code);
+                writer
+                    .write_message(&Message::Pake(protocol::Pake { message: &ours }))
+                    .unwrap();
+                let theirs = reader
+                    .read_payload(protocol::MAX_HELLO_LEN)
+                    .unwrap()
+                    .unwrap();
+                let mut session = pairing
+                    .finish(protocol::decode_pake(theirs).unwrap(), &hello_payload)
+                    .unwrap();
+                writer
+                    .write_sealed(&Message::Paired, &mut session.to_sender)
+                    .unwrap();
+                let sealed = reader
+                    .read_sealed(protocol::MAX_HELLO_LEN, &mut session.to_receiver)
+                    .unwrap()
+                    .unwrap();
+                let key = protocol::decode_frame_key(sealed).unwrap();
+                Some((FrameOpener::new(&key.key), RefCell::new(session.to_sender)))
+            }
+        };
         TestViewer {
             stream,
             reader,
             hello,
+            keys,
+            opened: Vec::new(),
         }
     }
 
     /// The next frame, checked against the hello; `None` at the end of the stream.
     pub fn frame(&mut self) -> Option<Received> {
-        match self
-            .reader
-            .read_message(self.hello.max_message_len())
-            .unwrap()
-        {
+        let max_len = self.hello.max_message_len() + secure::FRAME_OVERHEAD;
+        let payload = self.reader.read_payload(max_len).unwrap()?;
+        let message = match self.keys.as_mut() {
+            None => protocol::decode(payload),
+            Some((opener, _)) => {
+                self.opened.clear();
+                self.opened.extend_from_slice(payload);
+                let plain = opener.open(&mut self.opened).unwrap();
+                protocol::decode(&self.opened[plain])
+            }
+        };
+        match Some(message.unwrap()) {
             Some(Message::Frame(frame)) => {
                 self.hello.check_frame(&frame).unwrap();
                 Some(Received {
@@ -150,9 +192,13 @@ impl TestViewer {
 
     /// Tells the sender frame `seq` is done, as a receiver does after showing it.
     pub fn ack(&self, seq: u64) {
-        MessageWriter::new(&self.stream)
-            .write_message(&Message::Ack(protocol::Ack { seq }))
-            .unwrap();
+        let ack = Message::Ack(protocol::Ack { seq });
+        let mut writer = MessageWriter::new(&self.stream);
+        match &self.keys {
+            Some((_, channel)) => writer.write_sealed(&ack, &mut channel.borrow_mut()),
+            None => writer.write_message(&ack),
+        }
+        .unwrap();
     }
 
     /// Whether a frame arrives within `wait` (it is then read and dropped).

@@ -1,0 +1,284 @@
+//! Pairing and encryption end to end: the right code streams, a wrong one fails on both sides,
+//! nothing of a frame crosses the network in the clear, and a message altered, replayed or cut
+//! on the way ends the connection before it reaches the decoder.
+
+mod common;
+
+use camstream::config::Pairing;
+use camstream::protocol::{Codec, LENGTH_PREFIX_LEN};
+use camstream::receiver::{self, ReceiverConfig};
+use camstream::sender::SenderConfig;
+use camstream::stats::ReceiverStats;
+use camstream::{error_line, Stop};
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WIDTH: u32 = 160;
+const HEIGHT: u32 = 120;
+
+fn paired_sender() -> RunningSender {
+    start_sender(SenderConfig {
+        pairing: paired(),
+        ..config("test:160x120", Codec::Raw)
+    })
+}
+
+fn receiver(addr: SocketAddr, pairing: Pairing, frames: Option<u64>) -> ReceiverConfig {
+    ReceiverConfig {
+        frames,
+        pairing,
+        ..receiver_config(addr, 0)
+    }
+}
+
+/// Runs a receiver to its end; returns how many frames it showed.
+fn run_receiver(config: &ReceiverConfig) -> anyhow::Result<u64> {
+    let mut stats = ReceiverStats::default();
+    receiver::run(config, &Stop::default(), &mut stats).map(|()| stats.frames())
+}
+
+#[test]
+fn the_right_code_streams_byte_identical_frames() {
+    let sender = paired_sender();
+    let mut viewer = TestViewer::connect_with(sender.addr, &paired());
+    for _ in 0..10 {
+        let frame = viewer.frame().unwrap();
+        assert_eq!(
+            frame.data,
+            pattern_frame(WIDTH, HEIGHT, frame.header.seq),
+            "frame {}",
+            frame.header.seq
+        );
+        viewer.ack(frame.header.seq);
+    }
+    let shown = run_receiver(&receiver(sender.addr, paired(), Some(10))).unwrap();
+    assert_eq!(shown, 10);
+}
+
+#[test]
+fn insecure_and_paired_sides_tell_each_other_clearly() {
+    let sender = paired_sender();
+    let err = run_receiver(&receiver(sender.addr, Pairing::Insecure, Some(1))).unwrap_err();
+    assert!(
+        error_line(&err).ends_with("the sender pairs with a code (it was not started with --insecure); pass --code with the code it shows"),
+        "{err:#}"
+    );
+    let insecure = start_sender(config("test:160x120", Codec::Raw));
+    let err = run_receiver(&receiver(insecure.addr, paired(), Some(1))).unwrap_err();
+    assert!(
+        error_line(&err).ends_with("the sender streams without encryption (started with --insecure); pass --insecure to watch it anyway"),
+        "{err:#}"
+    );
+    // And --insecure on both sides streams, as before.
+    run_receiver(&receiver(insecure.addr, Pairing::Insecure, Some(3))).unwrap();
+}
+
+/// Lines a program writes to stderr, collected as they come.
+fn spawn_logged(program: &str, args: &[&str]) -> (std::process::Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stderr.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, log)
+}
+
+fn wait_for(log: &Mutex<String>, text: &str) -> String {
+    for _ in 0..400 {
+        if let Some(line) = log.lock().unwrap().lines().find(|l| l.contains(text)) {
+            return line.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("no {text:?} in {}", log.lock().unwrap());
+}
+
+#[test]
+fn a_wrong_code_fails_on_both_sides_and_repeated_tries_are_slowed() {
+    let (mut sender, sender_log) = spawn_logged(
+        env!("CARGO_BIN_EXE_sender"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "test:160x120",
+            "--no-preview",
+            "--code",
+            TEST_CODE,
+        ],
+    );
+    let line = wait_for(&sender_log, "listening on ");
+    let addr = line.split(' ').nth(3).unwrap().to_owned();
+    let try_code = |code: &str| {
+        Command::new(env!("CARGO_BIN_EXE_receiver"))
+            .args(["--connect", &addr, "--headless", "--once", "--code", code])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let wrong = try_code("7-crossover-clockworks");
+    assert_eq!(wrong.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&wrong.stderr).into_owned();
+    assert!(
+        said.lines()
+            .any(|l| l
+                == format!("receiver: error: greeting sender {addr}: pairing code did not match")),
+        "{said}"
+    );
+    wait_for(&sender_log, "pairing code did not match (1 in a row)");
+    // At once again: the sender refuses before any pairing work.
+    let again = try_code("7-crossover-clockworks");
+    assert_eq!(again.status.code(), Some(1));
+    wait_for(
+        &sender_log,
+        "too many wrong pairing codes; next try allowed in",
+    );
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
+
+/// A man in the middle: forwards one connection, recording every byte both ways, and passes
+/// each sender-to-receiver message (length prefix included) through `tamper`, which returns
+/// what to forward in its place.
+fn proxy(
+    upstream: SocketAddr,
+    mut tamper: impl FnMut(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
+) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(upstream).unwrap();
+        let (mut client_in, mut server_out) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let upward = Arc::clone(&record);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = client_in.read(&mut buf) {
+                upward.lock().unwrap().extend_from_slice(&buf[..n]);
+                if server_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = server_out.shutdown(Shutdown::Write);
+        });
+        for index in 0.. {
+            let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+            if server.read_exact(&mut prefix).is_err() {
+                break;
+            }
+            let mut message = prefix.to_vec();
+            message.resize(LENGTH_PREFIX_LEN + u64::from_le_bytes(prefix) as usize, 0);
+            if server
+                .read_exact(&mut message[LENGTH_PREFIX_LEN..])
+                .is_err()
+            {
+                break;
+            }
+            for out in tamper(index, message) {
+                record.lock().unwrap().extend_from_slice(&out);
+                if client.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = client.shutdown(Shutdown::Write);
+    });
+    (addr, seen)
+}
+
+/// Messages from the sender: hello, pairing message, sealed frame key, then frames.
+const FIRST_FRAME: usize = 3;
+
+#[test]
+fn no_frame_bytes_cross_the_network_in_the_clear() {
+    // A stretch of the test pattern that is in every frame (its colour bands).
+    let known = pattern_frame(WIDTH, HEIGHT, 0)[(WIDTH * 3 * 100) as usize..][..96].to_vec();
+    let contains = |haystack: &[u8]| haystack.windows(known.len()).any(|w| w == known);
+    for (pairing, in_the_clear) in [(Pairing::Insecure, true), (paired(), false)] {
+        let sender = start_sender(SenderConfig {
+            pairing: pairing.clone(),
+            ..config("test:160x120", Codec::Raw)
+        });
+        let (addr, seen) = proxy(sender.addr, |_, message| vec![message]);
+        let shown = run_receiver(&receiver(addr, pairing.clone(), Some(5))).unwrap();
+        assert_eq!(shown, 5);
+        let seen = seen.lock().unwrap();
+        assert!(seen.len() > 5 * (WIDTH * HEIGHT * 3) as usize);
+        assert_eq!(contains(&seen), in_the_clear, "{pairing:?}");
+    }
+}
+
+/// Runs a paired receiver through a proxy that applies `tamper`, and returns its error line.
+fn tampered(tamper: impl FnMut(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static) -> String {
+    let sender = paired_sender();
+    let (addr, _) = proxy(sender.addr, tamper);
+    let err = run_receiver(&receiver(addr, paired(), None)).unwrap_err();
+    error_line(&err)
+}
+
+#[test]
+fn a_flipped_bit_is_refused() {
+    let line = tampered(|index, mut message| {
+        if index == FIRST_FRAME + 1 {
+            let middle = message.len() / 2;
+            message[middle] ^= 0x01;
+        }
+        vec![message]
+    });
+    assert!(line.contains("failed authentication"), "{line}");
+}
+
+#[test]
+fn a_replayed_frame_is_refused() {
+    let line = tampered(|index, message| match index == FIRST_FRAME {
+        true => vec![message.clone(), message],
+        false => vec![message],
+    });
+    assert!(line.contains("(replayed or reordered)"), "{line}");
+}
+
+#[test]
+fn a_truncated_frame_is_refused() {
+    let line = tampered(|index, mut message| {
+        if index == FIRST_FRAME {
+            message.pop();
+            let len = (message.len() - LENGTH_PREFIX_LEN) as u64;
+            message[..LENGTH_PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+        }
+        vec![message]
+    });
+    assert!(line.contains("failed authentication"), "{line}");
+}
+
+#[test]
+fn an_altered_hello_ends_the_pairing() {
+    // The hello is in the clear but bound into the keys: a changed frame rate is noticed.
+    let line = tampered(|index, mut message| {
+        if index == 0 {
+            let fps_at = message.len() - 4 - 8;
+            message[fps_at..fps_at + 8].copy_from_slice(&5f64.to_le_bytes());
+        }
+        vec![message]
+    });
+    assert!(line.ends_with("pairing code did not match"), "{line}");
+}
