@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4. Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -141,6 +141,29 @@ row(
     f"{limit:.1f} fps OpenCV {which} (encode {codec['encode_fps']:.0f}, decode {codec['decode_fps']:.0f})",
     f"{jpeg['fps'] / limit:.2f}",
     "≥ 0.90, p99 < 50 ms",
+)
+
+# 6. What pairing and encryption cost.
+for name, label, goal in (("raw", "raw 1920x1080", 0.70), ("jpeg720", "jpeg 1280x720 q80", 0.95)):
+    clear, paired = load(f"{name}_clear"), load(f"{name}_paired")
+    pl = paired["latency_ms"]
+    row(
+        f"paired + AES-256-GCM: {label} as fast as possible (p50 {pl['p50']:.1f} / p99 {pl['p99']:.1f} ms)",
+        f"{paired['fps']:.1f} fps",
+        f"{clear['fps']:.1f} fps in the clear (--insecure)",
+        f"{paired['fps'] / clear['fps']:.2f}" if clear["fps"] else "",
+        f"≥ {goal:.2f}",
+    )
+first = {}
+for mode in ("clear", "paired"):
+    times = sorted(int(t) / 1000 for t in (out / f"first_{mode}.us").read_text().split())
+    first[mode] = times[len(times) // 2]
+row(
+    "… connect, pair, first frame, exit (median of 10, process start included)",
+    f"{first['paired']:.1f} ms",
+    f"{first['clear']:.1f} ms in the clear",
+    f"+{first['paired'] - first['clear']:.1f} ms",
+    "+ < 50 ms",
 )
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "

@@ -34,18 +34,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# How senders and receivers pair: with $code when it is set, otherwise in the clear (--insecure),
+# so the cases of issue 4 measure what they always did and case 6 measures what pairing costs.
+pairing() {
+  if [[ -n "${code:-}" ]]; then echo "--code $code"; else echo "--insecure"; fi
+}
+
 # Starts a sender in the background with the given options and sets $sender (pid) and $addr.
 # It listens on $listen (default 127.0.0.1, a free port), in namespace $netns when set.
 start_sender() {
   local name=$1
   shift
-  ${netns:+ip netns exec $netns} "$bin/sender" --listen "${listen:-127.0.0.1:0}" --no-preview --stats "$@" \
+  # shellcheck disable=SC2046  # pairing's words are meant to split
+  ${netns:+ip netns exec $netns} "$bin/sender" --listen "${listen:-127.0.0.1:0}" --no-preview --stats $(pairing) "$@" \
     </dev/null >"$out/sender_$name.json" 2>"$out/sender_$name.log" &
   sender=$!
   pids+=("$sender")
   addr=""
   for _ in $(seq 200); do
-    addr=$(sed -n 's/^sender: listening on //p' "$out/sender_$name.log")
+    addr=$(sed -n 's/^sender: listening on \([^ ]*\).*/\1/p' "$out/sender_$name.log")
     [[ -n "$addr" ]] && return
     sleep 0.05
   done
@@ -58,7 +65,8 @@ start_sender() {
 start_receiver() {
   local name=$1
   shift
-  ${netns:+ip netns exec $netns} "$bin/receiver" --connect "$addr" --headless --stats "$@" </dev/null \
+  # shellcheck disable=SC2046
+  ${netns:+ip netns exec $netns} "$bin/receiver" --connect "$addr" --headless --stats $(pairing) "$@" </dev/null \
     >"$out/$name.json" 2>"$out/$name.log" &
   receiver=$!
   pids+=("$receiver")
@@ -90,7 +98,7 @@ stop() {
   done
 }
 
-echo "bench: 1/5 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/6 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -105,7 +113,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/5 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/6 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -127,7 +135,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/5 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/6 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -156,7 +164,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/5 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/6 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -174,7 +182,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/5 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/6 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -182,5 +190,34 @@ jpeg=$receiver
 sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
+
+echo "bench: 6/6 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+for mode in clear paired; do
+  code=""
+  [[ $mode == paired ]] && code=bench-pairing-code
+  code=$code start_sender "raw_$mode" --source test:1920x1080 --codec raw --fps 0
+  code=$code start_receiver "raw_$mode"
+  run=$receiver
+  sleep "$seconds"
+  stop "$run"
+  stop "$sender"
+  code=$code start_sender "jpeg720_$mode" --source test:1280x720 --codec jpeg --quality 80 --fps 0
+  code=$code start_receiver "jpeg720_$mode"
+  run=$receiver
+  sleep "$seconds"
+  stop "$run"
+  stop "$sender"
+  # Connect, pair (or not), show one frame, exit: ten times. Both modes pay the same process
+  # start, so the difference of the medians is what pairing adds.
+  code=$code start_sender "first_$mode" --source test:320x240 --codec jpeg --fps 0
+  for _ in $(seq 10); do
+    began=$(date +%s%N)
+    # shellcheck disable=SC2046
+    "$bin/receiver" --connect "$addr" --headless --once --frames 1 $(code=$code pairing) \
+      </dev/null >/dev/null 2>>"$out/first_$mode.log"
+    echo $((($(date +%s%N) - began) / 1000)) >>"$out/first_$mode.us"
+  done
+  stop "$sender"
+done
 
 python3 bench/table.py "$out" "$seconds"

@@ -17,11 +17,16 @@ if [[ -z "${DISPLAY:-}" ]]; then
   sender_args+=(--no-preview)
 fi
 
-"$bin/sender" "${sender_args[@]}" </dev/null &
+# The sender makes a one-time pairing code and prints it beside its address; the demo reads it
+# from the sender's log and gives it to the receiver, as a person would type it.
+log=$(mktemp)
+"$bin/sender" "${sender_args[@]}" </dev/null 2> >(tee "$log" >&2) &
 sender=$!
-trap 'kill -INT $sender 2>/dev/null || true; wait $sender 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  if ss -Hltn "sport = :$port" | grep -q .; then break; fi
+trap 'kill -INT $sender 2>/dev/null || true; wait $sender 2>/dev/null || true; rm -f "$log"' EXIT
+code=""
+for _ in $(seq 100); do
+  code=$(sed -n 's/.*(pairing code \([^)]*\)).*/\1/p' "$log")
+  [[ -n "$code" ]] && break
   sleep 0.1
 done
-"$bin/receiver" "${receiver_args[@]}" </dev/null
+"$bin/receiver" "${receiver_args[@]}" --code "$code" </dev/null

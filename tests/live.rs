@@ -111,7 +111,7 @@ fn viewers_beyond_max_viewers_are_refused_and_the_others_served() {
     )
     .unwrap_err();
     assert!(
-        error_line(&err).contains("before saying hello (refused by its --allow or --max-viewers?)"),
+        error_line(&err).contains("before saying hello (refused by its --allow or --max-viewers"),
         "{}",
         error_line(&err)
     );
