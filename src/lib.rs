@@ -27,6 +27,15 @@
 //! format, codec, bytes) and the receiver answers each frame it has shown with an `Ack`. A close
 //! between messages ends the stream; a close inside one is an error.
 //!
+//! # Pairing and encryption
+//!
+//! Unless both sides run with `--insecure`, each sends a SPAKE2 message on the pairing code right
+//! after its hello; the keys that come out (one per direction, bound to the sender's hello) seal
+//! every later message with AES-256-GCM and a counter nonce, and the first sealed message each
+//! way proves the codes matched. Frames are sealed once per frame, for every viewer, with a
+//! frame key the sender hands each paired viewer, so the one-time encode stays one-time. All of
+//! it is in [`secure`], on bytes only; the length prefix, and so the framing, are unchanged.
+//!
 //! # Always live
 //!
 //! The sender keeps at most [`sender::FRAMES_IN_FLIGHT`] frames unacknowledged per viewer, so no
@@ -50,6 +59,7 @@
 //! # Modules
 //!
 //! - [`protocol`]: messages and their bytes; no I/O. [`connection`]: messages over Read/Write.
+//!   [`secure`]: pairing code, SPAKE2, keys, sealing and opening; no I/O.
 //! - [`video`]: the only OpenCV code. [`pattern`]: the built-in test pattern. [`live`]: cameras
 //!   and streams read on their own thread, lost and reopened.
 //! - [`sender`], [`receiver`]: `run` for each program. [`viewers`]: the sender's sinks.

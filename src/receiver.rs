@@ -75,11 +75,10 @@ struct Keys {
 
 /// What the network thread hands over.
 enum Incoming {
-    /// A checked frame; its data is `buf[data_start..]`.
+    /// A frame message as it arrived, not yet opened or checked (that is the display thread's
+    /// work, so that opening one frame overlaps reading the next).
     Frame {
-        header: FrameHeader,
         buf: Vec<u8>,
-        data_start: usize,
         arrived: SystemTime,
     },
     /// The sender ended the stream cleanly.
@@ -134,18 +133,33 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
     result.and(finished)
 }
 
-/// Acks what was shown, sealed when paired.
-struct AckWriter {
-    writer: MessageWriter<TcpStream>,
-    channel: Option<Channel>,
+/// The display thread's side of one connection: opens and checks each frame, acks it.
+struct Link {
+    hello: StreamHello,
+    /// Paired: what frames are opened and acks sealed with.
+    opener: Option<FrameOpener>,
+    ack_channel: Option<Channel>,
+    acks: MessageWriter<TcpStream>,
 }
 
-impl AckWriter {
+impl Link {
+    /// Opens a sealed frame in place (the buffer then ends where its plaintext does) and checks
+    /// it; returns its header and where its data starts.
+    fn open_and_check(&mut self, buf: &mut Vec<u8>) -> Result<(FrameHeader, usize)> {
+        let Some(opener) = self.opener.as_mut() else {
+            return check_frame(&self.hello, buf);
+        };
+        let plain = opener.open(buf)?;
+        buf.truncate(plain.end);
+        let (header, data_start) = check_frame(&self.hello, &buf[plain.start..])?;
+        Ok((header, plain.start + data_start))
+    }
+
     fn ack(&mut self, seq: u64) -> Result<usize> {
         let ack = Message::Ack(Ack { seq });
-        match self.channel.as_mut() {
-            Some(channel) => self.writer.write_sealed(&ack, channel),
-            None => self.writer.write_message(&ack),
+        match self.ack_channel.as_mut() {
+            Some(channel) => self.acks.write_sealed(&ack, channel),
+            None => self.acks.write_message(&ack),
         }
     }
 }
@@ -337,14 +351,10 @@ fn handshake(stream: &TcpStream, pairing: &Pairing) -> Result<(StreamHello, Opti
 fn read_frames(
     stream: TcpStream,
     hello: StreamHello,
-    mut opener: Option<FrameOpener>,
+    max_len: usize,
     frames: &Sender<Incoming>,
     free: &Receiver<Vec<u8>>,
 ) {
-    let max_len = match opener {
-        Some(_) => hello.max_message_len() + secure::FRAME_OVERHEAD,
-        None => hello.max_message_len(),
-    };
     let silence = match hello.fps {
         fps if fps > 0.0 => SILENCE_LIMIT.max(Duration::from_secs_f64(3.0 / fps)),
         _ => SILENCE_LIMIT,
@@ -358,14 +368,9 @@ fn read_frames(
         let mut buf = free.try_recv().unwrap_or_default();
         let incoming = match read_payload(&mut stream, &mut buf, max_len) {
             Ok(false) => Incoming::End,
-            Ok(true) => match open_and_check(&hello, opener.as_mut(), &mut buf) {
-                Ok((header, data_start)) => Incoming::Frame {
-                    header,
-                    buf,
-                    data_start,
-                    arrived: SystemTime::now(),
-                },
-                Err(e) => Incoming::Failed(e),
+            Ok(true) => Incoming::Frame {
+                buf,
+                arrived: SystemTime::now(),
             },
             Err(e) if is_timeout(&e) => Incoming::Failed(anyhow!(
                 "nothing came from the sender for {} s",
@@ -378,22 +383,6 @@ fn read_frames(
             return;
         }
     }
-}
-
-/// Opens a sealed frame in place (the buffer then ends where its plaintext does) and checks it;
-/// returns its header and where its data starts.
-fn open_and_check(
-    hello: &StreamHello,
-    opener: Option<&mut FrameOpener>,
-    buf: &mut Vec<u8>,
-) -> Result<(FrameHeader, usize)> {
-    let Some(opener) = opener else {
-        return check_frame(hello, buf);
-    };
-    let plain = opener.open(buf)?;
-    buf.truncate(plain.end);
-    let (header, data_start) = check_frame(hello, &buf[plain.start..])?;
-    Ok((header, plain.start + data_start))
 }
 
 fn check_frame(hello: &StreamHello, payload: &[u8]) -> Result<(FrameHeader, usize)> {
@@ -466,6 +455,10 @@ impl Display {
             keys,
         } = connection;
         let (opener, ack_channel) = keys.map(|k| (k.frames, k.acks)).unzip();
+        let max_len = match opener {
+            Some(_) => hello.max_message_len() + secure::FRAME_OVERHEAD,
+            None => hello.max_message_len(),
+        };
         self.start_recording(&hello)?;
         self.size = Some((hello.width, hello.height));
         let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
@@ -473,13 +466,15 @@ impl Display {
         let reader = stream.try_clone().context("setting up the connection")?;
         let acks = stream.try_clone().context("setting up the connection")?;
         let network =
-            thread::spawn(move || read_frames(reader, hello, opener, &frames_tx, &free_rx));
+            thread::spawn(move || read_frames(reader, hello, max_len, &frames_tx, &free_rx));
         let ended = self.show_frames(
             &frames_rx,
             &free_tx,
-            &mut AckWriter {
-                writer: MessageWriter::new(acks),
-                channel: ack_channel,
+            &mut Link {
+                hello,
+                opener,
+                ack_channel,
+                acks: MessageWriter::new(acks),
             },
             frame_limit,
             stop,
@@ -524,7 +519,7 @@ impl Display {
         &mut self,
         frames: &Receiver<Incoming>,
         free: &Sender<Vec<u8>>,
-        acks: &mut AckWriter,
+        link: &mut Link,
         frame_limit: Option<u64>,
         stop: &Stop,
         stats: &mut ReceiverStats,
@@ -535,12 +530,12 @@ impl Display {
         };
         while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
             match frames.recv_timeout(wait) {
-                Ok(Incoming::Frame {
-                    header,
-                    buf,
-                    data_start,
-                    arrived,
-                }) => {
+                Ok(Incoming::Frame { mut buf, arrived }) => {
+                    let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
+                    let (header, data_start) = match link.open_and_check(&mut buf) {
+                        Ok(checked) => checked,
+                        Err(e) => return Ok(Ended::Lost(e)),
+                    };
                     let data = &buf[data_start..];
                     // A picture that does not decode is the sender's fault, like a bad message.
                     if header.codec == Codec::Jpeg {
@@ -557,8 +552,7 @@ impl Display {
                     self.present(&header, data)?;
                     let shown = SystemTime::now();
                     // A sender that is gone shows up on the network thread; nothing to do here.
-                    let _ = acks.ack(header.seq);
-                    let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
+                    let _ = link.ack(header.seq);
                     stats.record(&header, bytes, shown);
                     if let Some(log) = self.frame_log.as_mut() {
                         log.write(&header, arrived, shown, bytes)?;
