@@ -1,6 +1,7 @@
 //! What both programs do around `run`: logging to stderr, Ctrl-C and SIGTERM, `q` + Enter on
 //! standard input, and the one-line error. The binaries call these; the library never prints.
 
+use crate::config::Pairing;
 use crate::Stop;
 use anyhow::Result;
 use std::io::{BufRead, Write};
@@ -73,4 +74,27 @@ fn stop_on_q_line(stop: &Stop) {
             }
         }
     });
+}
+
+/// `--code` and `--insecure`, the same on both programs.
+#[derive(clap::Args, Debug)]
+pub struct PairingArgs {
+    /// The pairing code [sender: default a new one-time code, printed at start; receiver:
+    /// asked for]
+    #[arg(long, value_name = "CODE", value_parser = crate::config::parse_code)]
+    pub code: Option<String>,
+    /// No pairing, no encryption, on both sides: anyone who can reach the sender can watch
+    #[arg(long, conflicts_with = "code")]
+    pub insecure: bool,
+}
+
+impl PairingArgs {
+    /// What the flags decided, or `None` when the code is still to be made or asked for.
+    pub fn given(&self) -> Option<Pairing> {
+        match (&self.code, self.insecure) {
+            (_, true) => Some(Pairing::Insecure),
+            (Some(code), false) => Some(Pairing::Code(code.clone())),
+            (None, false) => None,
+        }
+    }
 }

@@ -2,8 +2,9 @@
 //! distinction that matters to a viewer: a close between messages is the end of the stream
 //! (`Ok(None)`/`Ok(false)`), a close inside one is an error.
 
-use crate::protocol::{self, FrameHeader, Message, LENGTH_PREFIX_LEN};
-use crate::secure::Channel;
+use crate::config::Pairing;
+use crate::protocol::{self, FrameHeader, Message, Pake, LENGTH_PREFIX_LEN};
+use crate::secure::{self, Channel};
 use anyhow::{bail, Context, Result};
 use byteorder::{ByteOrder, LittleEndian};
 use std::io::{ErrorKind, IoSlice, Read, Write};
@@ -127,6 +128,17 @@ impl<W: Write> MessageWriter<W> {
         protocol::encode_into(message, &mut sealed)?;
         channel.seal(&mut sealed)?;
         self.finish(&sealed)
+    }
+
+    /// When pairing on a code, starts SPAKE2 and sends this side's message (right after the
+    /// hello); returns what finishes the pairing once the other side's message is read.
+    pub fn start_pairing(&mut self, pairing: &Pairing) -> Result<Option<secure::Pairing>> {
+        let Pairing::Code(code) = pairing else {
+            return Ok(None);
+        };
+        let (pairing, ours) = secure::Pairing::start(code);
+        self.write_message(&Message::Pake(Pake { message: &ours }))?;
+        Ok(Some(pairing))
     }
 
     /// Writes a payload that is already encoded (a sealed frame).

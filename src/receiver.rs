@@ -4,7 +4,7 @@
 use crate::config::{Endpoint, Pairing};
 use crate::connection::{is_timeout, read_payload, MessageWriter};
 use crate::protocol::{
-    self, Ack, Codec, FrameHeader, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN,
+    self, Ack, Codec, FrameHeader, Message, Security, StreamHello, ViewerHello, MAX_HELLO_LEN,
 };
 use crate::secure::{self, Channel, FrameOpener};
 use crate::stats::{FrameLog, ReceiverStats};
@@ -65,6 +65,8 @@ pub struct Greeted {
     stream: TcpStream,
     hello: StreamHello,
     keys: Option<Keys>,
+    /// From connecting to the end of the handshake (and pairing).
+    took: Duration,
 }
 
 /// What a paired connection opens frames and seals acks with.
@@ -100,7 +102,12 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
     let result = loop {
         let hello = connection.hello;
         log::info!(
-            "connected to {sender}: {}x{} {}",
+            "connected to {sender} in {:.1} ms ({}): {}x{} {}",
+            connection.took.as_secs_f64() * 1e3,
+            match connection.keys {
+                Some(_) => "paired, encrypted",
+                None => "not encrypted",
+            },
             hello.width,
             hello.height,
             hello.codec
@@ -175,6 +182,7 @@ enum Ended {
 }
 
 fn connect_and_greet(config: &ReceiverConfig) -> Result<Greeted> {
+    let started = Instant::now();
     let stream = connect(&config.connect, config.bind)?;
     let (hello, keys) = handshake(&stream, &config.pairing)
         .with_context(|| format!("greeting sender {}", config.connect))?;
@@ -182,6 +190,7 @@ fn connect_and_greet(config: &ReceiverConfig) -> Result<Greeted> {
         stream,
         hello,
         keys,
+        took: started.elapsed(),
     })
 }
 
@@ -294,14 +303,7 @@ impl Read for LowWaterReader {
 fn handshake(stream: &TcpStream, pairing: &Pairing) -> Result<(StreamHello, Option<Keys>)> {
     let mut writer = MessageWriter::new(stream);
     writer.write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))?;
-    let pairing = match pairing {
-        Pairing::Code(code) => {
-            let (pairing, ours) = secure::Pairing::start(code);
-            writer.write_message(&Message::Pake(Pake { message: &ours }))?;
-            Some(pairing)
-        }
-        Pairing::Insecure => None,
-    };
+    let pairing = writer.start_pairing(pairing)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut buf = Vec::new();
     let mut reader = stream;
@@ -453,6 +455,7 @@ impl Display {
             stream,
             hello,
             keys,
+            ..
         } = connection;
         let (opener, ack_channel) = keys.map(|k| (k.frames, k.acks)).unzip();
         let max_len = match opener {

@@ -5,8 +5,8 @@ use crate::config::{Pairing, SourceSpec};
 use crate::connection::{MessageReader, MessageWriter};
 use crate::live::{self, LiveSource, Next, Opener};
 use crate::protocol::{
-    self, Codec, FrameHeader, FrameKey, Message, Pake, PixelFormat, Security, StreamHello,
-    MAX_ACK_LEN, MAX_HELLO_LEN,
+    self, Codec, FrameHeader, FrameKey, Message, PixelFormat, Security, StreamHello, MAX_ACK_LEN,
+    MAX_HELLO_LEN,
 };
 use crate::secure::{self, Channel, FrameSealer};
 use crate::stats::{clock_time, unix_micros, SenderReport};
@@ -612,14 +612,7 @@ fn serve_viewer(
     writer
         .write_payload(&shared.hello_payload)
         .context("sending hello")?;
-    let pairing = match &shared.pairing {
-        Pairing::Code(code) => {
-            let (pairing, ours) = secure::Pairing::start(code);
-            writer.write_message(&Message::Pake(Pake { message: &ours }))?;
-            Some(pairing)
-        }
-        Pairing::Insecure => None,
-    };
+    let pairing = writer.start_pairing(&shared.pairing)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = MessageReader::new(stream);
     let hello = reader

@@ -40,12 +40,8 @@ struct Args {
     /// Exit when the stream ends or breaks, instead of waiting for the sender to come back
     #[arg(long)]
     once: bool,
-    /// The pairing code the sender printed [default: asked for]
-    #[arg(long, value_name = "CODE", value_parser = config::parse_code)]
-    code: Option<String>,
-    /// Watch a sender started with --insecure (no pairing, no encryption)
-    #[arg(long, conflicts_with = "code")]
-    insecure: bool,
+    #[command(flatten)]
+    pairing: cli::PairingArgs,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -95,10 +91,9 @@ fn ask_missing(args: &Args) -> Result<(Endpoint, Pairing)> {
         Some(endpoint) => endpoint.clone(),
         None => ask_sender(&mut prompter)?,
     };
-    let pairing = match (&args.code, args.insecure) {
-        (_, true) => Pairing::Insecure,
-        (Some(code), false) => Pairing::Code(code.clone()),
-        (None, false) => Pairing::Code(prompter.ask(
+    let pairing = match args.pairing.given() {
+        Some(pairing) => pairing,
+        None => Pairing::Code(prompter.ask(
             "pairing code shown by the sender",
             "",
             "required",

@@ -49,12 +49,8 @@ struct Args {
     /// Do not open the preview window (quit with q + Enter or Ctrl-C)
     #[arg(long)]
     no_preview: bool,
-    /// Pairing code receivers must give [default: a new one-time code, printed at start]
-    #[arg(long, value_name = "CODE", value_parser = config::parse_code)]
-    code: Option<String>,
-    /// No pairing, no encryption: anyone who can reach the port can watch
-    #[arg(long, conflicts_with = "code")]
-    insecure: bool,
+    #[command(flatten)]
+    pairing: cli::PairingArgs,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -79,10 +75,9 @@ fn run(args: Args) -> Result<()> {
     };
     let (preview, stop) = cli::start(!args.no_preview, "a preview window")?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-    let pairing = match (args.code, args.insecure) {
-        (_, true) => Pairing::Insecure,
-        (Some(code), false) => Pairing::Code(code),
-        (None, false) => Pairing::Code(secure::new_code()?),
+    let pairing = match args.pairing.given() {
+        Some(pairing) => pairing,
+        None => Pairing::Code(secure::new_code()?),
     };
     log::info!(
         "listening on {}{} ({})",
