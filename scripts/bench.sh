@@ -73,7 +73,7 @@ start_receiver() {
   # Wait until it is connected: its Ctrl-C handler is in place by then (bash starts background
   # jobs with SIGINT ignored, so an early SIGSTOP ... SIGINT would otherwise be lost).
   for _ in $(seq 200); do
-    grep -q "connected to" "$out/$name.log" && return
+    grep -qs "connected to" "$out/$name.log" && return
     sleep 0.05
   done
   echo "bench: receiver $name did not connect:" >&2
