@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build; with
-# --test also Xvfb, xdotool and ImageMagick for the window tests; with --bench also iperf3,
-# iproute2 (network namespaces, tc) and python3-venv for the benchmark's references. Runs apt-get
-# as root, or through sudo when not root.
+# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build, gcc for
+# AWS-LC (the crypto library); with --test also Xvfb, xdotool and ImageMagick for the window
+# tests; with --bench also iperf3, iproute2 (network namespaces, tc) and python3-venv for the
+# benchmark's references. Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
-packages=(libopencv-dev clang libclang-dev pkg-config)
+packages=(libopencv-dev clang libclang-dev pkg-config gcc)
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(xvfb xauth xdotool imagemagick) ;;

@@ -15,12 +15,14 @@
 //! knows the code, and whoever knows the code can pair anyway, so sharing this key among viewers
 //! protects exactly what per-viewer keys would.
 //!
-//! AES-256-GCM comes from `ring` because it was measured fastest here (about 10 GB/s on one core,
-//! against 1.5 GB/s for RustCrypto's `aes-gcm` and `chacha20poly1305`).
+//! AES-256-GCM comes from `aws-lc-rs` (AWS-LC, rustls's default provider) because it was
+//! measured fastest here: its AVX-512 code seals a 1080p frame at about 16 GB/s on one core,
+//! against 10 GB/s for `ring` and 1.5 GB/s for RustCrypto's `aes-gcm` and `chacha20poly1305`, and
+//! it can seal from one buffer into another, so a frame is not copied before it is sealed.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::hkdf;
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hkdf;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 /// Bytes an AEAD tag adds to a sealed message.
@@ -191,20 +193,30 @@ impl FrameSealer {
         self.bytes
     }
 
-    /// Seals a frame message: `out` becomes the sequence number, then the sealed `parts` (the
-    /// frame message's bytes, in pieces so they need not be joined first), then the tag.
-    pub fn seal(&self, seq: u64, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), SecureError> {
-        out.clear();
-        out.extend_from_slice(&seq.to_le_bytes());
-        for part in parts {
-            out.extend_from_slice(part);
-        }
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(counter_nonce(seq), Aad::empty(), &mut out[FRAME_SEQ_LEN..])
-            .map_err(|_| SecureError::TooLong)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
+    /// Seals a frame message: `out` becomes the sequence number, then the sealed frame message
+    /// (`prefix` then `pixels`, encrypted straight from where they lie: no copy first), then the
+    /// tag. `out`'s old bytes are overwritten, so a recycled buffer is not cleared first.
+    pub fn seal(
+        &self,
+        seq: u64,
+        prefix: &[u8],
+        pixels: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SecureError> {
+        out.resize(FRAME_OVERHEAD + prefix.len() + pixels.len(), 0);
+        let (seq_bytes, sealed) = out.split_at_mut(FRAME_SEQ_LEN);
+        seq_bytes.copy_from_slice(&seq.to_le_bytes());
+        let (sealed_prefix, sealed_pixels_and_tag) = sealed.split_at_mut(prefix.len());
+        self.key
+            .seal_out_of_place_scatter(
+                counter_nonce(seq),
+                Aad::empty(),
+                prefix,
+                sealed_prefix,
+                pixels,
+                sealed_pixels_and_tag,
+            )
+            .map_err(|_| SecureError::TooLong)
     }
 }
 
@@ -336,7 +348,7 @@ mod tests {
         let mut opener = FrameOpener::new(&sealer.key_bytes());
         let seal = |seq: u64| {
             let mut out = Vec::new();
-            sealer.seal(seq, &[b"head", b"pixels"], &mut out).unwrap();
+            sealer.seal(seq, b"head", b"pixels", &mut out).unwrap();
             out
         };
         let mut first = seal(5);
@@ -361,7 +373,7 @@ mod tests {
         assert!(opener.open(&mut seal(15)).is_ok());
         let other = FrameSealer::generate().unwrap();
         let mut foreign = Vec::new();
-        other.seal(20, &[b"x"], &mut foreign).unwrap();
+        other.seal(20, b"", b"x", &mut foreign).unwrap();
         assert!(opener.open(&mut foreign).is_err());
     }
 

@@ -342,7 +342,7 @@ fn capture_loop(
                 frame_prefix.clear();
                 protocol::encode_frame_prefix(&header, data.len(), &mut frame_prefix)?;
                 let mut sealed = sealed_pool.buffer();
-                sealer.seal(seq, &[&frame_prefix, &data], &mut sealed)?;
+                sealer.seal(seq, &frame_prefix, &data, &mut sealed)?;
                 pool.recycle(data);
                 sealed_pool.frame(header, sealed, true)
             }
