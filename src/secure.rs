@@ -347,7 +347,8 @@ mod tests {
         let sealer = FrameSealer::generate().unwrap();
         let mut opener = FrameOpener::new(&sealer.key_bytes());
         let seal = |seq: u64| {
-            let mut out = Vec::new();
+            // A recycled buffer, longer or shorter than the frame: its old bytes must not matter.
+            let mut out = vec![0xAA; seq as usize * 4];
             sealer.seal(seq, b"head", b"pixels", &mut out).unwrap();
             out
         };
