@@ -44,15 +44,7 @@ fn stderr(output: &Output) -> String {
 /// Starts a headless test-pattern sender on a free port and returns it with its address, read
 /// from its "listening on" line.
 fn spawn_sender(extra: &[&str]) -> (Child, String) {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--source",
-        "test:160x120",
-        "--no-preview",
-        "--code",
-        common::TEST_CODE,
-    ];
+    let mut args = common::TEST_SENDER_ARGS.to_vec();
     args.extend_from_slice(extra);
     let mut child = command(SENDER, &args).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

@@ -112,18 +112,7 @@ fn wait_for(log: &Mutex<String>, text: &str) -> String {
 
 #[test]
 fn a_wrong_code_fails_on_both_sides_and_repeated_tries_are_slowed() {
-    let (mut sender, sender_log) = spawn_logged(
-        env!("CARGO_BIN_EXE_sender"),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "test:160x120",
-            "--no-preview",
-            "--code",
-            TEST_CODE,
-        ],
-    );
+    let (mut sender, sender_log) = spawn_logged(env!("CARGO_BIN_EXE_sender"), &TEST_SENDER_ARGS);
     let line = wait_for(&sender_log, "listening on ");
     let addr = line.split(' ').nth(3).unwrap().to_owned();
     let try_code = |code: &str| {

@@ -62,6 +62,16 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
 
 /// The pairing code the paired tests use.
 pub const TEST_CODE: &str = "7-crossover-clockwork";
+/// A headless test-pattern sender binary on a free port, paired with [`TEST_CODE`].
+pub const TEST_SENDER_ARGS: [&str; 7] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--source",
+    "test:160x120",
+    "--no-preview",
+    "--code",
+    TEST_CODE,
+];
 
 pub fn paired() -> Pairing {
     Pairing::Code(TEST_CODE.to_owned())
