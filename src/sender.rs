@@ -615,12 +615,12 @@ fn serve_viewer(
     let pairing = writer.start_pairing(&shared.pairing)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = MessageReader::new(stream);
-    let hello = reader
-        .read_payload(MAX_HELLO_LEN)
-        .context("waiting for its hello")
-        .context(NotAViewer)?
-        .ok_or_else(|| anyhow!("it closed the connection before saying hello"))
-        .context(NotAViewer)?;
+    let hello = read_handshake(
+        &mut reader,
+        "waiting for its hello",
+        "it closed the connection before saying hello",
+    )
+    .context(NotAViewer)?;
     let hello = protocol::decode_viewer_hello(hello)
         .context("reading its hello")
         .context(NotAViewer)?;
@@ -686,12 +686,12 @@ fn pair(
     pairing: secure::Pairing,
     shared: &Shared,
 ) -> Result<Channel> {
-    let theirs = reader
-        .read_payload(MAX_HELLO_LEN)
-        .context("waiting for its pairing message")
-        .context(NotAViewer)?
-        .ok_or_else(|| anyhow!("it closed the connection before pairing"))
-        .context(NotAViewer)?;
+    let theirs = read_handshake(
+        reader,
+        "waiting for its pairing message",
+        "it closed the connection before pairing",
+    )
+    .context(NotAViewer)?;
     let theirs = protocol::decode_pake(theirs).context(NotAViewer)?;
     let mut session = pairing
         .finish(theirs, &shared.hello_payload)
@@ -705,14 +705,28 @@ fn pair(
         &Message::FrameKey(FrameKey { key }),
         &mut session.to_receiver,
     )?;
-    let confirmation = reader
-        .read_payload(MAX_HELLO_LEN)
-        .context("waiting for it to confirm pairing")?
-        .ok_or_else(|| anyhow!("it closed the connection while pairing"))?;
+    let confirmation = read_handshake(
+        reader,
+        "waiting for it to confirm pairing",
+        "it closed the connection while pairing",
+    )?;
     let mut confirmation = confirmation.to_vec();
     let opened = session.to_sender.open_first(&mut confirmation)?;
     protocol::decode_paired(opened).context(NotAViewer)?;
     Ok(session.to_sender)
+}
+
+/// Reads a handshake message the viewer owes us; `waiting` names it in a read error, `closed` says
+/// what a close before it means.
+fn read_handshake<'r>(
+    reader: &'r mut MessageReader<&TcpStream>,
+    waiting: &'static str,
+    closed: &'static str,
+) -> Result<&'r [u8]> {
+    reader
+        .read_payload(MAX_HELLO_LEN)
+        .context(waiting)?
+        .ok_or_else(|| anyhow!(closed))
 }
 
 fn lock_or_default<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
