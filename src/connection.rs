@@ -104,6 +104,8 @@ impl<R: Read> MessageReader<R> {
 pub struct MessageWriter<W> {
     inner: W,
     buf: Vec<u8>,
+    /// A message being sealed, reused: a paired receiver seals an ack for every frame.
+    sealed: Vec<u8>,
 }
 
 impl<W: Write> MessageWriter<W> {
@@ -111,6 +113,7 @@ impl<W: Write> MessageWriter<W> {
         MessageWriter {
             inner,
             buf: Vec::new(),
+            sealed: Vec::new(),
         }
     }
 
@@ -124,10 +127,13 @@ impl<W: Write> MessageWriter<W> {
     /// Writes one message sealed by `channel`.
     pub fn write_sealed(&mut self, message: &Message<'_>, channel: &mut Channel) -> Result<usize> {
         self.start();
-        let mut sealed = Vec::new();
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.clear();
         protocol::encode_into(message, &mut sealed)?;
         channel.seal(&mut sealed)?;
-        self.finish(&sealed)
+        let written = self.finish(&sealed);
+        self.sealed = sealed;
+        written
     }
 
     /// When pairing on a code, starts SPAKE2 and sends this side's message (right after the
