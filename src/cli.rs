@@ -1,7 +1,7 @@
 //! What both programs do around `run`: logging to stderr, Ctrl-C and SIGTERM, `q` + Enter on
 //! standard input, and the one-line error. The binaries call these; the library never prints.
 
-use crate::config::Pairing;
+use crate::config::PairingMode;
 use crate::Stop;
 use anyhow::Result;
 use std::io::{BufRead, Write};
@@ -26,9 +26,9 @@ pub fn init_logging(program: &'static str) {
 /// and how to quit instead), quiet OpenCV's own logging, and wire Ctrl-C, SIGTERM and `q` + Enter
 /// to the returned stop signal. Returns whether to open `window_name`.
 pub fn start(window_wanted: bool, window_name: &str) -> Result<(bool, Stop)> {
-    crate::video::quiet_opencv_logs();
+    crate::media::quiet_opencv_logs();
     let window = window_wanted
-        && match crate::video::display_unavailable() {
+        && match crate::media::window::display_unavailable() {
             None => true,
             Some(why) => {
                 log::info!("{why}; running without {window_name}");
@@ -90,10 +90,10 @@ pub struct PairingArgs {
 
 impl PairingArgs {
     /// What the flags decided, or `None` when the code is still to be made or asked for.
-    pub fn given(&self) -> Option<Pairing> {
+    pub fn given(&self) -> Option<PairingMode> {
         match (&self.code, self.insecure) {
-            (_, true) => Some(Pairing::Insecure),
-            (Some(code), false) => Some(Pairing::Code(code.clone())),
+            (_, true) => Some(PairingMode::Insecure),
+            (Some(code), false) => Some(PairingMode::Code(code.clone())),
             (None, false) => None,
         }
     }

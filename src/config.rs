@@ -1,7 +1,7 @@
 //! Typed option values and their parsers, shared by flags and prompts so both accept the same
 //! text and reject it with the same one-line reason.
 
-use crate::protocol::{Codec, Security};
+use crate::wire::protocol::{Codec, Security};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -200,18 +200,27 @@ pub fn parse_fps(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Whether a connection is paired on a code and encrypted, or in the clear (`--insecure`).
+/// What the user chose: pair on a code and encrypt, or stream in the clear (`--insecure`).
+/// (The SPAKE2 exchange that pairing runs is `wire::secure::PairingExchange`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pairing {
+pub enum PairingMode {
     Code(String),
     Insecure,
 }
 
-impl Pairing {
+impl PairingMode {
     pub fn security(&self) -> Security {
         match self {
-            Pairing::Code(_) => Security::Paired,
-            Pairing::Insecure => Security::Insecure,
+            PairingMode::Code(_) => Security::Paired,
+            PairingMode::Insecure => Security::Insecure,
+        }
+    }
+
+    /// The code to pair on, or `None` with `--insecure`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PairingMode::Code(code) => Some(code),
+            PairingMode::Insecure => None,
         }
     }
 }

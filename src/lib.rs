@@ -68,20 +68,26 @@
 
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod live;
-pub mod pattern;
+pub mod media;
 pub mod prompt;
-pub mod protocol;
 pub mod receiver;
-pub mod secure;
 pub mod sender;
 pub mod stats;
-pub mod video;
-pub mod viewers;
+pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How often a loop that waits (for a frame to be due, a sender to come back) looks at its
+/// window and the stop signal: highgui handles a window's events only while it is asked to.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Locks `mutex`, carrying on if a thread panicked while holding it: everything behind our locks
+/// is plain data that a panic cannot leave half-changed in a way that matters more than stopping.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A flag any thread can raise to ask the program to finish cleanly.
 #[derive(Clone, Default, Debug)]

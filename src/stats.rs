@@ -1,7 +1,7 @@
 //! What each program reports in its `--stats` line: counts, rates, latency and loss, measured
 //! from the sequence number and capture time that every frame carries.
 
-use crate::protocol::FrameHeader;
+use crate::wire::protocol::FrameHeader;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! `receiver`: connects to a camstream sender and shows its video.
 
 use anyhow::Result;
-use camstream::config::{self, Endpoint, Pairing};
+use camstream::config::{self, Endpoint, PairingMode};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
@@ -85,7 +85,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
 
 /// Asks for what no flag gave: the sender's address, then its pairing code. The prompter (and
 /// its lock on standard input) is gone before `q` + Enter is listened for.
-fn ask_missing(args: &Args) -> Result<(Endpoint, Pairing)> {
+fn ask_missing(args: &Args) -> Result<(Endpoint, PairingMode)> {
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
     let connect = match &args.connect {
         Some(endpoint) => endpoint.clone(),
@@ -93,7 +93,7 @@ fn ask_missing(args: &Args) -> Result<(Endpoint, Pairing)> {
     };
     let pairing = match args.pairing.given() {
         Some(pairing) => pairing,
-        None => Pairing::Code(prompter.ask(
+        None => PairingMode::Code(prompter.ask(
             "pairing code shown by the sender",
             "",
             "required",

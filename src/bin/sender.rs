@@ -1,11 +1,12 @@
 //! `sender`: serves a camera, a video file or a test pattern to camstream receivers.
 
 use anyhow::{Context, Result};
-use camstream::config::{self, Pairing, SourceSpec};
+use camstream::config::{self, PairingMode, SourceSpec};
 use camstream::prompt::Prompter;
-use camstream::protocol::Codec;
+use camstream::wire::protocol::Codec;
 use camstream::sender::{self, SenderConfig};
-use camstream::{cli, error_line, secure};
+use camstream::wire::secure;
+use camstream::{cli, error_line};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -77,15 +78,15 @@ fn run(args: Args) -> Result<()> {
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let pairing = match args.pairing.given() {
         Some(pairing) => pairing,
-        None => Pairing::Code(secure::new_code()?),
+        None => PairingMode::Code(secure::new_code()?),
     };
     log::info!(
         "listening on {}{} ({})",
         listener.local_addr()?,
         allow.map_or(String::new(), |ip| format!(" for {ip} only")),
         match &pairing {
-            Pairing::Code(code) => format!("pairing code {code}"),
-            Pairing::Insecure =>
+            PairingMode::Code(code) => format!("pairing code {code}"),
+            PairingMode::Insecure =>
                 "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
         }
     );

@@ -71,33 +71,34 @@ pub fn new_code() -> Result<String, SecureError> {
     Ok(format!("{}-{words}", 1 + u32::from(byte[0]) % 99))
 }
 
-/// One side's half of a pairing, between sending its message and reading the other's.
-pub struct Pairing {
+/// One side's half of the SPAKE2 exchange on a code, between sending its message and reading
+/// the other's. (What the user chose, a code or `--insecure`, is `config::PairingMode`.)
+pub struct PairingExchange {
     spake: Spake2<Ed25519Group>,
 }
 
-/// What one side can do once paired.
-pub struct Session {
+/// The two directions of a paired connection, as both sides derive them.
+pub struct PairedKeys {
     /// Seals messages from the sender to the receiver.
     pub to_receiver: Channel,
     /// Seals messages from the receiver to the sender.
     pub to_sender: Channel,
 }
 
-impl Pairing {
+impl PairingExchange {
     /// Starts pairing on `code`; the bytes go to the other side in a `Pake` message.
-    pub fn start(code: &str) -> (Pairing, Vec<u8>) {
+    pub fn start(code: &str) -> (PairingExchange, Vec<u8>) {
         let (spake, outbound) = Spake2::<Ed25519Group>::start_symmetric(
             &Password::new(code.as_bytes()),
             &Identity::new(IDENTITY),
         );
-        (Pairing { spake }, outbound)
+        (PairingExchange { spake }, outbound)
     }
 
     /// Finishes with the other side's message and the sender's hello exactly as it was sent.
     /// Succeeds even when the codes differ: that shows when the first sealed message fails to
     /// open, which [`Channel::open_first`] reports as [`SecureError::CodeMismatch`].
-    pub fn finish(self, theirs: &[u8], stream_hello: &[u8]) -> Result<Session, SecureError> {
+    pub fn finish(self, theirs: &[u8], stream_hello: &[u8]) -> Result<PairedKeys, SecureError> {
         let secret = self
             .spake
             .finish(theirs)
@@ -110,7 +111,7 @@ impl Pairing {
                 .map_err(|_| SecureError::BadPairingMessage)?;
             Ok(Channel::new(UnboundKey::from(okm)))
         };
-        Ok(Session {
+        Ok(PairedKeys {
             to_receiver: key(b"camstream sender to receiver")?,
             to_sender: key(b"camstream receiver to sender")?,
         })
@@ -265,9 +266,9 @@ mod tests {
 
     const HELLO: &[u8] = b"the sender's hello";
 
-    fn pair(code_a: &str, code_b: &str) -> (Session, Session) {
-        let (a, msg_a) = Pairing::start(code_a);
-        let (b, msg_b) = Pairing::start(code_b);
+    fn pair(code_a: &str, code_b: &str) -> (PairedKeys, PairedKeys) {
+        let (a, msg_a) = PairingExchange::start(code_a);
+        let (b, msg_b) = PairingExchange::start(code_b);
         (
             a.finish(&msg_b, HELLO).unwrap(),
             b.finish(&msg_a, HELLO).unwrap(),
@@ -304,8 +305,8 @@ mod tests {
 
     #[test]
     fn an_altered_hello_is_a_mismatch() {
-        let (a, msg_a) = Pairing::start("code");
-        let (b, msg_b) = Pairing::start("code");
+        let (a, msg_a) = PairingExchange::start("code");
+        let (b, msg_b) = PairingExchange::start("code");
         let mut sender = a.finish(&msg_b, HELLO).unwrap();
         let mut receiver = b.finish(&msg_a, b"an altered hello").unwrap();
         let mut message = b"frame key".to_vec();

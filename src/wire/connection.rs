@@ -2,9 +2,8 @@
 //! distinction that matters to a viewer: a close between messages is the end of the stream
 //! (`Ok(None)`/`Ok(false)`), a close inside one is an error.
 
-use crate::config::Pairing;
-use crate::protocol::{self, FrameHeader, Message, Pake, LENGTH_PREFIX_LEN};
-use crate::secure::{self, Channel};
+use super::protocol::{self, FrameHeader, Message, LENGTH_PREFIX_LEN};
+use super::secure::{self, Channel};
 use anyhow::{bail, Context, Result};
 use byteorder::{ByteOrder, LittleEndian};
 use std::io::{ErrorKind, IoSlice, Read, Write};
@@ -92,7 +91,7 @@ impl<R: Read> MessageReader<R> {
     /// The next sealed payload, opened by `channel` (the plaintext is at most `max_len`), or
     /// `None` at a clean end of stream.
     pub fn read_sealed(&mut self, max_len: usize, channel: &mut Channel) -> Result<Option<&[u8]>> {
-        let sealed_max = max_len + crate::secure::TAG_LEN;
+        let sealed_max = max_len + secure::TAG_LEN;
         if !read_payload(&mut self.inner, &mut self.buf, sealed_max)? {
             return Ok(None);
         }
@@ -134,17 +133,6 @@ impl<W: Write> MessageWriter<W> {
         let written = self.finish(&sealed);
         self.sealed = sealed;
         written
-    }
-
-    /// When pairing on a code, starts SPAKE2 and sends this side's message (right after the
-    /// hello); returns what finishes the pairing once the other side's message is read.
-    pub fn start_pairing(&mut self, pairing: &Pairing) -> Result<Option<secure::Pairing>> {
-        let Pairing::Code(code) = pairing else {
-            return Ok(None);
-        };
-        let (pairing, ours) = secure::Pairing::start(code);
-        self.write_message(&Message::Pake(Pake { message: &ours }))?;
-        Ok(Some(pairing))
     }
 
     /// Writes a payload that is already encoded (a sealed frame).
@@ -197,7 +185,7 @@ fn write_all_vectored<W: Write>(writer: &mut W, mut slices: &mut [IoSlice<'_>]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Codec, Frame, PixelFormat, ViewerHello, MAX_MESSAGE_LEN};
+    use crate::wire::protocol::{Codec, Frame, PixelFormat, ViewerHello, MAX_MESSAGE_LEN};
     use std::io::Cursor;
 
     fn header(seq: u64) -> FrameHeader {

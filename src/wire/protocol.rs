@@ -25,9 +25,9 @@ pub const MAX_MESSAGE_LEN: usize = 64 << 20;
 /// Hellos are tiny; a peer that announces more before its hello is not speaking camstream.
 pub const MAX_HELLO_LEN: usize = 4 << 10;
 /// Room for a frame message's fields in front of its pixels.
-const FRAME_OVERHEAD: usize = 64;
+pub(crate) const FRAME_OVERHEAD: usize = 64;
 /// A compressed frame may, for noise at high quality, be larger than its pixels.
-const COMPRESSED_SLACK: usize = 2;
+pub(crate) const COMPRESSED_SLACK: usize = 2;
 
 const TAG_STREAM_HELLO: u32 = 0;
 const TAG_VIEWER_HELLO: u32 = 1;
@@ -360,122 +360,8 @@ pub fn decode_paired(payload: &[u8]) -> Result<(), ProtocolError> {
     })
 }
 
-impl StreamHello {
-    pub fn new(width: u32, height: u32, codec: Codec, fps: f64) -> Self {
-        StreamHello {
-            magic: MAGIC,
-            version: VERSION,
-            width,
-            height,
-            pixel_format: PixelFormat::Bgr8,
-            codec,
-            fps,
-            security: Security::Insecure,
-        }
-    }
-
-    /// Bytes of one decoded frame. Saturates: a peer's 4294967295x4294967295 hello must not
-    /// wrap around to a small size that passes [`StreamHello::check`].
-    pub fn frame_bytes(&self) -> u64 {
-        let pixels = u64::from(self.width) * u64::from(self.height);
-        pixels.saturating_mul(self.pixel_format.bytes_per_pixel() as u64)
-    }
-
-    /// The picture must be non-empty and its raw frames must fit in a message.
-    pub fn check(&self) -> Result<(), ProtocolError> {
-        let limit = (MAX_MESSAGE_LEN - FRAME_OVERHEAD) as u64;
-        if self.width == 0 || self.height == 0 || self.frame_bytes() > limit {
-            return Err(ProtocolError::Malformed(format!(
-                "stream of {}x{} {} is empty or over the {} MiB frame limit",
-                self.width,
-                self.height,
-                self.pixel_format,
-                MAX_MESSAGE_LEN >> 20
-            )));
-        }
-        if !self.fps.is_finite() || self.fps < 0.0 {
-            return Err(ProtocolError::Malformed(format!(
-                "stream frame rate {} is not a rate",
-                self.fps
-            )));
-        }
-        Ok(())
-    }
-
-    /// The longest frame message this stream can send; a longer length prefix is an error.
-    pub fn max_message_len(&self) -> usize {
-        let raw = self.frame_bytes() as usize;
-        let data = match self.codec {
-            Codec::Raw => raw,
-            Codec::Jpeg => raw.saturating_mul(COMPRESSED_SLACK),
-        };
-        data.saturating_add(FRAME_OVERHEAD).min(MAX_MESSAGE_LEN)
-    }
-
-    /// A frame must match the stream it belongs to, and raw data must be exactly its pixels.
-    pub fn check_frame(&self, frame: &Frame<'_>) -> Result<(), ProtocolError> {
-        let h = &frame.header;
-        if h.width != self.width
-            || h.height != self.height
-            || h.pixel_format != self.pixel_format
-            || h.codec != self.codec
-        {
-            return Err(ProtocolError::Malformed(format!(
-                "frame {} is {}x{} {} {}, but the stream is {}x{} {} {}",
-                h.seq,
-                h.width,
-                h.height,
-                h.pixel_format,
-                h.codec,
-                self.width,
-                self.height,
-                self.pixel_format,
-                self.codec
-            )));
-        }
-        if h.codec == Codec::Jpeg {
-            check_jpeg_size(h, frame.data)?;
-        }
-        if h.codec == Codec::Raw && frame.data.len() as u64 != self.frame_bytes() {
-            return Err(ProtocolError::Malformed(format!(
-                "raw frame {} carries {} bytes, but {}x{} {} needs {}",
-                h.seq,
-                frame.data.len(),
-                h.width,
-                h.height,
-                h.pixel_format,
-                self.frame_bytes()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A JPEG's own header (its SOF marker) must give the frame's size, so a picture that would
-/// decode to something else, or to something huge, never reaches the decoder.
-fn check_jpeg_size(header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError> {
-    let is_jpeg = matches!(imagesize::image_type(data), Ok(imagesize::ImageType::Jpeg));
-    let size = imagesize::blob_size(data).ok().filter(|_| is_jpeg);
-    match size {
-        Some(size)
-            if (size.width, size.height) == (header.width as usize, header.height as usize) =>
-        {
-            Ok(())
-        }
-        Some(size) => Err(ProtocolError::Malformed(format!(
-            "jpeg frame {} holds a {}x{} picture, but the frame says {}x{}",
-            header.seq, size.width, size.height, header.width, header.height
-        ))),
-        None => Err(ProtocolError::Malformed(format!(
-            "jpeg frame {} is not a JPEG picture ({} bytes)",
-            header.seq,
-            data.len()
-        ))),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn encoded(message: &Message<'_>) -> Vec<u8> {
@@ -484,7 +370,8 @@ mod tests {
         out
     }
 
-    fn sample_header() -> FrameHeader {
+    /// A 2x1 raw frame header, for tests here and of the frame checks.
+    pub(crate) fn sample_header() -> FrameHeader {
         FrameHeader {
             seq: 7,
             capture_unix_us: 1_700_000_000_000_000,
@@ -702,85 +589,5 @@ mod tests {
             decode_stream_hello(&bytes).unwrap_err().to_string(),
             "expected a stream hello, got a viewer hello"
         );
-    }
-
-    #[test]
-    fn hello_limits_frames() {
-        let hello = StreamHello::new(2, 1, Codec::Raw, 30.0);
-        assert_eq!(hello.max_message_len(), 6 + FRAME_OVERHEAD);
-        let good = Frame {
-            header: sample_header(),
-            data: &[0; 6],
-        };
-        assert!(hello.check_frame(&good).is_ok());
-        let short = Frame {
-            data: &[0; 5],
-            ..good
-        };
-        assert!(hello
-            .check_frame(&short)
-            .unwrap_err()
-            .to_string()
-            .contains("carries 5 bytes"));
-        let wrong_size = Frame {
-            header: FrameHeader {
-                width: 3,
-                ..sample_header()
-            },
-            ..good
-        };
-        assert!(hello.check_frame(&wrong_size).is_err());
-        assert!(StreamHello::new(0, 10, Codec::Raw, 0.0).check().is_err());
-        assert!(StreamHello::new(65535, 65535, Codec::Jpeg, 0.0)
-            .check()
-            .is_err());
-        assert!(StreamHello::new(3840, 2160, Codec::Jpeg, f64::NAN)
-            .check()
-            .is_err());
-        assert_eq!(
-            StreamHello::new(4096, 4096, Codec::Jpeg, 0.0).max_message_len(),
-            MAX_MESSAGE_LEN
-        );
-    }
-
-    /// The start of a baseline JPEG: SOI, then a SOF0 marker giving its height and width.
-    fn jpeg_start(width: u16, height: u16) -> Vec<u8> {
-        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
-        bytes.extend_from_slice(&height.to_be_bytes());
-        bytes.extend_from_slice(&width.to_be_bytes());
-        bytes.resize(32, 0);
-        bytes
-    }
-
-    #[test]
-    fn jpeg_frames_must_hold_a_picture_of_their_size() {
-        let hello = StreamHello::new(2, 1, Codec::Jpeg, 30.0);
-        let header = FrameHeader {
-            codec: Codec::Jpeg,
-            ..sample_header()
-        };
-        let fits = jpeg_start(2, 1);
-        assert!(hello
-            .check_frame(&Frame {
-                header,
-                data: &fits
-            })
-            .is_ok());
-        let huge = jpeg_start(40_000, 40_000);
-        assert_eq!(
-            hello
-                .check_frame(&Frame {
-                    header,
-                    data: &huge
-                })
-                .unwrap_err()
-                .to_string(),
-            "malformed message: jpeg frame 7 holds a 40000x40000 picture, but the frame says 2x1"
-        );
-        let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x02\0\0\0\x01";
-        for data in [&png[..], &[0xFF, 0xD8, 0xFF], &[]] {
-            let err = hello.check_frame(&Frame { header, data }).unwrap_err();
-            assert!(err.to_string().contains("is not a JPEG picture"), "{err}");
-        }
     }
 }

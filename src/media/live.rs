@@ -3,7 +3,8 @@
 //! rate), a read that fails or blocks is noticed within [`SIGNAL_TIMEOUT`], and a lost source is
 //! reopened every [`REOPEN_INTERVAL`] until it is back, while the sender keeps serving.
 
-use crate::error_line;
+use super::source::{Capture, Next, Opener};
+use crate::{error_line, lock};
 use anyhow::{anyhow, Result};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -13,37 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub const SIGNAL_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A lost source is tried again this often.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
-/// How often a reader waiting to reopen looks whether it is still wanted.
-const POLL: Duration = Duration::from_millis(50);
-
-/// Something a live source reads from: a camera, a stream, or a test's fake camera.
-pub trait Capture: Send {
-    /// What the user calls it: "camera 0", "stream rtsp://...".
-    fn name(&self) -> &str;
-    /// Frame size in pixels; every frame has it.
-    fn size(&self) -> (u32, u32);
-    /// The rate the source says it runs at, if it says.
-    fn native_fps(&self) -> Option<f64>;
-    /// Reads the next frame as BGR rows into `out`. `Ok(false)`: the source stopped.
-    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
-}
-
-/// Opens (and later reopens) the capture behind a live source.
-pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Capture>> + Send>;
-
-/// What [`LiveSource::next_into`] found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Next {
-    /// A new frame, captured at this time, is in the buffer.
-    Frame(SystemTime),
-    /// No new frame yet; the source is fine.
-    Waiting,
-    /// The source is lost: since when, and why.
-    Lost { since: SystemTime, why: String },
-}
 
 /// A live source: one reader thread keeps the newest frame; [`LiveSource::next_into`] takes it.
-pub struct LiveSource {
+pub(crate) struct LiveSource {
     name: String,
     size: (u32, u32),
     native_fps: Option<f64>,
@@ -56,6 +29,7 @@ pub struct LiveSource {
 
 struct Shared {
     latest: Mutex<Latest>,
+    /// Signalled on a new frame, a loss, and when readers are told to leave.
     fresh: Condvar,
 }
 
@@ -175,15 +149,15 @@ impl LiveSource {
 impl Drop for LiveSource {
     fn drop(&mut self) {
         self.shared.lock().generation = CLOSED;
+        // A reader waiting to reopen leaves at once.
+        self.shared.fresh.notify_all();
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Latest> {
         // A reader that panicked cannot leave the frame half-swapped; carry on with it.
-        self.latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.latest)
     }
 }
 
@@ -262,16 +236,18 @@ impl Reader {
         true
     }
 
-    /// Sleeps for `period` unless told to leave. Returns false if this reader is no longer wanted.
+    /// Waits for `period` unless told to leave. Returns false if this reader is no longer wanted.
     fn wait(&self, period: Duration) -> bool {
-        let deadline = Instant::now() + period;
-        while Instant::now() < deadline {
-            if self.shared.lock().generation != self.generation {
-                return false;
-            }
-            thread::sleep(POLL);
-        }
-        self.shared.lock().generation == self.generation
+        let latest = self.shared.lock();
+        let waited =
+            self.shared
+                .fresh
+                .wait_timeout_while(latest, period, |l| l.generation == self.generation);
+        let latest = match waited {
+            Ok((latest, _)) => latest,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        latest.generation == self.generation
     }
 
     fn reopen(&self) -> Option<Box<dyn Capture>> {
@@ -296,120 +272,5 @@ impl Reader {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU8, Ordering};
-
-    const WORKING: u8 = 0;
-    const UNPLUGGED: u8 = 1;
-    const FROZEN: u8 = 2;
-
-    /// Frames of one byte value that counts up; fails or blocks as `mode` says.
-    struct Fake {
-        mode: Arc<AtomicU8>,
-        value: u8,
-    }
-
-    impl Capture for Fake {
-        fn name(&self) -> &str {
-            "fake camera"
-        }
-        fn size(&self) -> (u32, u32) {
-            (2, 2)
-        }
-        fn native_fps(&self) -> Option<f64> {
-            None
-        }
-        fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
-            thread::sleep(Duration::from_millis(5));
-            while self.mode.load(Ordering::SeqCst) == FROZEN {
-                thread::sleep(Duration::from_millis(5));
-            }
-            if self.mode.load(Ordering::SeqCst) == UNPLUGGED {
-                return Ok(false);
-            }
-            self.value = self.value.wrapping_add(1);
-            out.clear();
-            out.resize(12, self.value);
-            Ok(true)
-        }
-    }
-
-    fn fake_source() -> (LiveSource, Arc<AtomicU8>) {
-        let mode = Arc::new(AtomicU8::new(WORKING));
-        let opener_mode = Arc::clone(&mode);
-        let opener: Opener = Box::new(move || match opener_mode.load(Ordering::SeqCst) {
-            WORKING => Ok(Box::new(Fake {
-                mode: Arc::clone(&opener_mode),
-                value: 0,
-            })),
-            _ => Err(anyhow!("no such device")),
-        });
-        (LiveSource::start(opener).unwrap(), mode)
-    }
-
-    /// Takes frames until `until` says stop or 10 s pass; returns what the last call said.
-    fn take_until(source: &mut LiveSource, until: impl Fn(&Next) -> bool) -> Next {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let next = source.next_into(&mut out, Duration::from_millis(20));
-            if until(&next) || Instant::now() > deadline {
-                return next;
-            }
-        }
-    }
-
-    #[test]
-    fn frames_taken_are_the_newest_and_never_repeated() {
-        let (mut source, _mode) = fake_source();
-        let mut out = Vec::new();
-        let mut last = 0;
-        for _ in 0..5 {
-            thread::sleep(Duration::from_millis(30));
-            assert!(matches!(
-                source.next_into(&mut out, Duration::from_secs(1)),
-                Next::Frame(_)
-            ));
-            // Several frames were read meanwhile; the one taken is the latest, not the next.
-            assert!(out[0] > last.max(1), "{} after {last}", out[0]);
-            last = out[0];
-        }
-    }
-
-    #[test]
-    fn an_unplugged_source_is_lost_then_reopened() {
-        let (mut source, mode) = fake_source();
-        take_until(&mut source, |n| matches!(n, Next::Frame(_)));
-        mode.store(UNPLUGGED, Ordering::SeqCst);
-        let lost = take_until(&mut source, |n| matches!(n, Next::Lost { .. }));
-        assert!(
-            matches!(&lost, Next::Lost { why, .. } if why == "it stopped delivering frames"),
-            "{lost:?}"
-        );
-        mode.store(WORKING, Ordering::SeqCst);
-        let back = take_until(&mut source, |n| matches!(n, Next::Frame(_)));
-        assert!(matches!(back, Next::Frame(_)), "{back:?}");
-    }
-
-    #[test]
-    fn a_read_that_blocks_is_noticed_and_replaced() {
-        let (mut source, mode) = fake_source();
-        take_until(&mut source, |n| matches!(n, Next::Frame(_)));
-        mode.store(FROZEN, Ordering::SeqCst);
-        let started = Instant::now();
-        let lost = take_until(&mut source, |n| matches!(n, Next::Lost { .. }));
-        assert!(
-            matches!(&lost, Next::Lost { why, .. } if why.starts_with("it delivered nothing")),
-            "{lost:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-        mode.store(WORKING, Ordering::SeqCst);
-        let back = take_until(&mut source, |n| matches!(n, Next::Frame(_)));
-        assert!(matches!(back, Next::Frame(_)), "{back:?}");
     }
 }

@@ -1,0 +1,54 @@
+//! Everything that touches OpenCV (and, later, FFmpeg): where pictures come from, how they are
+//! encoded and decoded, and where they are shown and recorded. Outside this folder the program
+//! works on plain BGR bytes with a width and a height ([`Picture`]), so it can be tested
+//! without a camera or a display.
+//!
+//! - [`source`]: the one way the sender reads pictures: cameras, files, URLs and the test
+//!   pattern ([`pattern`]); cameras and streams are read on their own thread by [`live`].
+//! - [`codec`]: one encoder and one decoder per codec, chosen in one place.
+//! - [`window`]: highgui windows and the cards shown instead of video; [`recorder`]: `--record`.
+
+pub mod codec;
+pub mod live;
+pub mod pattern;
+pub mod recorder;
+pub mod source;
+pub mod window;
+
+use anyhow::{Context, Result};
+use opencv::boxed_ref::BoxedRef;
+use opencv::core::{self, Mat, Vec3b};
+
+/// A picture as 8-bit blue, green, red rows with no padding (OpenCV's `CV_8UC3`).
+#[derive(Debug, Clone, Copy)]
+pub struct Picture<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub bgr: &'a [u8],
+}
+
+impl<'a> Picture<'a> {
+    pub fn new(width: u32, height: u32, bgr: &'a [u8]) -> Self {
+        Picture { width, height, bgr }
+    }
+
+    /// A zero-copy OpenCV view of the picture.
+    fn as_mat(&self) -> Result<BoxedRef<'a, Mat>> {
+        Mat::new_rows_cols_with_bytes::<Vec3b>(self.height as i32, self.width as i32, self.bgr)
+            .with_context(|| {
+                format!(
+                    "wrapping {} bytes as a {}x{} picture",
+                    self.bgr.len(),
+                    self.width,
+                    self.height
+                )
+            })
+    }
+}
+
+/// OpenCV's own warnings (a missing camera backend, a codec probe) go to stderr and would bury
+/// our one-line errors; we report what matters ourselves.
+pub fn quiet_opencv_logs() {
+    // Failing to change the log level leaves the default: noisier, not wrong.
+    let _ = core::set_log_level(core::LogLevel::LOG_LEVEL_ERROR);
+}

@@ -1,0 +1,327 @@
+//! Where the sender's pictures come from: a camera, a video file, a URL, or the built-in test
+//! pattern, all behind one [`Source`]. Files and the pattern are read when a frame is due;
+//! cameras and streams run by themselves, so they are read on their own thread ([`super::live`])
+//! and can be lost and come back.
+
+use super::live::LiveSource;
+use super::pattern::TestPattern;
+use crate::config::SourceSpec;
+use anyhow::{bail, Context, Result};
+use opencv::core::{self, Mat};
+use opencv::prelude::*;
+use opencv::{imgproc, videoio};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Something pictures are read from, one after another: an OpenCV capture, the test pattern, or
+/// a test's fake camera.
+pub trait Capture: Send {
+    /// What the user calls it: "camera 0", "video file clip.mkv", "test pattern".
+    fn name(&self) -> &str;
+    /// Picture size in pixels; every picture has it.
+    fn size(&self) -> (u32, u32);
+    /// The rate the source says it runs at, if it says.
+    fn native_fps(&self) -> Option<f64>;
+    /// Reads the next picture as BGR rows into `out`. `Ok(false)`: the source ended or stopped.
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
+}
+
+/// Opens (and later reopens) the capture behind a live source.
+pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Capture>> + Send>;
+
+/// What [`Source::next_into`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// A new picture, captured at this time, is in the buffer.
+    Frame(SystemTime),
+    /// No new picture yet; the source is fine.
+    Waiting,
+    /// A live source is lost: since when, and why.
+    Lost { since: SystemTime, why: String },
+    /// A file (or the pattern, never) reached its end.
+    Ended,
+}
+
+/// The sender's source of pictures.
+pub struct Source {
+    name: String,
+    size: (u32, u32),
+    native_fps: Option<f64>,
+    is_file: bool,
+    reading: Reading,
+}
+
+enum Reading {
+    /// Read when a frame is due: files and the test pattern.
+    OnDemand(Box<dyn Capture>),
+    /// Read on its own thread, newest picture kept: cameras and streams.
+    Live(LiveSource),
+}
+
+impl Source {
+    /// Opens what `--source` names; an error here is the user's to fix.
+    pub fn open(spec: &SourceSpec) -> Result<Source> {
+        match spec {
+            SourceSpec::TestPattern { width, height } => Ok(Self::on_demand(
+                Box::new(PatternCapture {
+                    pattern: TestPattern::new(*width, *height),
+                    seq: 0,
+                }),
+                false,
+            )),
+            SourceSpec::Camera(index) => {
+                let index = *index;
+                Self::live(Box::new(move || OpenCvCapture::camera(index)))
+            }
+            SourceSpec::Location(location) if spec.is_live() => {
+                let location = location.clone();
+                Self::live(Box::new(move || OpenCvCapture::stream(&location)))
+            }
+            SourceSpec::Location(location) => {
+                let name = format!("video file {location}");
+                if !Path::new(location).exists() {
+                    bail!("opening {name}: no such file");
+                }
+                let capture = videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
+                    .with_context(|| format!("opening {name}"))?;
+                Ok(Self::on_demand(
+                    Box::new(OpenCvCapture::new(capture, name, true)?),
+                    true,
+                ))
+            }
+        }
+    }
+
+    fn on_demand(capture: Box<dyn Capture>, is_file: bool) -> Source {
+        Source {
+            name: capture.name().to_owned(),
+            size: capture.size(),
+            native_fps: capture.native_fps(),
+            is_file,
+            reading: Reading::OnDemand(capture),
+        }
+    }
+
+    /// A source read on its own thread from what `opener` opens, reopened whenever it is lost.
+    pub fn live(opener: Opener) -> Result<Source> {
+        let live = LiveSource::start(opener)?;
+        Ok(Source {
+            name: live.name().to_owned(),
+            size: live.size(),
+            native_fps: live.native_fps(),
+            is_file: false,
+            reading: Reading::Live(live),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Picture size in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    /// The rate a file was made at, or a camera says it runs at.
+    pub fn native_fps(&self) -> Option<f64> {
+        self.native_fps
+    }
+
+    /// Files (not cameras, not streams) wait for a viewer and can end.
+    pub fn is_file(&self) -> bool {
+        self.is_file
+    }
+
+    /// Cameras and streams keep their own time; the others are paced by the sender.
+    pub fn is_live(&self) -> bool {
+        matches!(self.reading, Reading::Live(_))
+    }
+
+    /// The next picture into `out`. A live source waits up to `wait` for one.
+    pub fn next_into(&mut self, out: &mut Vec<u8>, wait: Duration) -> Result<Next> {
+        match &mut self.reading {
+            Reading::OnDemand(capture) => {
+                let captured_at = SystemTime::now();
+                Ok(match capture.read_into(out)? {
+                    true => Next::Frame(captured_at),
+                    false => Next::Ended,
+                })
+            }
+            Reading::Live(live) => Ok(live.next_into(out, wait)),
+        }
+    }
+}
+
+/// The test pattern as a capture: frame `n` is the pattern's frame `n`, so a test can rebuild
+/// every frame from its sequence number.
+struct PatternCapture {
+    pattern: TestPattern,
+    seq: u64,
+}
+
+impl Capture for PatternCapture {
+    fn name(&self) -> &str {
+        "test pattern"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.pattern.width(), self.pattern.height())
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        None
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        self.pattern.render(self.seq, out);
+        self.seq += 1;
+        Ok(true)
+    }
+}
+
+/// Unreadable frames stepped over in a row before a file is taken to have ended.
+const MAX_SKIPPED_FRAMES: u32 = 10_000;
+
+/// A camera, file or stream read through OpenCV's `VideoCapture`.
+struct OpenCvCapture {
+    capture: videoio::VideoCapture,
+    frame: Mat,
+    converted: Mat,
+    /// The frame read while opening (to learn the size), handed out by the first read.
+    first_pending: bool,
+    is_file: bool,
+    name: String,
+    /// Learnt from the first frame; later frames must match it.
+    width: u32,
+    height: u32,
+}
+
+impl OpenCvCapture {
+    fn camera(index: i32) -> Result<Box<dyn Capture>> {
+        let name = format!("camera {index}");
+        let capture = videoio::VideoCapture::new(index, videoio::CAP_ANY)
+            .with_context(|| format!("opening {name}"))?;
+        Ok(Box::new(Self::new(capture, name, false)?))
+    }
+
+    fn stream(location: &str) -> Result<Box<dyn Capture>> {
+        let name = format!("stream {location}");
+        let capture = videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
+            .with_context(|| format!("opening {name}"))?;
+        Ok(Box::new(Self::new(capture, name, false)?))
+    }
+
+    fn new(mut capture: videoio::VideoCapture, name: String, is_file: bool) -> Result<Self> {
+        if !capture.is_opened().unwrap_or(false) {
+            if is_file {
+                bail!(
+                    "opening {name}: OpenCV cannot read it (not a video, or an unsupported format)"
+                );
+            }
+            bail!("opening {name}: it could not be opened (is it connected, and free?)");
+        }
+        let mut frame = Mat::default();
+        if !capture.read(&mut frame).unwrap_or(false) || frame.empty() {
+            bail!("reading from {name}: it delivered no frame");
+        }
+        Ok(OpenCvCapture {
+            width: frame.cols() as u32,
+            height: frame.rows() as u32,
+            capture,
+            frame,
+            converted: Mat::default(),
+            first_pending: true,
+            is_file,
+            name,
+        })
+    }
+}
+
+impl Capture for OpenCvCapture {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.capture
+            .get(videoio::CAP_PROP_FPS)
+            .ok()
+            .filter(|fps| fps.is_finite() && *fps > 0.0 && *fps < 1000.0)
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        let (width, height, name) = (self.width, self.height, &self.name);
+        if !std::mem::take(&mut self.first_pending)
+            && !read_past_damage(&mut self.capture, &mut self.frame, self.is_file, name)
+        {
+            return Ok(false);
+        }
+        let frame = &self.frame;
+        if frame.cols() as u32 != width || frame.rows() as u32 != height {
+            bail!(
+                "{name} changed size from {width}x{height} to {}x{}",
+                frame.cols(),
+                frame.rows()
+            );
+        }
+        let bgr = to_bgr(frame, &mut self.converted).with_context(|| format!("reading {name}"))?;
+        out.clear();
+        out.extend_from_slice(bgr.data_bytes()?);
+        Ok(true)
+    }
+}
+
+/// Reads the next frame. In a file, a stretch that does not decode is stepped over, frame by
+/// frame (up to [`MAX_SKIPPED_FRAMES`]), while the file says it has frames left. Returns false
+/// at the end.
+fn read_past_damage(
+    capture: &mut videoio::VideoCapture,
+    frame: &mut Mat,
+    is_file: bool,
+    name: &str,
+) -> bool {
+    let mut skipped = 0;
+    loop {
+        if capture.read(frame).unwrap_or(false) && !frame.empty() {
+            break;
+        }
+        let position = capture.get(videoio::CAP_PROP_POS_FRAMES).unwrap_or(0.0);
+        let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
+        if !is_file || skipped >= MAX_SKIPPED_FRAMES || position + 1.0 >= count {
+            return false;
+        }
+        if !capture
+            .set(videoio::CAP_PROP_POS_FRAMES, position + 1.0)
+            .unwrap_or(false)
+        {
+            return false;
+        }
+        skipped += 1;
+    }
+    if skipped > 0 {
+        let frames = if skipped == 1 { "frame" } else { "frames" };
+        log::warn!("{name}: skipped {skipped} {frames} that could not be read");
+    }
+    true
+}
+
+/// Cameras may deliver grey or BGRA frames; everything past here is 8-bit BGR.
+fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
+    let code = match frame.typ() {
+        core::CV_8UC3 if frame.is_continuous() => return Ok(frame),
+        core::CV_8UC3 => {
+            frame.copy_to(converted)?;
+            return Ok(converted);
+        }
+        core::CV_8UC1 => imgproc::COLOR_GRAY2BGR,
+        core::CV_8UC4 => imgproc::COLOR_BGRA2BGR,
+        other => bail!("unsupported pixel type {other}"),
+    };
+    imgproc::cvt_color_def(frame, converted, code)?;
+    Ok(converted)
+}

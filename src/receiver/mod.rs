@@ -1,0 +1,326 @@
+//! The receiver: a network thread reads messages into a small ring of reused buffers; the calling
+//! thread (the one highgui needs) opens, checks, decodes, shows, records and measures each frame,
+//! and acks it. A lost sender is waited for and reconnected, the window kept.
+//!
+//! - this file: `run`, one connection's show loop, and waiting for a lost sender;
+//! - [`network`]: connecting, the handshake, the thread that reads frames;
+//! - [`screen`]: the window and the waiting card; [`outputs`]: `--record` and `--frame-log`.
+
+mod network;
+mod outputs;
+mod screen;
+
+use crate::config::{Endpoint, PairingMode};
+use crate::media::codec::{self, Decoder};
+use crate::stats::ReceiverStats;
+use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
+use crate::wire::secure;
+use crate::wire::session::SenderSession;
+use crate::{error_line, Stop, POLL};
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use network::{connect_and_greet, read_frames, Greeted, Incoming};
+use outputs::Outputs;
+use screen::Screen;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Title of the viewing window.
+pub const WINDOW_TITLE: &str = "RECEIVING VIDEO";
+/// Reconnection attempts start this long after a loss and back off, doubling, to the cap.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// Everything the receiver needs, already validated.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub connect: Endpoint,
+    /// Local address to connect from.
+    pub bind: Option<SocketAddr>,
+    pub window: bool,
+    /// Exit after showing this many frames.
+    pub frames: Option<u64>,
+    pub record: Option<PathBuf>,
+    /// One CSV line per frame shown.
+    pub frame_log: Option<PathBuf>,
+    /// End when the stream ends instead of waiting for the sender to come back.
+    pub once: bool,
+    /// The sender's pairing code, or `--insecure`.
+    pub pairing: PairingMode,
+}
+
+/// How one connection's stream ended, when nothing on this side failed.
+enum Ended {
+    /// `q`, the window closed, Ctrl-C, or `--frames` reached: the program ends.
+    ByUser,
+    /// The sender closed the stream cleanly.
+    BySender,
+    /// The connection broke or the sender sent something wrong.
+    Lost(anyhow::Error),
+}
+
+/// Connects, then shows (or just decodes) frames until `--frames` is reached, the window is
+/// closed or `stop` is raised. A stream that ends or breaks is waited for and reconnected, the
+/// window kept, unless `once` is set. The first connection must succeed: a wrong address is the
+/// user's to fix. `stats` is filled in however it ends.
+pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> Result<()> {
+    let sender = config.connect.to_string();
+    let mut connection = connect_and_greet(config)?;
+    if !connection.session.is_paired() {
+        log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
+    }
+    let mut viewer = Viewer {
+        screen: Screen::open(config.window)?,
+        outputs: Outputs::open(config)?,
+    };
+    let result = loop {
+        let hello = connection.session.hello;
+        log::info!(
+            "connected to {sender} in {:.1} ms ({}): {}x{} {}",
+            connection.took.as_secs_f64() * 1e3,
+            match connection.session.is_paired() {
+                true => "paired, encrypted",
+                false => "not encrypted",
+            },
+            hello.width,
+            hello.height,
+            hello.codec
+        );
+        stats.new_stream();
+        let ended = viewer
+            .show_stream(connection, config.frames, stop, stats)
+            .with_context(|| format!("receiving from {sender}"));
+        let why = match ended {
+            Ok(Ended::ByUser) => break Ok(()),
+            Ok(Ended::BySender) if config.once => {
+                log::info!("the sender ended the stream");
+                break Ok(());
+            }
+            Ok(Ended::Lost(e)) if config.once => {
+                break Err(e.context(format!("receiving from {sender}")))
+            }
+            Err(e) => break Err(e),
+            Ok(Ended::BySender) => "the sender ended the stream".to_owned(),
+            Ok(Ended::Lost(e)) => error_line(&e),
+        };
+        log::warn!("{why}; waiting for {sender} to come back (q to quit)");
+        match viewer.wait_for_sender(config, &why, stop)? {
+            Some(next) => connection = next,
+            None => break Ok(()),
+        }
+        stats.reconnected();
+    };
+    viewer.screen.close();
+    let finished = viewer.outputs.finish();
+    result.and(finished)
+}
+
+/// Where frames go, across connections.
+struct Viewer {
+    screen: Screen,
+    outputs: Outputs,
+}
+
+/// One connection's frames, as the display thread handles them.
+struct Stream<'a> {
+    hello: StreamHello,
+    decoder: Box<dyn Decoder>,
+    frames: &'a Receiver<Incoming>,
+    free: &'a Sender<Vec<u8>>,
+}
+
+impl Viewer {
+    /// Shows one connection's frames, acking each, until it ends. Errors here are this side's
+    /// (a window, the recording): the network's are [`Ended::Lost`].
+    fn show_stream(
+        &mut self,
+        connection: Greeted,
+        frame_limit: Option<u64>,
+        stop: &Stop,
+        stats: &mut ReceiverStats,
+    ) -> Result<Ended> {
+        let mut session = connection.session;
+        let hello = session.hello;
+        self.outputs.start_stream(&hello)?;
+        self.screen.start_stream(hello.width, hello.height);
+        let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
+        let (free_tx, free_rx) = crossbeam_channel::bounded(2);
+        let reader = session.reader()?;
+        let max_len = session.max_message_len();
+        let network =
+            thread::spawn(move || read_frames(reader, hello.fps, max_len, &frames_tx, &free_rx));
+        let stream = Stream {
+            hello,
+            decoder: codec::format(hello.codec).decoder(),
+            frames: &frames_rx,
+            free: &free_tx,
+        };
+        let ended = self.show_frames(stream, &mut session, frame_limit, stop, stats);
+        // Unblock the network thread if it is waiting on the socket, then collect it.
+        session.close();
+        drop(frames_rx);
+        let _ = network.join();
+        ended
+    }
+
+    fn show_frames(
+        &mut self,
+        mut stream: Stream<'_>,
+        session: &mut SenderSession,
+        frame_limit: Option<u64>,
+        stop: &Stop,
+        stats: &mut ReceiverStats,
+    ) -> Result<Ended> {
+        let wait = self.screen.frame_wait();
+        while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
+            match stream.frames.recv_timeout(wait) {
+                Ok(Incoming::Frame { mut buf, arrived }) => {
+                    let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
+                    let header = match self.show_frame(&mut stream, session, &mut buf)? {
+                        Ok(header) => header,
+                        Err(e) => return Ok(Ended::Lost(e)),
+                    };
+                    let shown = SystemTime::now();
+                    // A sender that is gone shows up on the network thread; nothing to do here.
+                    let _ = session.ack(header.seq);
+                    stats.record(&header, bytes, shown);
+                    self.outputs.log(&header, arrived, shown, bytes)?;
+                    // A full ring means the buffer is simply freed.
+                    let _ = stream.free.try_send(buf);
+                }
+                Ok(Incoming::End) => return Ok(Ended::BySender),
+                Ok(Incoming::Failed(e)) => return Ok(Ended::Lost(e)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(Ended::Lost(anyhow!("the network thread stopped")))
+                }
+            }
+            if self.screen.quit_asked(1)? {
+                return Ok(Ended::ByUser);
+            }
+        }
+        Ok(Ended::ByUser)
+    }
+
+    /// Opens, checks, decodes, shows and records one frame message. The outer error is this
+    /// side's; the inner one is the sender's fault (a frame that does not open, check or
+    /// decode), which ends the connection like a bad message.
+    fn show_frame(
+        &mut self,
+        stream: &mut Stream<'_>,
+        session: &mut SenderSession,
+        buf: &mut [u8],
+    ) -> Result<Result<FrameHeader>> {
+        let frame = match open_and_check(&stream.hello, session, buf) {
+            Ok(frame) => frame,
+            Err(e) => return Ok(Err(e)),
+        };
+        let header = frame.header;
+        let picture = match stream.decoder.decode(&header, frame.data) {
+            Ok(picture) => picture,
+            Err(e) => return Ok(Err(e.context(format!("frame {}", header.seq)))),
+        };
+        if let Some(picture) = picture {
+            self.screen.show(&picture)?;
+            self.outputs.record(&picture)?;
+        }
+        Ok(Ok(header))
+    }
+
+    /// Shows "waiting for sender" (with why and since when) until a sender answers, which is
+    /// returned, or the user quits (`None`).
+    fn wait_for_sender(
+        &mut self,
+        config: &ReceiverConfig,
+        why: &str,
+        stop: &Stop,
+    ) -> Result<Option<Greeted>> {
+        // Dropping `cancel` stops the reconnecting thread, however this returns.
+        let (cancel, cancelled) = crossbeam_channel::bounded::<()>(0);
+        let (found_tx, found_rx) = crossbeam_channel::bounded(1);
+        {
+            let config = config.clone();
+            thread::spawn(move || reconnect(&config, &cancelled, &found_tx));
+        }
+        let waited = self.watch_for_sender(config, why, stop, &found_rx);
+        drop(cancel);
+        waited
+    }
+
+    fn watch_for_sender(
+        &mut self,
+        config: &ReceiverConfig,
+        why: &str,
+        stop: &Stop,
+        found: &Receiver<Result<Greeted>>,
+    ) -> Result<Option<Greeted>> {
+        let lost_at = Instant::now();
+        let mut shown_seconds = None;
+        loop {
+            if stop.is_raised() {
+                return Ok(None);
+            }
+            let seconds = lost_at.elapsed().as_secs();
+            if shown_seconds != Some(seconds) {
+                self.screen.show_card(&[
+                    "waiting for the sender".to_owned(),
+                    format!("{} - lost {seconds} s ago", config.connect),
+                    why.to_owned(),
+                    "reconnecting by itself; q quits".to_owned(),
+                ])?;
+                shown_seconds = Some(seconds);
+            }
+            match found.recv_timeout(POLL) {
+                Ok(connection) => return connection.map(Some),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("the reconnecting thread stopped"),
+            }
+            if self.screen.quit_asked(1)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A frame message opened (when paired), decoded, and checked against its stream and its
+/// codec before any decoder sees it.
+fn open_and_check<'b>(
+    hello: &StreamHello,
+    session: &mut SenderSession,
+    buf: &'b mut [u8],
+) -> Result<protocol::Frame<'b>> {
+    let payload = session.open_frame(buf)?;
+    match protocol::decode(payload)? {
+        Message::Frame(frame) => {
+            codec::check_frame(hello, &frame)?;
+            Ok(frame)
+        }
+        other => bail!("expected a frame, got {}", other.kind()),
+    }
+}
+
+/// Tries to connect again and again, waiting longer each time up to [`RECONNECT_MAX`], until a
+/// sender answers at the address or `cancelled` is (its sender dropped).
+fn reconnect(config: &ReceiverConfig, cancelled: &Receiver<()>, found: &Sender<Result<Greeted>>) {
+    let mut delay = RECONNECT_FIRST;
+    loop {
+        if cancelled.recv_timeout(delay) != Err(RecvTimeoutError::Timeout) {
+            return;
+        }
+        match connect_and_greet(config) {
+            Err(e) if !secure::is_code_mismatch(&e) => {
+                log::debug!("reconnecting: {}", error_line(&e))
+            }
+            // A sender found, or one with another code (restarted without --code): trying the
+            // same code again would only get locked out, so the user decides.
+            result => {
+                // Nobody waiting any more: the connection is simply closed.
+                let _ = found.send(result);
+                return;
+            }
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}

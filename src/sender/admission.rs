@@ -1,0 +1,346 @@
+//! Who gets in: the accept loop, the checks on every new connection (`--allow`, wrong-code
+//! lockouts, `--max-viewers`), one writer thread per viewer admitted, and refusals logged once a
+//! minute per address and kind, so a flood of connections cannot flood the log.
+
+use super::sinks::tcp::{Ending, TcpViewer};
+use super::{Shared, WRITER_THREAD};
+use crate::wire::handshake::NotAViewer;
+use crate::wire::secure;
+use crate::{error_line, is_disconnect, lock, Stop};
+use std::collections::HashMap;
+use std::io::{ErrorKind, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// At the end of a stream, viewers have this long to take their last frame before being cut
+/// off; when the user quits (q, Ctrl-C, SIGTERM), only this long, so the program ends at once.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const QUIT_GRACE: Duration = Duration::from_millis(300);
+/// The same refusal of the same address is logged at most once in this long.
+const COMPLAINT_PERIOD: Duration = Duration::from_secs(60);
+/// Addresses whose refusals are remembered at once; bounds the memory a flood can take.
+const MAX_REMEMBERED_COMPLAINTS: usize = 1024;
+/// The longest an address that keeps giving wrong pairing codes is locked out.
+const MAX_LOCKOUT: Duration = Duration::from_secs(60);
+/// After a failed accept (out of file descriptors and the like), wait this long and try again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// What the sender checks new connections against.
+pub(super) struct Admission {
+    allow: Option<IpAddr>,
+    max_viewers: usize,
+    wrong_codes: Mutex<WrongCodes>,
+    complaints: Mutex<Complaints>,
+}
+
+impl Admission {
+    pub(super) fn new(allow: Option<IpAddr>, max_viewers: usize) -> Self {
+        Admission {
+            allow,
+            max_viewers,
+            wrong_codes: Mutex::default(),
+            complaints: Mutex::default(),
+        }
+    }
+
+    /// Logs a refusal, unless the same complaint about the same address was logged in the last
+    /// [`COMPLAINT_PERIOD`]: then it is only counted, and the next message says how many.
+    fn complain(&self, peer: SocketAddr, about: &'static str, message: impl FnOnce() -> String) {
+        let unsaid = lock(&self.complaints).note(canonical(peer.ip()), about, Instant::now());
+        match unsaid {
+            Some(0) => log::warn!("{}", message()),
+            Some(n) => log::warn!(
+                "{} (and {n} more like it since the last such message)",
+                message()
+            ),
+            None => {}
+        }
+    }
+
+    /// Whether a connection from `peer` may go on to its handshake; logs why not.
+    fn admits(&self, peer: SocketAddr, viewers: usize) -> bool {
+        if let Some(allowed) = self.allow {
+            if canonical(peer.ip()) != canonical(allowed) {
+                self.complain(peer, "--allow", || {
+                    format!("refused connection from {peer}: only {allowed} may connect (--allow)")
+                });
+                return false;
+            }
+        }
+        if let Some(wait) = lock(&self.wrong_codes).lockout(canonical(peer.ip()), Instant::now()) {
+            self.complain(peer, "pairing lockout", || {
+                format!(
+                    "refused connection from {peer}: too many wrong pairing codes; next try allowed in {} s",
+                    wait.as_secs_f64().ceil()
+                )
+            });
+            return false;
+        }
+        if viewers >= self.max_viewers {
+            self.complain(peer, "--max-viewers", || {
+                format!(
+                    "refused connection from {peer}: already serving {} viewers (--max-viewers)",
+                    self.max_viewers
+                )
+            });
+            return false;
+        }
+        true
+    }
+}
+
+/// Wakes [`accept_loop`] when the stream ends: it blocks in `poll` on the listener and this.
+pub(super) struct AcceptWaker {
+    wake: UnixStream,
+    woken: UnixStream,
+}
+
+impl AcceptWaker {
+    pub(super) fn new() -> std::io::Result<Self> {
+        let (wake, woken) = UnixStream::pair()?;
+        Ok(AcceptWaker { wake, woken })
+    }
+
+    pub(super) fn wake(&self) {
+        // The loop only needs a byte to be readable; a full buffer is as good.
+        let _ = (&self.wake).write(&[1]);
+    }
+
+    /// Blocks until the listener has a connection or the waker was woken.
+    fn wait(&self, listener: &TcpListener) {
+        let mut fds = [listener.as_raw_fd(), self.woken.as_raw_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two valid pollfd entries that outlive the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    }
+}
+
+/// Admits viewers until `accepting` is raised (and the waker woken), then closes every viewer's
+/// stream, giving them [`CLOSE_GRACE`] to finish, or [`QUIT_GRACE`] when `quitting` says the
+/// user asked to quit.
+pub(super) fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    waker: &AcceptWaker,
+    accepting: &Stop,
+    quitting: &Stop,
+) {
+    let mut writers: Vec<thread::JoinHandle<()>> = Vec::new();
+    while !accepting.is_raised() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Some(writer) = admit(stream, peer, shared) {
+                    writers.push(writer);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => waker.wait(listener),
+            Err(e) => {
+                log::warn!("accepting a connection: {e}");
+                thread::sleep(ACCEPT_RETRY);
+            }
+        }
+        writers.retain(|w| !w.is_finished());
+    }
+    shared.sinks.close_all();
+    let grace = match quitting.is_raised() {
+        true => QUIT_GRACE,
+        false => CLOSE_GRACE,
+    };
+    shared.sinks.wait_until_empty(Instant::now() + grace);
+    shared.sinks.disconnect_all();
+    for writer in writers {
+        // A writer that panicked has already lost its viewer; nothing more to do.
+        let _ = writer.join();
+    }
+}
+
+/// Checks a new connection and starts its writer thread.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Option<thread::JoinHandle<()>> {
+    if !shared.admission.admits(peer, shared.sinks.len()) {
+        return None;
+    }
+    let viewer = match TcpViewer::join(stream, &shared.sinks) {
+        Ok(viewer) => viewer,
+        Err(e) => {
+            log::warn!("viewer {peer}: {e}");
+            return None;
+        }
+    };
+    let shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(WRITER_THREAD.to_owned())
+        .spawn(move || {
+            serve(&viewer, peer, &shared);
+            shared
+                .counters
+                .frames_skipped
+                .fetch_add(viewer.skipped(), Ordering::Relaxed);
+            shared.sinks.leave(viewer.id());
+        });
+    match spawned {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            log::warn!("viewer {peer}: starting its writer: {e}");
+            None
+        }
+    }
+}
+
+/// Serves one viewer and says how it ended.
+fn serve(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
+    let counters = &shared.counters;
+    let mut sent = 0u64;
+    let connected = || {
+        counters.viewers_served.fetch_add(1, Ordering::Relaxed);
+        log::info!("viewer {peer} connected");
+    };
+    let count = |bytes: usize| {
+        sent += 1;
+        counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_sent
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    };
+    let served = viewer.serve(&shared.greeting, &shared.sinks, connected, count);
+    let admission = &shared.admission;
+    match served {
+        Ok(Ending::StreamEnded) => log::info!("viewer {peer}: stream ended after {sent} frames"),
+        Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
+        Err(e) if is_disconnect(&e) => {
+            log::info!("viewer {peer} disconnected after {sent} frames")
+        }
+        Err(e) if secure::is_code_mismatch(&e) => {
+            let failures =
+                lock(&admission.wrong_codes).failed(canonical(peer.ip()), Instant::now());
+            admission.complain(peer, "pairing", || {
+                format!("refused viewer {peer}: pairing code did not match ({failures} in a row)")
+            })
+        }
+        Err(e) if e.is::<NotAViewer>() => admission.complain(peer, "handshake", || {
+            format!("refused connection from {peer}: {}", error_line(&e))
+        }),
+        Err(e) => log::warn!(
+            "viewer {peer} dropped after {sent} frames: {}",
+            error_line(&e)
+        ),
+    }
+}
+
+/// The sender's memory of recent complaints, per address and kind: a flood of connections
+/// becomes one log line per period, with a count.
+#[derive(Default)]
+struct Complaints {
+    /// When each was last logged, and how many have been left unsaid since.
+    seen: HashMap<(IpAddr, &'static str), (Instant, u64)>,
+}
+
+impl Complaints {
+    /// Returns how many were left unsaid when this one should be logged, or `None` to stay quiet.
+    fn note(&mut self, ip: IpAddr, about: &'static str, now: Instant) -> Option<u64> {
+        // Many addresses: forget the ones that have been quiet for a period (bounded memory).
+        if self.seen.len() >= MAX_REMEMBERED_COMPLAINTS {
+            self.seen
+                .retain(|_, (logged, _)| now.duration_since(*logged) < COMPLAINT_PERIOD);
+        }
+        let full = self.seen.len() >= MAX_REMEMBERED_COMPLAINTS;
+        match self.seen.get_mut(&(ip, about)) {
+            Some((logged, unsaid)) if now.duration_since(*logged) < COMPLAINT_PERIOD => {
+                *unsaid += 1;
+                None
+            }
+            Some((logged, unsaid)) => {
+                *logged = now;
+                Some(std::mem::take(unsaid))
+            }
+            None if !full => {
+                self.seen.insert((ip, about), (now, 0));
+                Some(0)
+            }
+            // Still full of fresh complaints: a flood from many addresses; stay quiet.
+            None => None,
+        }
+    }
+}
+
+/// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Addresses that gave wrong pairing codes: each failure in a row locks the address out for
+/// twice as long as the last (1 s, 2 s, 4 s … up to a minute), so guessing a code costs time
+/// while a person who mistyped it is barely slowed.
+#[derive(Default)]
+struct WrongCodes {
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl WrongCodes {
+    /// Counts a failure from `ip`; returns how many in a row.
+    fn failed(&mut self, ip: IpAddr, now: Instant) -> u32 {
+        if self.failures.len() >= MAX_REMEMBERED_COMPLAINTS {
+            self.failures
+                .retain(|_, (_, last)| now.duration_since(*last) < MAX_LOCKOUT);
+        }
+        let entry = self.failures.entry(ip).or_insert((0, now));
+        *entry = (entry.0.saturating_add(1), now);
+        entry.0
+    }
+
+    /// How long `ip` must still wait before it may try again, if at all.
+    fn lockout(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let (failures, last) = self.failures.get(&ip)?;
+        let lockout = Duration::from_secs(1u64 << (failures - 1).min(6)).min(MAX_LOCKOUT);
+        (*last + lockout)
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_complaint_is_logged_once_per_period_with_a_count() {
+        let mut complaints = Complaints::default();
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let other: IpAddr = [192, 0, 2, 8].into();
+        let start = Instant::now();
+        assert_eq!(complaints.note(ip, "--allow", start), Some(0));
+        for _ in 0..300 {
+            assert_eq!(complaints.note(ip, "--allow", start), None);
+        }
+        // Another address, or another complaint, is news.
+        assert_eq!(complaints.note(other, "--allow", start), Some(0));
+        assert_eq!(complaints.note(ip, "handshake", start), Some(0));
+        let later = start + COMPLAINT_PERIOD;
+        assert_eq!(complaints.note(ip, "--allow", later), Some(300));
+        assert_eq!(complaints.note(ip, "--allow", later), None);
+    }
+
+    #[test]
+    fn complaints_from_a_flood_of_addresses_take_bounded_memory() {
+        let mut complaints = Complaints::default();
+        let now = Instant::now();
+        for n in 0..5000u32 {
+            complaints.note(IpAddr::from(n.to_be_bytes()), "handshake", now);
+        }
+        assert_eq!(complaints.seen.len(), MAX_REMEMBERED_COMPLAINTS);
+    }
+}

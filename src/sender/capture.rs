@@ -1,0 +1,258 @@
+//! The capture loop: reads the source at its pace (or, unpaced, when a viewer is ready for a
+//! frame), encodes each frame once for every sink, shows the preview, and while a live source is
+//! lost sends a "NO SIGNAL" card instead. Runs on the calling thread, which highgui needs.
+
+use super::sinks::{BufferPool, Sinks};
+use super::{SenderConfig, PREVIEW_TITLE};
+use crate::media::codec::{self, Encoder};
+use crate::media::live::REOPEN_INTERVAL;
+use crate::media::source::{Next, Source};
+use crate::media::window::{draw_card, Window, WindowEvent};
+use crate::media::Picture;
+use crate::stats::{clock_time, unix_micros, SenderReport};
+use crate::wire::protocol::{FrameHeader, PixelFormat};
+use crate::{Stop, POLL};
+use anyhow::Result;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A lost source is shown to viewers as a "NO SIGNAL" picture this often.
+const NO_SIGNAL_INTERVAL: Duration = Duration::from_millis(500);
+/// Frame buffers kept for reuse: in flight to viewers plus the one being filled.
+const POOLED_BUFFERS: usize = 16;
+
+/// Streams from `source` to `sinks` until it ends, `--frames` is reached or the user quits.
+pub(super) fn run(
+    config: &SenderConfig,
+    source: &mut Source,
+    pace: Option<Duration>,
+    sinks: &Sinks,
+    stop: &Stop,
+    report: &mut SenderReport,
+) -> Result<()> {
+    let window = match config.preview {
+        true => Some(Window::open(PREVIEW_TITLE)?),
+        false => None,
+    };
+    let (width, height) = source.size();
+    let mut capture = Capture {
+        config,
+        sinks,
+        pace,
+        screen: Screen {
+            window: window.as_ref(),
+            stop,
+        },
+        encoder: codec::format(config.codec).encoder(width, height, config.quality),
+        pool: BufferPool::new(POOLED_BUFFERS),
+        picture: Vec::new(),
+        next_at: Instant::now(),
+        last_card: None,
+        seq: 0,
+        counted: 0,
+    };
+    while capture.turn(source, report)? == Turn::Again {}
+    Ok(())
+}
+
+/// What the capture loop does after one turn.
+#[derive(PartialEq)]
+enum Turn {
+    Again,
+    Done,
+}
+
+struct Capture<'a> {
+    config: &'a SenderConfig,
+    sinks: &'a Sinks,
+    pace: Option<Duration>,
+    screen: Screen<'a>,
+    encoder: Box<dyn Encoder>,
+    pool: BufferPool,
+    /// The source's newest picture (for the preview, and the encoder's input).
+    picture: Vec<u8>,
+    next_at: Instant,
+    last_card: Option<Instant>,
+    seq: u64,
+    /// Frames that went out to viewers, for `--frames`.
+    counted: u64,
+}
+
+impl Capture<'_> {
+    /// Waits for the next frame to be due, reads it, and sends it.
+    fn turn(&mut self, source: &mut Source, report: &mut SenderReport) -> Result<Turn> {
+        if self.wait_for_due(source)? {
+            return Ok(Turn::Done);
+        }
+        let captured_at = match source.next_into(&mut self.picture, POLL)? {
+            Next::Frame(at) => at,
+            Next::Ended if self.config.looping => {
+                log::info!("{} ended; playing it again (--loop)", source.name());
+                *source = Source::open(&self.config.source)?;
+                return Ok(Turn::Again);
+            }
+            Next::Ended => {
+                log::info!("{} ended; ending the stream", source.name());
+                return Ok(Turn::Done);
+            }
+            Next::Lost { since, why } if self.card_due() => {
+                self.draw_no_signal(source, since, why)?;
+                SystemTime::now()
+            }
+            Next::Waiting | Next::Lost { .. } => {
+                return Ok(match self.screen.quit_asked()? {
+                    true => Turn::Done,
+                    false => Turn::Again,
+                });
+            }
+        };
+        report.frames_captured += 1;
+        if let Some(window) = self.screen.window {
+            let (width, height) = source.size();
+            window.show(&Picture::new(width, height, &self.picture))?;
+            if self.screen.quit_asked()? {
+                return Ok(Turn::Done);
+            }
+        }
+        // Encoding for nobody is wasted work; the preview needs only the pixels.
+        if self.sinks.active() > 0 {
+            report.frames_encoded += 1;
+            if self.send(source, captured_at)? == Turn::Done {
+                return Ok(Turn::Done);
+            }
+        }
+        self.seq += 1;
+        Ok(Turn::Again)
+    }
+
+    /// Waits until the next frame is due. Returns true if the user asked to quit.
+    fn wait_for_due(&mut self, source: &Source) -> Result<bool> {
+        // A file waits for its first viewer, so that viewer sees it from the start.
+        let mut told_waiting = false;
+        while self.seq == 0 && source.is_file() && self.sinks.active() == 0 {
+            if !std::mem::replace(&mut told_waiting, true) {
+                log::info!("waiting for a receiver before playing {}", source.name());
+            }
+            if self.screen.wait_until(Instant::now() + POLL)? {
+                return Ok(true);
+            }
+            self.next_at = Instant::now();
+        }
+        match self.pace {
+            Some(interval) => {
+                if self.screen.wait_until(self.next_at)? {
+                    return Ok(true);
+                }
+                // Late by more than a frame: start afresh rather than rush to catch up.
+                self.next_at = (self.next_at + interval).max(Instant::now() - interval);
+                Ok(false)
+            }
+            None if !source.is_live() => self.wait_for_demand(),
+            None => Ok(false),
+        }
+    }
+
+    /// Unpaced: waits until a viewer is ready for a frame. Returns true if the user asked to quit.
+    fn wait_for_demand(&self) -> Result<bool> {
+        loop {
+            if self.screen.stop.is_raised() {
+                return Ok(true);
+            }
+            if self.sinks.wait_for_demand(POLL) {
+                return Ok(false);
+            }
+            if self.screen.quit_asked()? {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn card_due(&self) -> bool {
+        self.last_card
+            .is_none_or(|at| at.elapsed() >= NO_SIGNAL_INTERVAL)
+    }
+
+    fn draw_no_signal(&mut self, source: &Source, since: SystemTime, why: String) -> Result<()> {
+        self.last_card = Some(Instant::now());
+        let lines = [
+            "NO SIGNAL".to_owned(),
+            format!("{} lost at {}", source.name(), clock_time(since)),
+            why,
+            format!("trying again every {} s", REOPEN_INTERVAL.as_secs()),
+        ];
+        let (width, height) = source.size();
+        draw_card(width, height, &lines, &mut self.picture)
+    }
+
+    /// Encodes the picture once and offers it to every sink.
+    fn send(&mut self, source: &Source, captured_at: SystemTime) -> Result<Turn> {
+        let (width, height) = source.size();
+        let mut data = self.pool.buffer();
+        let keyframe = self.encoder.encode(&mut self.picture, &mut data)?;
+        let header = FrameHeader {
+            seq: self.seq,
+            capture_unix_us: unix_micros(captured_at),
+            width,
+            height,
+            pixel_format: PixelFormat::Bgr8,
+            codec: self.config.codec,
+        };
+        let frame = self.pool.frame(header, keyframe, data);
+        if self.sinks.publish(&frame) > 0 {
+            self.counted += 1;
+            if self.config.frames == Some(self.counted) {
+                log::info!("sent {} frames (--frames); ending the stream", self.counted);
+                return Ok(Turn::Done);
+            }
+        }
+        Ok(Turn::Again)
+    }
+}
+
+/// The preview window (if any) and the stop signal: what every wait keeps an eye on.
+struct Screen<'a> {
+    window: Option<&'a Window>,
+    stop: &'a Stop,
+}
+
+impl Screen<'_> {
+    /// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to
+    /// quit (`q` raises `stop`).
+    fn wait_until(&self, deadline: Instant) -> Result<bool> {
+        loop {
+            if self.stop.is_raised() {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let step = left.min(POLL);
+            match self.window {
+                Some(window) => {
+                    if window.poll(step.as_millis().max(1) as i32)? == WindowEvent::Quit {
+                        self.stop.raise();
+                        return Ok(true);
+                    }
+                }
+                None => thread::sleep(step),
+            }
+        }
+    }
+
+    /// Runs the window's events once. Returns true if the user asked to quit; `q` in the window
+    /// raises `stop` like Ctrl-C does, so everything after knows the user is waiting.
+    fn quit_asked(&self) -> Result<bool> {
+        if self.stop.is_raised() {
+            return Ok(true);
+        }
+        let quit = match self.window {
+            Some(window) => window.poll(1)? == WindowEvent::Quit,
+            None => false,
+        };
+        if quit {
+            self.stop.raise();
+        }
+        Ok(quit)
+    }
+}

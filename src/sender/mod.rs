@@ -1,0 +1,149 @@
+//! The sender: one capture loop (source → one encode → every sink's slot → preview) on the
+//! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
+//!
+//! - [`capture`]: reading the source at its pace, the one encode, the "NO SIGNAL" card.
+//! - [`admission`]: the accept loop, who may connect, lockouts, and refusals logged sparingly.
+//! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
+//!   the per-viewer protocol.
+
+mod admission;
+mod capture;
+pub mod sinks;
+
+pub use sinks::tcp::FRAMES_IN_FLIGHT;
+
+use crate::config::{PairingMode, SourceSpec};
+use crate::media::source::Source;
+use crate::stats::SenderReport;
+use crate::wire::handshake::Greeting;
+use crate::wire::protocol::{Codec, StreamHello};
+use crate::Stop;
+use admission::{accept_loop, AcceptWaker, Admission};
+use anyhow::{Context, Result};
+use sinks::Sinks;
+use std::net::{IpAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Title of the preview window.
+pub const PREVIEW_TITLE: &str = "TRANSMITTING VIDEO";
+/// Rate of the test pattern when `--fps` is not given.
+pub const PATTERN_FPS: f64 = 30.0;
+/// Name of each viewer's writer thread (what `top -H` and /proc show).
+pub const WRITER_THREAD: &str = "viewer-writer";
+/// Viewers served at once when `--max-viewers` is not given.
+pub const DEFAULT_MAX_VIEWERS: u16 = 8;
+
+/// Everything the sender needs, already validated.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub source: SourceSpec,
+    pub codec: Codec,
+    pub quality: u8,
+    /// Frames per second to pace the source at; `None` uses the source's own rate, 0 is unpaced.
+    pub fps: Option<f64>,
+    /// End the stream after this many frames have gone out to viewers.
+    pub frames: Option<u64>,
+    /// Play a file again from the start when it ends.
+    pub looping: bool,
+    /// Only this address may connect.
+    pub allow: Option<IpAddr>,
+    /// Connections beyond this many are refused.
+    pub max_viewers: usize,
+    pub preview: bool,
+    /// The code viewers must pair with, or `--insecure`.
+    pub pairing: PairingMode,
+}
+
+/// What the accept and writer threads share with the capture loop.
+struct Shared {
+    greeting: Greeting,
+    admission: Admission,
+    sinks: Sinks,
+    counters: Counters,
+}
+
+/// The sender's `--stats` counts that the writer threads keep.
+#[derive(Default)]
+struct Counters {
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_skipped: AtomicU64,
+    viewers_served: AtomicU64,
+}
+
+/// Streams from `config.source` to every viewer that connects to `listener` until the source
+/// ends, `--frames` is reached, the preview window is closed or `stop` is raised.
+pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<SenderReport> {
+    serve(config, Source::open(&config.source)?, listener, stop)
+}
+
+/// [`run`] with the source already open (a test can bring its own camera).
+pub fn serve(
+    config: &SenderConfig,
+    mut source: Source,
+    listener: TcpListener,
+    stop: &Stop,
+) -> Result<SenderReport> {
+    let started = Instant::now();
+    let (width, height) = source.size();
+    let fps = match (config.fps, &config.source) {
+        (Some(fps), _) => Some(fps),
+        (None, SourceSpec::TestPattern { .. }) => Some(PATTERN_FPS),
+        (None, _) => source.native_fps(),
+    };
+    let hello = StreamHello {
+        security: config.pairing.security(),
+        ..StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0))
+    };
+    hello
+        .check()
+        .with_context(|| format!("streaming {}", source.name()))?;
+    log::info!(
+        "streaming {} ({width}x{height} {}, {})",
+        source.name(),
+        config.codec,
+        match fps {
+            Some(fps) if fps > 0.0 => format!("{fps} fps"),
+            _ => "as fast as possible".into(),
+        }
+    );
+    listener
+        .set_nonblocking(true)
+        .context("setting up the listener")?;
+    let shared = Arc::new(Shared {
+        greeting: Greeting::new(&hello, &config.pairing)?,
+        admission: Admission::new(config.allow, config.max_viewers),
+        sinks: Sinks::default(),
+        counters: Counters::default(),
+    });
+    let waker = Arc::new(AcceptWaker::new().context("setting up the listener")?);
+    let accepting = Stop::default();
+    let acceptor = {
+        let (shared, waker) = (Arc::clone(&shared), Arc::clone(&waker));
+        let (accepting, quitting) = (accepting.clone(), stop.clone());
+        thread::spawn(move || accept_loop(&listener, &shared, &waker, &accepting, &quitting))
+    };
+    let mut report = SenderReport::default();
+    // A live source keeps its own time; only an explicit --fps slows it down.
+    let pace = match source.is_live() {
+        true => config.fps,
+        false => fps,
+    }
+    .filter(|f| *f > 0.0)
+    .map(|f| Duration::from_secs_f64(1.0 / f));
+    let result = capture::run(config, &mut source, pace, &shared.sinks, stop, &mut report);
+    accepting.raise();
+    waker.wake();
+    if acceptor.join().is_err() {
+        log::error!("the accept thread failed");
+    }
+    let counters = &shared.counters;
+    report.frames_sent = counters.frames_sent.load(Ordering::Relaxed);
+    report.bytes_sent = counters.bytes_sent.load(Ordering::Relaxed);
+    report.frames_skipped = counters.frames_skipped.load(Ordering::Relaxed);
+    report.viewers = counters.viewers_served.load(Ordering::Relaxed);
+    result.map(|()| report.finish(started))
+}

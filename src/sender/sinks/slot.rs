@@ -1,0 +1,210 @@
+//! A sink's slot: the frames waiting for one consumer, and what happens when it falls behind.
+
+use super::EncodedFrame;
+use crate::lock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What a slot does with a frame its consumer is not ready for.
+///
+/// A frame that another depends on (not a keyframe) is never dropped alone: whatever policy
+/// drops one then waits for the next keyframe, so a consumer never gets a frame it cannot
+/// decode. With JPEG and raw every frame is a keyframe, so `Newest` is plain newest-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// One frame waits: a newer keyframe replaces it. For viewers, who want to be live.
+    Newest,
+    /// Up to this many frames wait, in order; when full, the slot skips to the next keyframe.
+    /// For a publisher, which must get every frame it can.
+    Queue(usize),
+}
+
+#[derive(Default)]
+struct SlotState {
+    waiting: VecDeque<Arc<EncodedFrame>>,
+    /// A frame was dropped (or none taken yet): only a keyframe may come next.
+    needs_keyframe: bool,
+    closing: bool,
+}
+
+/// One consumer's mailbox.
+pub struct Slot {
+    policy: Policy,
+    state: Mutex<SlotState>,
+    ready: Condvar,
+    skipped: AtomicU64,
+    demand: Arc<Demand>,
+}
+
+impl Slot {
+    pub(super) fn new(policy: Policy, demand: Arc<Demand>) -> Self {
+        Slot {
+            policy,
+            state: Mutex::new(SlotState {
+                needs_keyframe: true,
+                ..SlotState::default()
+            }),
+            ready: Condvar::new(),
+            skipped: AtomicU64::new(0),
+            demand,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        lock(&self.state)
+    }
+
+    /// Takes `frame` as the policy says; never blocks.
+    pub(super) fn offer(&self, frame: Arc<EncodedFrame>) {
+        let mut state = self.lock();
+        let mut dropped = 0;
+        let full = match self.policy {
+            Policy::Newest => !state.waiting.is_empty(),
+            Policy::Queue(capacity) => state.waiting.len() >= capacity,
+        };
+        if full && frame.keyframe {
+            dropped += state.waiting.len();
+            state.waiting.clear();
+        } else if full {
+            state.needs_keyframe = true;
+            // The queue ahead still decodes; a newest-only slot keeps its one frame.
+            if let Policy::Queue(_) = self.policy {
+                dropped += state.waiting.len();
+                state.waiting.clear();
+            }
+        }
+        if frame.keyframe {
+            state.needs_keyframe = false;
+        }
+        if state.needs_keyframe {
+            dropped += 1;
+        } else {
+            state.waiting.push_back(frame);
+            self.ready.notify_one();
+        }
+        drop(state);
+        self.skipped.fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn close(&self) {
+        self.lock().closing = true;
+        self.ready.notify_one();
+    }
+
+    /// The next frame to send; `None` once the stream is closing and nothing is left.
+    pub fn next(&self) -> Option<Arc<EncodedFrame>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(frame) = state.waiting.pop_front() {
+                drop(state);
+                self.demand.signal();
+                return Some(frame);
+            }
+            if state.closing {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(super) fn wants_frame(&self) -> bool {
+        let state = self.lock();
+        state.waiting.is_empty() && !state.closing
+    }
+
+    /// Frames this consumer never got.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
+/// Wakes the capture loop when a consumer takes a frame. A counter, not a flag, so a wake-up
+/// between the capture loop's look at the slots and its wait is not lost.
+#[derive(Default)]
+pub(super) struct Demand {
+    generation: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Demand {
+    pub(super) fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    pub(super) fn signal(&self) {
+        *lock(&self.generation) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the generation moves past `seen`, or `timeout`.
+    pub(super) fn wait_past(&self, seen: u64, timeout: Duration) {
+        let guard = lock(&self.generation);
+        // A timeout or a poisoned lock both just mean: look at the slots again.
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, timeout, |generation| *generation == seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::frame;
+    use super::*;
+
+    fn slot(policy: Policy) -> Slot {
+        Slot::new(policy, Arc::default())
+    }
+
+    fn taken(slot: &Slot) -> Vec<u64> {
+        slot.close();
+        std::iter::from_fn(|| slot.next().map(|f| f.header.seq)).collect()
+    }
+
+    #[test]
+    fn newest_keeps_the_newest_keyframe() {
+        let slot = slot(Policy::Newest);
+        for seq in 0..5 {
+            slot.offer(frame(seq, true));
+        }
+        assert_eq!(taken(&slot), [4]);
+        assert_eq!(slot.skipped(), 4);
+    }
+
+    #[test]
+    fn newest_never_hands_out_a_frame_whose_reference_was_dropped() {
+        let slot = slot(Policy::Newest);
+        // A newcomer waits for a keyframe.
+        slot.offer(frame(0, false));
+        slot.offer(frame(1, true));
+        assert_eq!(slot.next().unwrap().header.seq, 1);
+        slot.offer(frame(2, false));
+        // 2 waits, so 3 (which needs 2) is dropped, and so is 4: 5 is the next keyframe.
+        slot.offer(frame(3, false));
+        slot.offer(frame(4, false));
+        assert_eq!(slot.next().unwrap().header.seq, 2);
+        slot.offer(frame(5, true));
+        slot.offer(frame(6, false));
+        assert_eq!(taken(&slot), [5]);
+        // 0, 3, 4 dropped; 6 dropped because 5 was still waiting.
+        assert_eq!(slot.skipped(), 4);
+    }
+
+    #[test]
+    fn a_queue_keeps_order_and_skips_to_a_keyframe_when_full() {
+        let slot = slot(Policy::Queue(3));
+        slot.offer(frame(0, true));
+        slot.offer(frame(1, false));
+        slot.offer(frame(2, false));
+        assert_eq!(slot.next().unwrap().header.seq, 0);
+        slot.offer(frame(3, false));
+        // Full (1, 2, 3): 4 overflows, the queue is dropped, 5 still needs the keyframe.
+        slot.offer(frame(4, false));
+        slot.offer(frame(5, false));
+        slot.offer(frame(6, true));
+        slot.offer(frame(7, false));
+        assert_eq!(taken(&slot), [6, 7]);
+        assert_eq!(slot.skipped(), 5);
+    }
+}

@@ -1,0 +1,210 @@
+//! The handshake, written once for the sender, the receiver and the tests: the two hellos, then,
+//! unless both sides run `--insecure`, SPAKE2 on the pairing code and one sealed message each way
+//! that proves both used the same code. It ends in a session ([`ViewerSession`] on the sender,
+//! [`SenderSession`] on the receiver) whose frame and ack paths are the same calls whether the
+//! connection is paired or not.
+//!
+//! Order on the wire: the sender sends its hello (and, when pairing, its SPAKE2 message) without
+//! waiting; the receiver sends its hello (and its SPAKE2 message); then the sender's frame key
+//! and the receiver's confirmation, each sealed with the keys SPAKE2 gave.
+
+use super::connection::{read_payload, MessageReader, MessageWriter};
+use super::protocol::{self, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN};
+use super::secure::{Channel, FrameOpener, FrameSealer, PairingExchange, FRAME_KEY_LEN};
+use super::session::{AckSealing, FrameSeals, SenderSession, ViewerSession};
+use crate::config::PairingMode;
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A peer has this long to say its part of the handshake before it is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The peer failed the handshake: a port scanner, a browser, garbage, or silence.
+#[derive(Debug, thiserror::Error)]
+#[error("not a camstream viewer")]
+pub struct NotAViewer;
+
+/// What the sender says to every viewer: its hello exactly as sent (pairing binds the keys to
+/// it), how it pairs, and the frame seals shared by its paired viewers.
+pub struct Greeting {
+    hello_payload: Vec<u8>,
+    /// The code, and the seals its viewers' frames share; `None` with `--insecure`.
+    pairing: Option<(String, Arc<FrameSeals>)>,
+}
+
+impl Greeting {
+    pub fn new(hello: &StreamHello, pairing: &PairingMode) -> Result<Greeting> {
+        let mut hello_payload = Vec::new();
+        protocol::encode_into(&Message::StreamHello(*hello), &mut hello_payload)?;
+        let pairing = match pairing {
+            PairingMode::Code(code) => Some((
+                code.clone(),
+                Arc::new(FrameSeals::new(FrameSealer::generate()?)),
+            )),
+            PairingMode::Insecure => None,
+        };
+        Ok(Greeting {
+            hello_payload,
+            pairing,
+        })
+    }
+}
+
+/// Starts SPAKE2 on `code` and sends this side's message (right after the hello).
+fn start_pairing<W: std::io::Write>(
+    writer: &mut MessageWriter<W>,
+    code: &str,
+) -> Result<PairingExchange> {
+    let (exchange, ours) = PairingExchange::start(code);
+    writer.write_message(&Message::Pake(Pake { message: &ours }))?;
+    Ok(exchange)
+}
+
+/// The sender's side: greets a viewer that just connected, and pairs with it when the sender
+/// pairs. A peer that is not a camstream viewer (or does not pair the same way) fails with
+/// [`NotAViewer`] in its error chain; a wrong code with `secure::SecureError::CodeMismatch`.
+pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<ViewerSession<'s>> {
+    stream.set_nodelay(true)?;
+    let mut writer = MessageWriter::new(stream);
+    writer
+        .write_payload(&greeting.hello_payload)
+        .context("sending hello")?;
+    let pairing = match &greeting.pairing {
+        Some((code, seals)) => Some((start_pairing(&mut writer, code)?, seals)),
+        None => None,
+    };
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut reader = MessageReader::new(stream);
+    let hello = read_owed(
+        &mut reader,
+        "waiting for its hello",
+        "it closed the connection before saying hello",
+    )
+    .context(NotAViewer)?;
+    let hello = protocol::decode_viewer_hello(hello)
+        .context("reading its hello")
+        .context(NotAViewer)?;
+    let (acks, frames) = match (pairing, hello.security) {
+        (Some((exchange, seals)), Security::Paired) => {
+            let key = seals.key();
+            let acks = pair_with_viewer(&mut reader, &mut writer, exchange, greeting, key)?;
+            (AckSealing::Sealed(acks), Some(Arc::clone(seals)))
+        }
+        (None, Security::Insecure) => (AckSealing::Clear, None),
+        (Some(_), Security::Insecure) => {
+            return Err(anyhow!(
+                "it does not pair (started with --insecure), and this sender needs its pairing code"
+            )
+            .context(NotAViewer))
+        }
+        (None, Security::Paired) => {
+            return Err(anyhow!(
+                "it expects a pairing code, and this sender was started with --insecure"
+            )
+            .context(NotAViewer))
+        }
+    };
+    // From here the viewer only acks; it may pause for as long as it likes.
+    stream.set_read_timeout(None)?;
+    Ok(ViewerSession::new(reader, writer, acks, frames))
+}
+
+/// Finishes pairing with a viewer: its SPAKE2 message, our sealed frame key, its sealed
+/// confirmation. Returns the channel its acks come sealed in.
+fn pair_with_viewer(
+    reader: &mut MessageReader<&TcpStream>,
+    writer: &mut MessageWriter<&TcpStream>,
+    exchange: PairingExchange,
+    greeting: &Greeting,
+    frame_key: [u8; FRAME_KEY_LEN],
+) -> Result<Channel> {
+    let theirs = read_owed(
+        reader,
+        "waiting for its pairing message",
+        "it closed the connection before pairing",
+    )
+    .context(NotAViewer)?;
+    let theirs = protocol::decode_pake(theirs).context(NotAViewer)?;
+    let mut keys = exchange
+        .finish(theirs, &greeting.hello_payload)
+        .context(NotAViewer)?;
+    let key = protocol::FrameKey { key: frame_key };
+    writer.write_sealed(&Message::FrameKey(key), &mut keys.to_receiver)?;
+    let confirmation = read_owed(
+        reader,
+        "waiting for it to confirm pairing",
+        "it closed the connection while pairing",
+    )?;
+    // Copied (a few bytes) to be opened in place: `open_first` tells a wrong code from tampering.
+    let mut confirmation = confirmation.to_vec();
+    let opened = keys.to_sender.open_first(&mut confirmation)?;
+    protocol::decode_paired(opened).context(NotAViewer)?;
+    Ok(keys.to_sender)
+}
+
+/// Reads a handshake message the viewer owes us; `waiting` names it in a read error, `closed`
+/// says what a close before it means.
+fn read_owed<'r>(
+    reader: &'r mut MessageReader<&TcpStream>,
+    waiting: &'static str,
+    closed: &'static str,
+) -> Result<&'r [u8]> {
+    reader
+        .read_payload(MAX_HELLO_LEN)
+        .context(waiting)?
+        .ok_or_else(|| anyhow!(closed))
+}
+
+/// The receiver's side: says hello and reads the sender's, with a time limit so a silent peer
+/// cannot hang us; when pairing, runs SPAKE2 on the code and checks that the sender used the
+/// same one.
+pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSession> {
+    let mut writer = MessageWriter::new(&stream);
+    writer.write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))?;
+    let exchange = match pairing.code() {
+        Some(code) => Some(start_pairing(&mut writer, code)?),
+        None => None,
+    };
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut buf = Vec::new();
+    let mut reader = &stream;
+    let refused = || {
+        anyhow!("it closed the connection before saying hello (refused by its --allow or --max-viewers, or locked out after wrong pairing codes?)")
+    };
+    match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
+        Ok(true) => {}
+        Ok(false) => return Err(refused()),
+        // A sender refusing us closes without reading our hello, which resets the connection.
+        Err(e) if crate::is_disconnect(&e) => return Err(refused()),
+        Err(e) => return Err(e),
+    }
+    let hello = protocol::decode_stream_hello(&buf)?;
+    let keys = match (exchange, hello.security) {
+        (None, Security::Insecure) => None,
+        (Some(_), Security::Insecure) => bail!(
+            "the sender streams without encryption (started with --insecure); pass --insecure to watch it anyway"
+        ),
+        (None, Security::Paired) => bail!(
+            "the sender pairs with a code (it was not started with --insecure); pass --code with the code it shows"
+        ),
+        (Some(exchange), Security::Paired) => {
+            let hello_payload = buf.clone();
+            let mut next = |buf: &mut Vec<u8>| -> Result<()> {
+                match read_payload(&mut reader, buf, MAX_HELLO_LEN)? {
+                    true => Ok(()),
+                    false => bail!("it closed the connection while pairing"),
+                }
+            };
+            next(&mut buf)?;
+            let mut keys = exchange.finish(protocol::decode_pake(&buf)?, &hello_payload)?;
+            writer.write_sealed(&Message::Paired, &mut keys.to_sender)?;
+            next(&mut buf)?;
+            let key = protocol::decode_frame_key(keys.to_receiver.open_first(&mut buf)?)?;
+            Some((FrameOpener::new(&key.key), keys.to_sender))
+        }
+    };
+    stream.set_read_timeout(None)?;
+    SenderSession::new(stream, hello, keys)
+}
