@@ -6,7 +6,7 @@
 //! Prints one JSON line: {"encode_fps":..,"decode_fps":..,"jpeg_bytes":..}.
 
 use anyhow::{Context, Result};
-use camstream::pattern::TestPattern;
+use camstream::media::pattern::TestPattern;
 use opencv::core::{self, Mat, Vector};
 use opencv::imgcodecs;
 use opencv::prelude::*;

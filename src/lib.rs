@@ -3,27 +3,42 @@
 //! # Architecture
 //!
 //! ```text
-//!  sender                                                         receiver
-//!  ┌────────┐   ┌──────────────┐   ┌──────────────────┐          ┌──────────────┐   ┌─────────────┐
-//!  │ source │──▶│ encode once  │──▶│ viewer slots     │──TCP──▶  │ network      │──▶│ decode, show│
-//!  │ camera │   │ (raw / jpeg) │   │ newest frame each│  thread  │ thread: read │   │ record,     │
-//!  │ file   │   └──────────────┘   │ + writer thread  │  each    │ into a reused│   │ measure     │
-//!  │ pattern│          │           └──────────────────┘          │ buffer ring  │   └─────────────┘
-//!  └────────┘          └──▶ preview window
+//!  sender                                                          receiver
+//!  ┌────────┐   ┌──────────────┐   ┌───────────────────┐          ┌──────────────┐   ┌─────────────┐
+//!  │ source │──▶│ encode once  │──▶│ sinks: a slot and │──TCP──▶  │ network      │──▶│ open, check,│
+//!  │ camera │   │ (codec seam) │   │ a drop policy each│  writer  │ thread: read │   │ decode, show│
+//!  │ file   │   └──────────────┘   │ (a TCP viewer is  │  thread  │ into a reused│   │ record, ack │
+//!  │ pattern│          │           │ one kind of sink) │  each    │ buffer ring  │   └─────────────┘
+//!  └────────┘          └──▶ preview└───────────────────┘          └──────────────┘
 //! ```
 //!
-//! Sources, the one-time encode and the sinks that consume encoded frames are separate pieces:
-//! [`video::Source`] yields BGR pixels, the sender's capture loop encodes each frame once into an
-//! [`viewers::EncodedFrame`] shared by `Arc`, and every sink (today a TCP viewer; later a recorder,
-//! HTTP or RTMP) takes frames from its own newest-frame [`viewers::Slot`], so a slow sink skips
-//! frames instead of queueing them or slowing the others.
+//! Every behaviour is one hop from here:
+//!
+//! - [`wire`]: the bytes between the programs and nothing else. [`wire::protocol`] (messages,
+//!   their encoding, no I/O) and [`wire::stream`] (what a hello promises about its frames);
+//!   [`wire::connection`] (the `u64` length prefix over any `Read`/`Write`, reused buffers, a
+//!   clean close told apart from a cut); [`wire::secure`] (pairing code, SPAKE2, keys, sealing;
+//!   bytes only); [`wire::handshake`] (hellos and pairing, written once) ending in a
+//!   [`wire::session`] whose frame and ack calls are the same paired or not.
+//! - [`media`]: everything OpenCV. [`media::source`] is the one way pictures come in (cameras and
+//!   streams read on their own thread by [`media::live`], files, the [`media::pattern`]);
+//!   [`media::codec`] is the codec seam: one file per codec with its encoder, its decoder and
+//!   its bitstream checks, chosen in one place; [`media::window`] and [`media::recorder`].
+//! - [`sender`]: `run` wires a source to the sinks. [`sender`]'s capture loop paces the source
+//!   and encodes each frame once; its admission decides who may connect (`--allow`, lockouts,
+//!   `--max-viewers`) and logs refusals sparingly; [`sender::sinks`] holds a slot per consumer
+//!   with a drop policy, and [`sender::sinks::tcp`] is the per-viewer protocol.
+//! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
+//!   thread reads frames, its screen and outputs show, record and log them.
+//! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
+//!   [`stats`]: the `--stats` reports and `--frame-log`.
 //!
 //! # Wire format
 //!
 //! Every message, in both directions, is a `u64` little-endian length followed by that many bytes
-//! of bincode (fixed-width little-endian integers; see [`protocol`] and the README for every
-//! byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and stream
-//! parameters), then the sender sends `Frame`s (sequence number, capture time, size, pixel
+//! of bincode (fixed-width little-endian integers; see [`wire::protocol`] and the README for
+//! every byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and
+//! stream parameters), then the sender sends `Frame`s (sequence number, capture time, size, pixel
 //! format, codec, bytes) and the receiver answers each frame it has shown with an `Ack`. A close
 //! between messages ends the stream; a close inside one is an error.
 //!
@@ -32,9 +47,20 @@
 //! Unless both sides run with `--insecure`, each sends a SPAKE2 message on the pairing code right
 //! after its hello; the keys that come out (one per direction, bound to the sender's hello) seal
 //! every later message with AES-256-GCM and a counter nonce, and the first sealed message each
-//! way proves the codes matched. Frames are sealed once per frame, for every viewer, with a
-//! frame key the sender hands each paired viewer, so the one-time encode stays one-time. All of
-//! it is in [`secure`], on bytes only; the length prefix, and so the framing, are unchanged.
+//! way proves the codes matched. Frames are sealed once per frame for every paired viewer (the
+//! first viewer's writer to send a frame seals it, the others send the same bytes) with a frame
+//! key the sender hands each paired viewer, so the one-time encode stays one-time. The crypto is
+//! in [`wire::secure`], on bytes only; the length prefix, and so the framing, are unchanged.
+//!
+//! # Codecs and sinks
+//!
+//! An encoder turns a picture into a frame that says whether it is a keyframe; a decoder turns a
+//! checked frame into zero or one picture. The capture loop and the receiver call them through
+//! [`media::codec`] without naming a codec: a new codec is a new file there plus one arm in
+//! [`media::codec::format()`]. Every consumer of encoded frames on the sender is a sink with a
+//! [`sender::sinks::Slot`] and a [`sender::sinks::Policy`]: newest-only for viewers (a dropped
+//! frame that others depend on waits for the next keyframe), a short queue for a publisher. A new
+//! kind of viewer is a new file in `sender/sinks/` that joins the registry.
 //!
 //! # Always live
 //!
@@ -46,25 +72,14 @@
 //!
 //! # Surviving faults
 //!
-//! Cameras and network streams are [`live::LiveSource`]s: a reader thread keeps only the newest
-//! frame, so a failing or blocked read is noticed within [`live::SIGNAL_TIMEOUT`]; the sender then
+//! Cameras and network streams are read by a thread that keeps only the newest frame, so a
+//! failing or blocked read is noticed within [`media::live::SIGNAL_TIMEOUT`]; the sender then
 //! sends a "NO SIGNAL" picture at a low rate while the source is reopened. The receiver waits for
 //! a lost sender and reconnects with backoff, keeping its window, stats and recording. The
 //! sender's refusals are rate-limited per address and its threads bounded by `--max-viewers`.
-//! A peer's bytes pass [`protocol`]'s checks (length caps, hello limits, a frame against its
-//! stream, a JPEG's own header against the frame) before anything is allocated or OpenCV sees
-//! them; `fuzz/` fuzzes exactly those checks and `tests/protocol_props.rs` states them as
-//! properties.
-//!
-//! # Modules
-//!
-//! - [`protocol`]: messages and their bytes; no I/O. [`connection`]: messages over Read/Write.
-//!   [`secure`]: pairing code, SPAKE2, keys, sealing and opening; no I/O.
-//! - [`video`]: the only OpenCV code. [`pattern`]: the built-in test pattern. [`live`]: cameras
-//!   and streams read on their own thread, lost and reopened.
-//! - [`sender`], [`receiver`]: `run` for each program. [`viewers`]: the sender's sinks.
-//! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
-//! - [`stats`]: the `--stats` reports.
+//! A peer's bytes pass the wire's checks (length caps, hello limits, a frame against its stream)
+//! and its codec's (a JPEG's own header against the frame) before anything is allocated or
+//! OpenCV sees them; `fuzz/` fuzzes exactly those checks and the property tests state them.
 
 pub mod cli;
 pub mod config;

@@ -250,7 +250,7 @@ pub fn process_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Codec, PixelFormat};
+    use crate::wire::protocol::{Codec, PixelFormat};
 
     fn header(seq: u64, capture_unix_us: u64) -> FrameHeader {
         FrameHeader {

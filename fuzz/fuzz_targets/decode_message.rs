@@ -1,10 +1,14 @@
 //! Everything the programs do with a peer's bytes before they reach OpenCV: the length check,
-//! the decoder, the hello checks, opening a sealed frame and the frame-against-stream checks.
+//! the decoder, the hello checks, opening a sealed frame and the frame checks (against the
+//! stream, and each codec's own).
 //! Any panic is a finding.
 #![no_main]
 
-use camstream::protocol::{self, Codec, Message, StreamHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN};
-use camstream::secure::FrameOpener;
+use camstream::media::codec::check_frame;
+use camstream::wire::protocol::{
+    self, Codec, Message, StreamHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
+};
+use camstream::wire::secure::FrameOpener;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -26,10 +30,10 @@ fuzz_target!(|bytes: &[u8]| {
         let h = frame.header;
         let claimed = StreamHello::new(h.width, h.height, h.codec, 30.0);
         if claimed.check().is_ok() {
-            let _ = claimed.check_frame(&frame);
+            let _ = check_frame(&claimed, &frame);
         }
         for codec in [Codec::Raw, Codec::Jpeg] {
-            let _ = StreamHello::new(64, 48, codec, 30.0).check_frame(&frame);
+            let _ = check_frame(&StreamHello::new(64, 48, codec, 30.0), &frame);
         }
     }
 });

@@ -3,8 +3,8 @@
 //! and acks it. A lost sender is waited for and reconnected, the window kept.
 //!
 //! - this file: `run`, one connection's show loop, and waiting for a lost sender;
-//! - [`network`]: connecting, the handshake, the thread that reads frames;
-//! - [`screen`]: the window and the waiting card; [`outputs`]: `--record` and `--frame-log`.
+//! - `network.rs`: connecting, the handshake, the thread that reads frames;
+//! - `screen.rs`: the window and the waiting card; `outputs.rs`: `--record` and `--frame-log`.
 
 mod network;
 mod outputs;

@@ -1,8 +1,8 @@
 //! The sender: one capture loop (source → one encode → every sink's slot → preview) on the
 //! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
 //!
-//! - [`capture`]: reading the source at its pace, the one encode, the "NO SIGNAL" card.
-//! - [`admission`]: the accept loop, who may connect, lockouts, and refusals logged sparingly.
+//! - `capture.rs`: reading the source at its pace, the one encode, the "NO SIGNAL" card.
+//! - `admission.rs`: the accept loop, who may connect, lockouts, and refusals logged sparingly.
 //! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
 //!   the per-viewer protocol.
 
@@ -88,28 +88,7 @@ pub fn serve(
     stop: &Stop,
 ) -> Result<SenderReport> {
     let started = Instant::now();
-    let (width, height) = source.size();
-    let fps = match (config.fps, &config.source) {
-        (Some(fps), _) => Some(fps),
-        (None, SourceSpec::TestPattern { .. }) => Some(PATTERN_FPS),
-        (None, _) => source.native_fps(),
-    };
-    let hello = StreamHello {
-        security: config.pairing.security(),
-        ..StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0))
-    };
-    hello
-        .check()
-        .with_context(|| format!("streaming {}", source.name()))?;
-    log::info!(
-        "streaming {} ({width}x{height} {}, {})",
-        source.name(),
-        config.codec,
-        match fps {
-            Some(fps) if fps > 0.0 => format!("{fps} fps"),
-            _ => "as fast as possible".into(),
-        }
-    );
+    let (hello, fps) = stream_hello(config, &source)?;
     listener
         .set_nonblocking(true)
         .context("setting up the listener")?;
@@ -146,4 +125,31 @@ pub fn serve(
     report.frames_skipped = counters.frames_skipped.load(Ordering::Relaxed);
     report.viewers = counters.viewers_served.load(Ordering::Relaxed);
     result.map(|()| report.finish(started))
+}
+
+/// What the stream will be (its hello) and the rate the source is read at, logged once.
+fn stream_hello(config: &SenderConfig, source: &Source) -> Result<(StreamHello, Option<f64>)> {
+    let (width, height) = source.size();
+    let fps = match (config.fps, &config.source) {
+        (Some(fps), _) => Some(fps),
+        (None, SourceSpec::TestPattern { .. }) => Some(PATTERN_FPS),
+        (None, _) => source.native_fps(),
+    };
+    let hello = StreamHello {
+        security: config.pairing.security(),
+        ..StreamHello::new(width, height, config.codec, fps.unwrap_or(0.0))
+    };
+    hello
+        .check()
+        .with_context(|| format!("streaming {}", source.name()))?;
+    log::info!(
+        "streaming {} ({width}x{height} {}, {})",
+        source.name(),
+        config.codec,
+        match fps {
+            Some(fps) if fps > 0.0 => format!("{fps} fps"),
+            _ => "as fast as possible".into(),
+        }
+    );
+    Ok((hello, fps))
 }

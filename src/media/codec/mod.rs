@@ -1,5 +1,5 @@
 //! The codec seam. A codec is one file here with a [`Format`] (what its frames must hold, checked
-//! on bytes before any decoder sees them), an [`Encoder`] and a [`Decoder`]; [`format`] is the
+//! on bytes before any decoder sees them), an [`Encoder`] and a [`Decoder`]; [`format()`] is the
 //! one place a codec is chosen, for the sender's encoder and the receiver's decoder alike.
 //! Nothing else in the program names a codec beyond the wire format and the option parsing.
 
