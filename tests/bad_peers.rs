@@ -3,8 +3,8 @@
 
 mod common;
 
-use camstream::connection::MessageWriter;
-use camstream::protocol::{Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN};
+use camstream::wire::connection::MessageWriter;
+use camstream::wire::protocol::{Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::{error_line, Stop};

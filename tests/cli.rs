@@ -369,9 +369,9 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
         let addr = line.split(' ').nth(3).unwrap().to_owned();
         // A viewer that says hello and then never reads: its writer is stuck on a full socket.
         let stalled = std::net::TcpStream::connect(&addr).unwrap();
-        camstream::connection::MessageWriter::new(&stalled)
-            .write_message(&camstream::protocol::Message::ViewerHello(
-                camstream::protocol::ViewerHello::new(camstream::protocol::Security::Insecure),
+        camstream::wire::connection::MessageWriter::new(&stalled)
+            .write_message(&camstream::wire::protocol::Message::ViewerHello(
+                camstream::wire::protocol::ViewerHello::new(camstream::wire::protocol::Security::Insecure),
             ))
             .unwrap();
         let recording = dir.0.join(format!("cut-{signal}.mkv"));

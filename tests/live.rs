@@ -4,7 +4,7 @@
 mod common;
 
 use camstream::error_line;
-use camstream::protocol::Codec;
+use camstream::wire::protocol::Codec;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::FRAMES_IN_FLIGHT;
 use camstream::stats::{FrameLog, ReceiverStats};

@@ -2,12 +2,11 @@
 
 mod common;
 
-use camstream::protocol::{self, Codec, MAX_HELLO_LEN};
+use camstream::wire::protocol::{self, Codec, MAX_HELLO_LEN};
 use camstream::receiver;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
 use common::*;
-use opencv::prelude::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
@@ -47,10 +46,10 @@ fn jpeg_frames_arrive_close_to_the_original() {
     let (_, frames, ended) = watch(sender.addr, usize::MAX);
     assert!(ended);
     assert_eq!(frames.len(), 10);
-    let mut picture = opencv::core::Mat::default();
+    let mut decoder = camstream::media::codec::format(Codec::Jpeg).decoder();
     for frame in &frames {
-        camstream::video::decode_jpeg(&frame.data, 320, 240, &mut picture).unwrap();
-        let decoded = picture.data_bytes().unwrap();
+        let picture = decoder.decode(&frame.header, &frame.data).unwrap();
+        let decoded = picture.unwrap().bgr;
         let quality = psnr(decoded, &pattern_frame(320, 240, frame.header.seq));
         assert!(
             quality > 30.0,

@@ -4,8 +4,8 @@
 
 mod common;
 
-use camstream::config::Pairing;
-use camstream::protocol::{Codec, LENGTH_PREFIX_LEN};
+use camstream::config::PairingMode;
+use camstream::wire::protocol::{Codec, LENGTH_PREFIX_LEN};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
@@ -27,7 +27,7 @@ fn paired_sender() -> RunningSender {
     })
 }
 
-fn receiver(addr: SocketAddr, pairing: Pairing, frames: Option<u64>) -> ReceiverConfig {
+fn receiver(addr: SocketAddr, pairing: PairingMode, frames: Option<u64>) -> ReceiverConfig {
     ReceiverConfig {
         frames,
         pairing,
@@ -62,7 +62,7 @@ fn the_right_code_streams_byte_identical_frames() {
 #[test]
 fn insecure_and_paired_sides_tell_each_other_clearly() {
     let sender = paired_sender();
-    let err = run_receiver(&receiver(sender.addr, Pairing::Insecure, Some(1))).unwrap_err();
+    let err = run_receiver(&receiver(sender.addr, PairingMode::Insecure, Some(1))).unwrap_err();
     assert!(
         error_line(&err).ends_with("the sender pairs with a code (it was not started with --insecure); pass --code with the code it shows"),
         "{err:#}"
@@ -74,7 +74,7 @@ fn insecure_and_paired_sides_tell_each_other_clearly() {
         "{err:#}"
     );
     // And --insecure on both sides streams, as before.
-    run_receiver(&receiver(insecure.addr, Pairing::Insecure, Some(3))).unwrap();
+    run_receiver(&receiver(insecure.addr, PairingMode::Insecure, Some(3))).unwrap();
 }
 
 /// Lines a program writes to stderr, collected as they come.
@@ -203,7 +203,7 @@ fn no_frame_bytes_cross_the_network_in_the_clear() {
     // A stretch of the test pattern that is in every frame (its colour bands).
     let known = pattern_frame(WIDTH, HEIGHT, 0)[(WIDTH * 3 * 100) as usize..][..96].to_vec();
     let contains = |haystack: &[u8]| haystack.windows(known.len()).any(|w| w == known);
-    for (pairing, in_the_clear) in [(Pairing::Insecure, true), (paired(), false)] {
+    for (pairing, in_the_clear) in [(PairingMode::Insecure, true), (paired(), false)] {
         let sender = start_sender(SenderConfig {
             pairing: pairing.clone(),
             ..config("test:160x120", Codec::Raw)

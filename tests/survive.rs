@@ -2,11 +2,10 @@
 
 mod common;
 
-use camstream::live::{Capture, LiveSource, Opener};
-use camstream::pattern::TestPattern;
-use camstream::protocol::Codec;
+use camstream::media::pattern::TestPattern;
+use camstream::media::source::{Capture, Opener, Source};
+use camstream::wire::protocol::Codec;
 use camstream::receiver::{self, ReceiverConfig};
-use camstream::sender::Input;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
 use common::*;
@@ -133,7 +132,7 @@ fn start_camera_sender(listener: TcpListener) -> (RunningSender, Arc<AtomicU8>) 
         })),
         _ => anyhow::bail!("no such device"),
     });
-    let input = Input::Live(LiveSource::start(opener).unwrap());
+    let input = Source::live(opener).unwrap();
     let sender = start_sender_with(config("0", Codec::Raw), input, listener);
     (sender, mode)
 }

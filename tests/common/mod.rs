@@ -2,17 +2,22 @@
 //! hand-written viewer that checks every byte it is sent.
 #![allow(dead_code)]
 
-use camstream::config::{Pairing, SourceSpec};
-use camstream::connection::{MessageReader, MessageWriter};
-use camstream::protocol::{self, Codec, FrameHeader, Message, StreamHello, ViewerHello};
+use camstream::config::{PairingMode, SourceSpec};
+use camstream::media::codec::check_frame;
+use camstream::media::recorder::Recorder;
+use camstream::media::source::{Next, Source};
+use camstream::media::Picture;
 use camstream::receiver::ReceiverConfig;
-use camstream::secure::{self, Channel, FrameOpener};
 use camstream::sender::{self, SenderConfig};
 use camstream::stats::SenderReport;
+use camstream::wire::connection::read_payload;
+use camstream::wire::handshake::greet_sender;
+use camstream::wire::protocol::{self, Codec, FrameHeader, Message, StreamHello};
+use camstream::wire::session::SenderSession;
 use camstream::Stop;
-use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 pub struct RunningSender {
     pub addr: SocketAddr,
@@ -56,7 +61,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         max_viewers: sender::DEFAULT_MAX_VIEWERS.into(),
         preview: false,
         // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
-        pairing: Pairing::Insecure,
+        pairing: PairingMode::Insecure,
     }
 }
 
@@ -73,8 +78,8 @@ pub const TEST_SENDER_ARGS: [&str; 7] = [
     TEST_CODE,
 ];
 
-pub fn paired() -> Pairing {
-    Pairing::Code(TEST_CODE.to_owned())
+pub fn paired() -> PairingMode {
+    PairingMode::Code(TEST_CODE.to_owned())
 }
 
 pub fn start_sender(config: SenderConfig) -> RunningSender {
@@ -82,13 +87,13 @@ pub fn start_sender(config: SenderConfig) -> RunningSender {
 }
 
 pub fn start_sender_on(config: SenderConfig, listener: TcpListener) -> RunningSender {
-    let input = sender::Input::open(&config.source).unwrap();
+    let input = Source::open(&config.source).unwrap();
     start_sender_with(config, input, listener)
 }
 
 pub fn start_sender_with(
     config: SenderConfig,
-    input: sender::Input,
+    input: Source,
     listener: TcpListener,
 ) -> RunningSender {
     let addr = listener.local_addr().unwrap();
@@ -110,114 +115,61 @@ pub struct Received {
     pub data: Vec<u8>,
 }
 
-/// A hand-written viewer that checks every byte it is sent and acks only when told to.
+/// A viewer that checks every byte it is sent and acks only when told to: the library's own
+/// handshake and session, without the receiver's threads, window or reconnection.
 pub struct TestViewer {
     stream: TcpStream,
-    reader: MessageReader<TcpStream>,
+    session: SenderSession,
     pub hello: StreamHello,
-    /// When paired: what frames are opened and acks sealed with.
-    keys: Option<(FrameOpener, RefCell<Channel>)>,
-    opened: Vec<u8>,
+    buf: Vec<u8>,
 }
 
 impl TestViewer {
     /// Connects and greets, in the clear.
     pub fn connect(addr: SocketAddr) -> Self {
-        TestViewer::connect_with(addr, &Pairing::Insecure)
+        TestViewer::connect_with(addr, &PairingMode::Insecure)
     }
 
-    /// Connects, greets, and pairs when given a code: the handshake written out step by step.
-    pub fn connect_with(addr: SocketAddr, pairing: &Pairing) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        let mut writer = MessageWriter::new(&stream);
-        writer
-            .write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))
-            .unwrap();
-        let mut reader = MessageReader::new(stream.try_clone().unwrap());
-        let hello_payload = reader
-            .read_payload(protocol::MAX_HELLO_LEN)
-            .unwrap()
-            .unwrap()
-            .to_vec();
-        let hello = protocol::decode_stream_hello(&hello_payload).unwrap();
-        let keys = match pairing {
-            Pairing::Insecure => None,
-            Pairing::Code(code) => {
-                let (pairing, ours) = secure::Pairing::start(code);
-                writer
-                    .write_message(&Message::Pake(protocol::Pake { message: &ours }))
-                    .unwrap();
-                let theirs = reader
-                    .read_payload(protocol::MAX_HELLO_LEN)
-                    .unwrap()
-                    .unwrap();
-                let mut session = pairing
-                    .finish(protocol::decode_pake(theirs).unwrap(), &hello_payload)
-                    .unwrap();
-                writer
-                    .write_sealed(&Message::Paired, &mut session.to_sender)
-                    .unwrap();
-                let sealed = reader
-                    .read_sealed(protocol::MAX_HELLO_LEN, &mut session.to_receiver)
-                    .unwrap()
-                    .unwrap();
-                let key = protocol::decode_frame_key(sealed).unwrap();
-                Some((FrameOpener::new(&key.key), RefCell::new(session.to_sender)))
-            }
-        };
+    /// Connects, greets, and pairs when given a code.
+    pub fn connect_with(addr: SocketAddr, pairing: &PairingMode) -> Self {
+        let session = greet_sender(TcpStream::connect(addr).unwrap(), pairing).unwrap();
         TestViewer {
-            stream,
-            reader,
-            hello,
-            keys,
-            opened: Vec::new(),
+            stream: session.reader().unwrap(),
+            hello: session.hello,
+            session,
+            buf: Vec::new(),
         }
     }
 
     /// The next frame, checked against the hello; `None` at the end of the stream.
     pub fn frame(&mut self) -> Option<Received> {
-        let max_len = self.hello.max_message_len() + secure::FRAME_OVERHEAD;
-        let payload = self.reader.read_payload(max_len).unwrap()?;
-        let message = match self.keys.as_mut() {
-            None => protocol::decode(payload),
-            Some((opener, _)) => {
-                self.opened.clear();
-                self.opened.extend_from_slice(payload);
-                let plain = opener.open(&mut self.opened).unwrap();
-                protocol::decode(&self.opened[plain])
-            }
-        };
-        match Some(message.unwrap()) {
-            Some(Message::Frame(frame)) => {
-                self.hello.check_frame(&frame).unwrap();
+        let max_len = self.session.max_message_len();
+        if !read_payload(&mut self.stream, &mut self.buf, max_len).unwrap() {
+            return None;
+        }
+        let payload = self.session.open_frame(&mut self.buf).unwrap();
+        match protocol::decode(payload).unwrap() {
+            Message::Frame(frame) => {
+                check_frame(&self.hello, &frame).unwrap();
                 Some(Received {
                     header: frame.header,
                     data: frame.data.to_vec(),
                 })
             }
-            Some(other) => panic!("unexpected {}", other.kind()),
-            None => None,
+            other => panic!("unexpected {}", other.kind()),
         }
     }
 
     /// Tells the sender frame `seq` is done, as a receiver does after showing it.
-    pub fn ack(&self, seq: u64) {
-        let ack = Message::Ack(protocol::Ack { seq });
-        let mut writer = MessageWriter::new(&self.stream);
-        match &self.keys {
-            Some((_, channel)) => writer.write_sealed(&ack, &mut channel.borrow_mut()),
-            None => writer.write_message(&ack),
-        }
-        .unwrap();
+    pub fn ack(&mut self, seq: u64) {
+        self.session.ack(seq).unwrap();
     }
 
     /// Whether a frame arrives within `wait` (it is then read and dropped).
-    pub fn frame_arrives_within(&mut self, wait: std::time::Duration) -> bool {
+    pub fn frame_arrives_within(&mut self, wait: Duration) -> bool {
         self.stream.set_read_timeout(Some(wait)).unwrap();
-        let arrived = self
-            .reader
-            .read_message(self.hello.max_message_len())
-            .is_ok();
+        let max_len = self.session.max_message_len();
+        let arrived = read_payload(&mut self.stream, &mut self.buf, max_len).is_ok();
         self.stream.set_read_timeout(None).unwrap();
         arrived
     }
@@ -241,7 +193,7 @@ pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, boo
 /// The test pattern's frame `seq`, as the sender made it.
 pub fn pattern_frame(width: u32, height: u32, seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    camstream::pattern::TestPattern::new(width, height).render(seq, &mut out);
+    camstream::media::pattern::TestPattern::new(width, height).render(seq, &mut out);
     out
 }
 
@@ -281,11 +233,11 @@ impl Drop for TempDir {
 
 /// Writes `frames` frames of the test pattern to a lossless `.mkv` at `fps`.
 pub fn write_pattern_video(path: &std::path::Path, width: u32, height: u32, frames: u64, fps: f64) {
-    let mut recorder = camstream::video::Recorder::create(path, width, height, fps).unwrap();
+    let mut recorder = Recorder::create(path, width, height, fps).unwrap();
     for seq in 0..frames {
         let pixels = pattern_frame(width, height, seq);
         recorder
-            .write(&camstream::video::bgr_view(width, height, &pixels).unwrap())
+            .write(&Picture::new(width, height, &pixels))
             .unwrap();
     }
     assert_eq!(recorder.finish().unwrap(), frames);
@@ -293,11 +245,11 @@ pub fn write_pattern_video(path: &std::path::Path, width: u32, height: u32, fram
 
 pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
     let spec = SourceSpec::Location(path.to_string_lossy().into_owned());
-    let mut source = camstream::video::Source::open(&spec).unwrap();
+    let mut source = Source::open(&spec).unwrap();
     let mut frames = Vec::new();
     loop {
         let mut buf = Vec::new();
-        if !source.read_into(frames.len() as u64, &mut buf).unwrap() {
+        if source.next_into(&mut buf, Duration::ZERO).unwrap() == Next::Ended {
             return frames;
         }
         frames.push(buf);
@@ -314,6 +266,6 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         record: None,
         frame_log: None,
         once: true,
-        pairing: Pairing::Insecure,
+        pairing: PairingMode::Insecure,
     }
 }
