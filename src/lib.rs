@@ -101,7 +101,9 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Locks `mutex`, carrying on if a thread panicked while holding it: everything behind our locks
 /// is plain data that a panic cannot leave half-changed in a way that matters more than stopping.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A flag any thread can raise to ask the program to finish cleanly.

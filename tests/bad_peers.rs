@@ -3,10 +3,12 @@
 
 mod common;
 
-use camstream::wire::connection::MessageWriter;
-use camstream::wire::protocol::{Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
+use camstream::wire::connection::MessageWriter;
+use camstream::wire::protocol::{
+    Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN,
+};
 use camstream::{error_line, Stop};
 use common::*;
 use std::io::{Read, Write};

@@ -371,7 +371,9 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
         let stalled = std::net::TcpStream::connect(&addr).unwrap();
         camstream::wire::connection::MessageWriter::new(&stalled)
             .write_message(&camstream::wire::protocol::Message::ViewerHello(
-                camstream::wire::protocol::ViewerHello::new(camstream::wire::protocol::Security::Insecure),
+                camstream::wire::protocol::ViewerHello::new(
+                    camstream::wire::protocol::Security::Insecure,
+                ),
             ))
             .unwrap();
         let recording = dir.0.join(format!("cut-{signal}.mkv"));

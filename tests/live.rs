@@ -4,10 +4,10 @@
 mod common;
 
 use camstream::error_line;
-use camstream::wire::protocol::Codec;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::FRAMES_IN_FLIGHT;
 use camstream::stats::{FrameLog, ReceiverStats};
+use camstream::wire::protocol::Codec;
 use camstream::Stop;
 use common::*;
 use std::thread;

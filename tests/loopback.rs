@@ -2,9 +2,9 @@
 
 mod common;
 
-use camstream::wire::protocol::{self, Codec, MAX_HELLO_LEN};
 use camstream::receiver;
 use camstream::stats::ReceiverStats;
+use camstream::wire::protocol::{self, Codec, MAX_HELLO_LEN};
 use camstream::Stop;
 use common::*;
 use std::io::{Read, Write};

@@ -5,10 +5,10 @@
 mod common;
 
 use camstream::config::PairingMode;
-use camstream::wire::protocol::{Codec, LENGTH_PREFIX_LEN};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
+use camstream::wire::protocol::{Codec, LENGTH_PREFIX_LEN};
 use camstream::{error_line, Stop};
 use common::*;
 use std::io::{Read, Write};

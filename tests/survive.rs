@@ -2,11 +2,10 @@
 
 mod common;
 
-use camstream::media::pattern::TestPattern;
-use camstream::media::source::{Capture, Opener, Source};
-use camstream::wire::protocol::Codec;
+use camstream::media::source::{Next, Source};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
+use camstream::wire::protocol::Codec;
 use camstream::Stop;
 use common::*;
 use std::net::TcpListener;
@@ -84,54 +83,9 @@ fn brightness(pixels: &[u8]) -> u64 {
     pixels.iter().map(|&b| u64::from(b)).sum::<u64>() / pixels.len() as u64
 }
 
-const WORKING: u8 = 0;
-const UNPLUGGED: u8 = 1;
-const FROZEN: u8 = 2;
-
-/// A camera that shows the test pattern, and is unplugged (reads end, opening fails) or frozen
-/// (reads block) on cue.
-struct FakeCamera {
-    pattern: TestPattern,
-    seq: u64,
-    mode: Arc<AtomicU8>,
-}
-
-impl Capture for FakeCamera {
-    fn name(&self) -> &str {
-        "fake camera"
-    }
-    fn size(&self) -> (u32, u32) {
-        (self.pattern.width(), self.pattern.height())
-    }
-    fn native_fps(&self) -> Option<f64> {
-        Some(30.0)
-    }
-    fn read_into(&mut self, out: &mut Vec<u8>) -> anyhow::Result<bool> {
-        thread::sleep(Duration::from_millis(33));
-        while self.mode.load(Ordering::SeqCst) == FROZEN {
-            thread::sleep(Duration::from_millis(10));
-        }
-        if self.mode.load(Ordering::SeqCst) == UNPLUGGED {
-            return Ok(false);
-        }
-        self.seq += 1;
-        self.pattern.render(self.seq, out);
-        Ok(true)
-    }
-}
-
 /// A sender of raw frames from a fake camera; returns it and the camera's switch.
 fn start_camera_sender(listener: TcpListener) -> (RunningSender, Arc<AtomicU8>) {
-    let mode = Arc::new(AtomicU8::new(WORKING));
-    let switch = Arc::clone(&mode);
-    let opener: Opener = Box::new(move || match switch.load(Ordering::SeqCst) {
-        WORKING => Ok(Box::new(FakeCamera {
-            pattern: TestPattern::new(160, 120),
-            seq: 0,
-            mode: Arc::clone(&switch),
-        })),
-        _ => anyhow::bail!("no such device"),
-    });
+    let (opener, mode) = fake_camera(Duration::from_millis(33));
     let input = Source::live(opener).unwrap();
     let sender = start_sender_with(config("0", Codec::Raw), input, listener);
     (sender, mode)
@@ -309,4 +263,73 @@ fn a_damaged_file_is_played_past_its_damage() {
         frames.len()
     );
     sender.join();
+}
+
+/// A live source reading a fake camera that delivers a frame every 5 ms.
+fn fake_source() -> (Source, Arc<AtomicU8>) {
+    let (opener, mode) = fake_camera(Duration::from_millis(5));
+    (Source::live(opener).unwrap(), mode)
+}
+
+/// Takes frames until `until` says stop or 10 s pass; returns what the last call said.
+fn take_until(source: &mut Source, until: impl Fn(&Next) -> bool) -> Next {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = source
+            .next_into(&mut out, Duration::from_millis(20))
+            .unwrap();
+        if until(&next) || Instant::now() > deadline {
+            return next;
+        }
+    }
+}
+
+#[test]
+fn frames_taken_are_the_newest_and_never_repeated() {
+    let (mut source, _mode) = fake_source();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for _ in 0..5 {
+        thread::sleep(Duration::from_millis(30));
+        assert!(matches!(
+            source.next_into(&mut out, Duration::from_secs(1)).unwrap(),
+            Next::Frame(_)
+        ));
+        // Several frames were read meanwhile; the one taken is the latest, not the next.
+        assert!(out[0] > last.max(1), "{} after {last}", out[0]);
+        last = out[0];
+    }
+}
+
+#[test]
+fn an_unplugged_source_is_lost_then_reopened() {
+    let (mut source, mode) = fake_source();
+    take_until(&mut source, |n| matches!(n, Next::Frame(_)));
+    mode.store(UNPLUGGED, Ordering::SeqCst);
+    let lost = take_until(&mut source, |n| matches!(n, Next::Lost { .. }));
+    assert!(
+        matches!(&lost, Next::Lost { why, .. } if why == "it stopped delivering frames"),
+        "{lost:?}"
+    );
+    mode.store(WORKING, Ordering::SeqCst);
+    let back = take_until(&mut source, |n| matches!(n, Next::Frame(_)));
+    assert!(matches!(back, Next::Frame(_)), "{back:?}");
+}
+
+#[test]
+fn a_read_that_blocks_is_noticed_and_replaced() {
+    let (mut source, mode) = fake_source();
+    take_until(&mut source, |n| matches!(n, Next::Frame(_)));
+    mode.store(FROZEN, Ordering::SeqCst);
+    let started = Instant::now();
+    let lost = take_until(&mut source, |n| matches!(n, Next::Lost { .. }));
+    assert!(
+        matches!(&lost, Next::Lost { why, .. } if why.starts_with("it delivered nothing")),
+        "{lost:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    mode.store(WORKING, Ordering::SeqCst);
+    let back = take_until(&mut source, |n| matches!(n, Next::Frame(_)));
+    assert!(matches!(back, Next::Frame(_)), "{back:?}");
 }

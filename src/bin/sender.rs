@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use camstream::config::{self, PairingMode, SourceSpec};
 use camstream::prompt::Prompter;
-use camstream::wire::protocol::Codec;
 use camstream::sender::{self, SenderConfig};
+use camstream::wire::protocol::Codec;
 use camstream::wire::secure;
 use camstream::{cli, error_line};
 use clap::Parser;

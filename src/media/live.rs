@@ -239,10 +239,10 @@ impl Reader {
     /// Waits for `period` unless told to leave. Returns false if this reader is no longer wanted.
     fn wait(&self, period: Duration) -> bool {
         let latest = self.shared.lock();
-        let waited =
-            self.shared
-                .fresh
-                .wait_timeout_while(latest, period, |l| l.generation == self.generation);
+        let waited = self
+            .shared
+            .fresh
+            .wait_timeout_while(latest, period, |l| l.generation == self.generation);
         let latest = match waited {
             Ok((latest, _)) => latest,
             Err(poisoned) => poisoned.into_inner().0,

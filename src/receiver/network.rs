@@ -34,7 +34,10 @@ pub struct Greeted {
 pub enum Incoming {
     /// A frame message as it arrived, not yet opened or checked (that is the display thread's
     /// work, so that opening one frame overlaps reading the next).
-    Frame { buf: Vec<u8>, arrived: SystemTime },
+    Frame {
+        buf: Vec<u8>,
+        arrived: SystemTime,
+    },
     /// The sender ended the stream cleanly.
     End,
     Failed(anyhow::Error),

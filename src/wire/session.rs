@@ -105,7 +105,9 @@ impl<'s> ViewerSession<'s> {
         let Some(payload) = payload.context("waiting for its ack")? else {
             return Ok(None);
         };
-        Ok(Some(protocol::decode_ack(payload).context("reading its ack")?))
+        Ok(Some(
+            protocol::decode_ack(payload).context("reading its ack")?,
+        ))
     }
 
     /// Sends one frame; returns the bytes it took on the wire.
@@ -164,9 +166,7 @@ impl SenderSession {
 
     /// Another handle on the connection, for the thread that reads frames.
     pub fn reader(&self) -> Result<TcpStream> {
-        self.stream
-            .try_clone()
-            .context("setting up the connection")
+        self.stream.try_clone().context("setting up the connection")
     }
 
     /// A frame message as read (sealed when paired) opened in place; returns its plaintext,

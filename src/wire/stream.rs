@@ -83,4 +83,3 @@ impl StreamHello {
         Ok(())
     }
 }
-

@@ -4,8 +4,9 @@
 
 use camstream::config::{PairingMode, SourceSpec};
 use camstream::media::codec::check_frame;
+use camstream::media::pattern::TestPattern;
 use camstream::media::recorder::Recorder;
-use camstream::media::source::{Next, Source};
+use camstream::media::source::{Capture, Next, Opener, Source};
 use camstream::media::Picture;
 use camstream::receiver::ReceiverConfig;
 use camstream::sender::{self, SenderConfig};
@@ -16,6 +17,8 @@ use camstream::wire::protocol::{self, Codec, FrameHeader, Message, StreamHello};
 use camstream::wire::session::SenderSession;
 use camstream::Stop;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -193,7 +196,7 @@ pub fn watch(addr: SocketAddr, limit: usize) -> (StreamHello, Vec<Received>, boo
 /// The test pattern's frame `seq`, as the sender made it.
 pub fn pattern_frame(width: u32, height: u32, seq: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    camstream::media::pattern::TestPattern::new(width, height).render(seq, &mut out);
+    TestPattern::new(width, height).render(seq, &mut out);
     out
 }
 
@@ -268,4 +271,60 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         once: true,
         pairing: PairingMode::Insecure,
     }
+}
+
+/// What a [`FakeCamera`] does when read.
+pub const WORKING: u8 = 0;
+/// Reads end and opening fails.
+pub const UNPLUGGED: u8 = 1;
+/// Reads block.
+pub const FROZEN: u8 = 2;
+
+/// A camera that shows the test pattern (160x120, frames numbered from 1), one frame every
+/// `interval`, and is unplugged or frozen on cue.
+pub struct FakeCamera {
+    pattern: TestPattern,
+    seq: u64,
+    interval: Duration,
+    mode: Arc<AtomicU8>,
+}
+
+impl Capture for FakeCamera {
+    fn name(&self) -> &str {
+        "fake camera"
+    }
+    fn size(&self) -> (u32, u32) {
+        (self.pattern.width(), self.pattern.height())
+    }
+    fn native_fps(&self) -> Option<f64> {
+        Some(1.0 / self.interval.as_secs_f64())
+    }
+    fn read_into(&mut self, out: &mut Vec<u8>) -> anyhow::Result<bool> {
+        std::thread::sleep(self.interval);
+        while self.mode.load(Ordering::SeqCst) == FROZEN {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.mode.load(Ordering::SeqCst) == UNPLUGGED {
+            return Ok(false);
+        }
+        self.seq += 1;
+        self.pattern.render(self.seq, out);
+        Ok(true)
+    }
+}
+
+/// Opens a [`FakeCamera`] while the returned switch says [`WORKING`].
+pub fn fake_camera(interval: Duration) -> (Opener, Arc<AtomicU8>) {
+    let mode = Arc::new(AtomicU8::new(WORKING));
+    let switch = Arc::clone(&mode);
+    let opener: Opener = Box::new(move || match switch.load(Ordering::SeqCst) {
+        WORKING => Ok(Box::new(FakeCamera {
+            pattern: TestPattern::new(160, 120),
+            seq: 0,
+            interval,
+            mode: Arc::clone(&switch),
+        })),
+        _ => anyhow::bail!("no such device"),
+    });
+    (opener, mode)
 }

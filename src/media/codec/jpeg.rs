@@ -19,8 +19,7 @@ impl Format for Jpeg {
         let size = imagesize::blob_size(data).ok().filter(|_| is_jpeg);
         match size {
             Some(size)
-                if (size.width, size.height)
-                    == (header.width as usize, header.height as usize) =>
+                if (size.width, size.height) == (header.width as usize, header.height as usize) =>
             {
                 Ok(())
             }

@@ -122,7 +122,7 @@ mod tests {
                 data: &fits
             }
         )
-            .is_ok());
+        .is_ok());
         let huge = jpeg_start(40_000, 40_000);
         assert_eq!(
             check_frame(
@@ -133,7 +133,7 @@ mod tests {
                 }
             )
             .unwrap_err()
-                .to_string(),
+            .to_string(),
             "malformed message: jpeg frame 7 holds a 40000x40000 picture, but the frame says 2x1"
         );
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x02\0\0\0\x01";
