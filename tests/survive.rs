@@ -1,7 +1,6 @@
 //! The real world: senders that restart, connections that go quiet, viewers that misbehave.
 
-mod common;
-
+use crate::common::*;
 use camstream::live::{Capture, LiveSource, Opener};
 use camstream::pattern::TestPattern;
 use camstream::protocol::Codec;
@@ -9,7 +8,6 @@ use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::Input;
 use camstream::stats::ReceiverStats;
 use camstream::Stop;
-use common::*;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: an in-process sender on 127.0.0.1:0 and a minimal
-//! hand-written viewer that checks every byte it is sent.
-#![allow(dead_code)]
+//! hand-written viewer that checks every byte it is sent; [`Program`], a real binary started with
+//! its log collected.
+
+mod program;
 
 use camstream::config::{Pairing, SourceSpec};
 use camstream::connection::{MessageReader, MessageWriter};
@@ -13,6 +15,8 @@ use camstream::Stop;
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
+
+pub use program::Program;
 
 pub struct RunningSender {
     pub addr: SocketAddr,
