@@ -1,8 +1,7 @@
 //! Peers that do not speak camstream, or stop in the middle: every case is a one-line error
 //! naming the cause, never a panic, a hang or a huge allocation.
 
-mod common;
-
+use crate::common::*;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::connection::MessageWriter;
@@ -10,7 +9,6 @@ use camstream::wire::protocol::{
     Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN,
 };
 use camstream::{error_line, Stop};
-use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};

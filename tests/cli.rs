@@ -1,11 +1,10 @@
 //! The real binaries as a user meets them: prompts on piped stdin, flags, one-line errors,
 //! exit codes, and the `--stats` line on stdout.
 
-mod common;
-
-use std::io::{BufRead, BufReader, Write};
+use crate::common::{self, Program};
+use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SENDER: &str = env!("CARGO_BIN_EXE_sender");
@@ -43,25 +42,24 @@ fn stderr(output: &Output) -> String {
 
 /// Starts a headless test-pattern sender on a free port and returns it with its address, read
 /// from its "listening on" line.
-fn spawn_sender(extra: &[&str]) -> (Child, String) {
+fn spawn_sender(extra: &[&str]) -> (Program, String) {
     let mut args = common::TEST_SENDER_ARGS.to_vec();
     args.extend_from_slice(extra);
-    let mut child = command(SENDER, &args).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("sender exited early").unwrap();
-        if let Some(addr) = line.strip_prefix("sender: listening on ") {
-            break addr.split(' ').next().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    let sender = Program::start(&mut command(SENDER, &args));
+    let line = sender.wait_for_line("sender: listening on ");
+    let addr = line
+        .strip_prefix("sender: listening on ")
+        .expect("the line starts with it")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    (sender, addr)
 }
 
 #[test]
 fn receiver_answers_prompts_from_piped_stdin_and_prints_stats() {
-    let (mut sender, addr) = spawn_sender(&[]);
+    let (sender, addr) = spawn_sender(&[]);
     let port = addr.rsplit(':').next().unwrap();
     let output = run_with_input(
         RECEIVER,
@@ -93,8 +91,7 @@ fn receiver_answers_prompts_from_piped_stdin_and_prints_stats() {
     assert_eq!(stats["frames"], 5);
     assert!(stats["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(stdout.lines().count(), 1, "stdout is only the stats line");
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    sender.kill();
 }
 
 #[test]
@@ -119,24 +116,28 @@ fn sender_answers_prompts_and_ends_after_frames() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let mut sender = command(
-        SENDER,
-        &[
-            "--source",
-            "test:160x120",
-            "--no-preview",
-            "--frames",
-            "6",
-            "--stats",
-            "--code",
-            common::TEST_CODE,
-        ],
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut sender = Program::start(
+        command(
+            SENDER,
+            &[
+                "--source",
+                "test:160x120",
+                "--no-preview",
+                "--frames",
+                "6",
+                "--stats",
+                "--code",
+                common::TEST_CODE,
+            ],
+        )
+        .stdin(Stdio::piped()),
+    );
     // IP, port, and a blank answer: anyone may connect.
-    writeln!(sender.stdin.as_mut().unwrap(), "127.0.0.1\n{port}\n").unwrap();
+    writeln!(
+        sender.child().stdin.as_mut().unwrap(),
+        "127.0.0.1\n{port}\n"
+    )
+    .unwrap();
     let addr = format!("127.0.0.1:{port}");
     let receiver = loop {
         let output = command(
@@ -162,8 +163,8 @@ fn sender_answers_prompts_and_ends_after_frames() {
     assert!(stderr(&receiver).contains("the sender ended the stream"));
     let stats: serde_json::Value = serde_json::from_slice(&receiver.stdout).unwrap();
     assert_eq!(stats["frames"], 6);
-    drop(sender.stdin.take());
-    let output = sender.wait_with_output().unwrap();
+    drop(sender.child().stdin.take());
+    let output = sender.wait_with_output();
     assert!(output.status.success(), "{}", stderr(&output));
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(stats["frames_sent"], 6);
@@ -178,17 +179,17 @@ fn sender_answers_prompts_and_ends_after_frames() {
 
 #[test]
 fn q_and_enter_ends_a_headless_receiver_cleanly() {
-    let (mut sender, addr) = spawn_sender(&[]);
-    let mut receiver = command(
-        RECEIVER,
-        &["--connect", &addr, "--stats", "--code", common::TEST_CODE],
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let (sender, addr) = spawn_sender(&[]);
+    let mut receiver = Program::start(
+        command(
+            RECEIVER,
+            &["--connect", &addr, "--stats", "--code", common::TEST_CODE],
+        )
+        .stdin(Stdio::piped()),
+    );
     std::thread::sleep(std::time::Duration::from_millis(700));
-    writeln!(receiver.stdin.as_mut().unwrap(), "q").unwrap();
-    let output = receiver.wait_with_output().unwrap();
+    writeln!(receiver.child().stdin.as_mut().unwrap(), "q").unwrap();
+    let output = receiver.wait_with_output();
     assert!(output.status.success(), "{}", stderr(&output));
     let log = stderr(&output);
     assert!(
@@ -197,8 +198,7 @@ fn q_and_enter_ends_a_headless_receiver_cleanly() {
     );
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(stats["frames"].as_u64().unwrap() > 0);
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    sender.kill();
 }
 
 fn error_of(program: &str, args: &[&str]) -> String {
@@ -317,30 +317,15 @@ fn invalid_flags_are_refused_with_the_reason() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--allow <IP>"));
 }
 
-/// Waits for `path` (a program's stderr) to contain `text`.
-fn wait_for_line(path: &std::path::Path, text: &str) -> String {
-    for _ in 0..400 {
-        let log = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = log.lines().find(|l| l.contains(text)) {
-            return line.to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!(
-        "no {text:?} in {}",
-        std::fs::read_to_string(path).unwrap_or_default()
-    );
-}
-
 /// Sends `signal` and returns how long the program took to exit, and its output.
-fn signal_and_wait(child: Child, signal: &str) -> (Duration, Output) {
+fn signal_and_wait(mut program: Program, signal: &str) -> (Duration, Output) {
     let sent = Instant::now();
     let status = Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
+        .args([format!("-{signal}"), program.child().id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
+    let output = program.wait_with_output();
     (sent.elapsed(), output)
 }
 
@@ -348,8 +333,7 @@ fn signal_and_wait(child: Child, signal: &str) -> (Duration, Output) {
 fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
     let dir = common::TempDir::new("signals");
     for signal in ["INT", "TERM"] {
-        let sender_log = dir.0.join(format!("sender-{signal}.log"));
-        let sender = command(
+        let sender = Program::start(&mut command(
             SENDER,
             &[
                 "--listen",
@@ -361,11 +345,8 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
                 "--no-preview",
                 "--insecure",
             ],
-        )
-        .stderr(std::fs::File::create(&sender_log).unwrap())
-        .spawn()
-        .unwrap();
-        let line = wait_for_line(&sender_log, "listening on ");
+        ));
+        let line = sender.wait_for_line("listening on ");
         let addr = line.split(' ').nth(3).unwrap().to_owned();
         // A viewer that says hello and then never reads: its writer is stuck on a full socket.
         let stalled = std::net::TcpStream::connect(&addr).unwrap();
@@ -377,8 +358,7 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
             ))
             .unwrap();
         let recording = dir.0.join(format!("cut-{signal}.mkv"));
-        let receiver_log = dir.0.join(format!("receiver-{signal}.log"));
-        let receiver = command(
+        let receiver = Program::start(&mut command(
             RECEIVER,
             &[
                 "--connect",
@@ -389,15 +369,12 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
                 "--stats",
                 "--insecure",
             ],
-        )
-        .stderr(std::fs::File::create(&receiver_log).unwrap())
-        .spawn()
-        .unwrap();
-        wait_for_line(&receiver_log, "connected to");
+        ));
+        receiver.wait_for_line("connected to");
         std::thread::sleep(Duration::from_millis(500));
 
         let (took, output) = signal_and_wait(receiver, signal);
-        let log = std::fs::read_to_string(&receiver_log).unwrap();
+        let log = stderr(&output);
         assert!(output.status.success(), "SIG{signal}: {log}");
         eprintln!("receiver ended {took:?} after SIG{signal}");
         // Generous for a busy machine; the point is that it ends, and without a hang.
@@ -416,7 +393,7 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
         );
 
         let (took, output) = signal_and_wait(sender, signal);
-        let log = std::fs::read_to_string(&sender_log).unwrap();
+        let log = stderr(&output);
         assert!(output.status.success(), "SIG{signal}: {log}");
         eprintln!("sender ended {took:?} after SIG{signal}");
         assert!(

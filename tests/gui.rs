@@ -2,31 +2,11 @@
 //! exit 0, and the receiver's recording plays. Needs a display and xdotool, so it is ignored by a
 //! plain `cargo test`; `scripts/test.sh` runs it under `xvfb-run`.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use crate::common::{self, Program};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-fn spawn(program: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn find_window(title: &str, log: &std::sync::mpsc::Receiver<String>) -> String {
+fn find_window(title: &str, program: &Program) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = Command::new("xdotool")
@@ -38,10 +18,9 @@ fn find_window(title: &str, log: &std::sync::mpsc::Receiver<String>) -> String {
             return id.to_owned();
         }
         if Instant::now() > deadline {
-            let said: Vec<String> = log.try_iter().collect();
             panic!(
                 "no window titled {title:?}; the program said:\n{}",
-                said.join("\n")
+                program.log()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -56,7 +35,8 @@ fn press_q(window: &str) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+fn wait_exit(program: &mut Program, within: Duration) -> ExitStatus {
+    let child = program.child();
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -80,7 +60,7 @@ fn windows_show_video_and_q_quits_each_program() {
     let dir = std::env::temp_dir().join(format!("camstream-gui-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let recording = dir.join("received.avi");
-    let (mut sender, sender_log) = spawn(
+    let mut sender = Program::spawn(
         env!("CARGO_BIN_EXE_sender"),
         &[
             "--listen",
@@ -91,17 +71,14 @@ fn windows_show_video_and_q_quits_each_program() {
         ],
     );
     // The default run: the sender makes a one-time code and prints it beside its address.
-    let (addr, code) = loop {
-        let line = sender_log
-            .recv_timeout(Duration::from_secs(20))
-            .expect("sender said nothing");
-        if let Some(rest) = line.strip_prefix("sender: listening on ") {
-            let (addr, code) = rest.split_once(" (pairing code ").expect("a pairing code");
-            break (addr.to_owned(), code.trim_end_matches(')').to_owned());
-        }
-    };
-    let sender_window = find_window("TRANSMITTING VIDEO", &sender_log);
-    let (mut receiver, receiver_log) = spawn(
+    let line = sender.wait_for_line("sender: listening on ");
+    let rest = line
+        .strip_prefix("sender: listening on ")
+        .expect("the line starts with it");
+    let (addr, code) = rest.split_once(" (pairing code ").expect("a pairing code");
+    let (addr, code) = (addr.to_owned(), code.trim_end_matches(')').to_owned());
+    let sender_window = find_window("TRANSMITTING VIDEO", &sender);
+    let mut receiver = Program::spawn(
         env!("CARGO_BIN_EXE_receiver"),
         &[
             "--connect",
@@ -113,7 +90,7 @@ fn windows_show_video_and_q_quits_each_program() {
             &code,
         ],
     );
-    let receiver_window = find_window("RECEIVING VIDEO", &receiver_log);
+    let receiver_window = find_window("RECEIVING VIDEO", &receiver);
     std::thread::sleep(Duration::from_secs(2));
     if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
         let _ = Command::new("import")
@@ -125,7 +102,7 @@ fn windows_show_video_and_q_quits_each_program() {
     press_q(&receiver_window);
     let status = wait_exit(&mut receiver, Duration::from_secs(10));
     assert!(status.success(), "receiver exited with {status}");
-    let output = receiver.wait_with_output().unwrap();
+    let output = receiver.wait_with_output();
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let shown = stats["frames"].as_u64().unwrap();
     assert!(shown > 10, "only {shown} frames shown");

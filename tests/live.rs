@@ -1,15 +1,13 @@
 //! Always live: a viewer that falls behind gets the newest frame, not a queue of old ones; many
 //! viewers share one encode; a stalled viewer costs the others nothing.
 
-mod common;
-
+use crate::common::*;
 use camstream::error_line;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::FRAMES_IN_FLIGHT;
 use camstream::stats::{FrameLog, ReceiverStats};
 use camstream::wire::protocol::Codec;
 use camstream::Stop;
-use common::*;
 use std::thread;
 use std::time::Duration;
 

@@ -1,12 +1,10 @@
 //! Whole streams over loopback between an in-process sender and a viewer.
 
-mod common;
-
+use crate::common::*;
 use camstream::receiver;
 use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::{self, Codec, MAX_HELLO_LEN};
 use camstream::Stop;
-use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

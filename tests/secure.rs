@@ -2,20 +2,17 @@
 //! nothing of a frame crosses the network in the clear, and a message altered, replayed or cut
 //! on the way ends the connection before it reaches the decoder.
 
-mod common;
-
+use crate::common::*;
 use camstream::config::PairingMode;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::{Codec, LENGTH_PREFIX_LEN};
 use camstream::{error_line, Stop};
-use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 120;
@@ -77,43 +74,10 @@ fn insecure_and_paired_sides_tell_each_other_clearly() {
     run_receiver(&receiver(insecure.addr, PairingMode::Insecure, Some(3))).unwrap();
 }
 
-/// Lines a program writes to stderr, collected as they come.
-fn spawn_logged(program: &str, args: &[&str]) -> (std::process::Child, Arc<Mutex<String>>) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n @ 1..) = stderr.read(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (child, log)
-}
-
-fn wait_for(log: &Mutex<String>, text: &str) -> String {
-    for _ in 0..400 {
-        if let Some(line) = log.lock().unwrap().lines().find(|l| l.contains(text)) {
-            return line.to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("no {text:?} in {}", log.lock().unwrap());
-}
-
 #[test]
 fn a_wrong_code_fails_on_both_sides_and_repeated_tries_are_slowed() {
-    let (mut sender, sender_log) = spawn_logged(env!("CARGO_BIN_EXE_sender"), &TEST_SENDER_ARGS);
-    let line = wait_for(&sender_log, "listening on ");
+    let sender = Program::spawn(env!("CARGO_BIN_EXE_sender"), &TEST_SENDER_ARGS);
+    let line = sender.wait_for_line("listening on ");
     let addr = line.split(' ').nth(3).unwrap().to_owned();
     let try_code = |code: &str| {
         Command::new(env!("CARGO_BIN_EXE_receiver"))
@@ -131,16 +95,12 @@ fn a_wrong_code_fails_on_both_sides_and_repeated_tries_are_slowed() {
                 == format!("receiver: error: greeting sender {addr}: pairing code did not match")),
         "{said}"
     );
-    wait_for(&sender_log, "pairing code did not match (1 in a row)");
+    sender.wait_for_line("pairing code did not match (1 in a row)");
     // At once again: the sender refuses before any pairing work.
     let again = try_code("7-crossover-clockworks");
     assert_eq!(again.status.code(), Some(1));
-    wait_for(
-        &sender_log,
-        "too many wrong pairing codes; next try allowed in",
-    );
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    sender.wait_for_line("too many wrong pairing codes; next try allowed in");
+    sender.kill();
 }
 
 /// A man in the middle: forwards one connection, recording every byte both ways, and passes

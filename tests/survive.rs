@@ -1,13 +1,11 @@
 //! The real world: senders that restart, connections that go quiet, viewers that misbehave.
 
-mod common;
-
+use crate::common::*;
 use camstream::media::source::{Next, Source};
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::Codec;
 use camstream::Stop;
-use common::*;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

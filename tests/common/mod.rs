@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: an in-process sender on 127.0.0.1:0 and a minimal
-//! hand-written viewer that checks every byte it is sent.
-#![allow(dead_code)]
+//! hand-written viewer that checks every byte it is sent; [`Program`], a real binary started with
+//! its log collected.
+
+mod program;
 
 use camstream::config::{PairingMode, SourceSpec};
 use camstream::media::codec::check_frame;
@@ -21,6 +23,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+pub use program::Program;
 
 pub struct RunningSender {
     pub addr: SocketAddr,

@@ -1,0 +1,14 @@
+//! The integration tests, one binary (as ripgrep does): each test binary links the crate and
+//! OpenCV, so one binary is built and linked once instead of eight times. Cargo.toml sets
+//! `autotests = false`, so a new file in tests/ is built only once it is declared here.
+
+mod common;
+
+mod bad_peers;
+mod cli;
+mod gui;
+mod live;
+mod loopback;
+mod protocol_props;
+mod secure;
+mod survive;
