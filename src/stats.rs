@@ -250,16 +250,13 @@ pub fn process_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::protocol::{Codec, PixelFormat};
+    use crate::wire::protocol::tests::sample_header;
 
     fn header(seq: u64, capture_unix_us: u64) -> FrameHeader {
         FrameHeader {
             seq,
             capture_unix_us,
-            width: 1,
-            height: 1,
-            pixel_format: PixelFormat::Bgr8,
-            codec: Codec::Jpeg,
+            ..sample_header()
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::source::{Capture, Next, Opener};
 use crate::{error_line, lock};
-use anyhow::{anyhow, Result};
+use anyhow::anyhow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,7 +19,6 @@ pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
 pub(crate) struct LiveSource {
     name: String,
     size: (u32, u32),
-    native_fps: Option<f64>,
     shared: Arc<Shared>,
     opener: Arc<Mutex<Opener>>,
     /// Frames taken so far (the `count` of the last one).
@@ -47,10 +46,9 @@ struct Latest {
 const CLOSED: u64 = u64::MAX;
 
 impl LiveSource {
-    /// Opens the source once (an error here is the user's to fix, like a camera that is not
-    /// there) and starts reading it.
-    pub fn start(mut opener: Opener) -> Result<LiveSource> {
-        let capture = opener()?;
+    /// Starts reading `capture`, which `opener` opened (an error there was the user's to fix,
+    /// like a camera that is not there); `opener` opens it again whenever it is lost.
+    pub fn start(capture: Box<dyn Capture>, opener: Opener) -> LiveSource {
         let size = capture.size();
         let name = capture.name().to_owned();
         let shared = Arc::new(Shared {
@@ -66,26 +64,13 @@ impl LiveSource {
         let source = LiveSource {
             name,
             size,
-            native_fps: capture.native_fps(),
             shared,
             opener: Arc::new(Mutex::new(opener)),
             taken: 0,
             last_frame_at: Instant::now(),
         };
         source.spawn_reader(0, Some(capture));
-        Ok(source)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn size(&self) -> (u32, u32) {
-        self.size
-    }
-
-    pub fn native_fps(&self) -> Option<f64> {
-        self.native_fps
+        source
     }
 
     /// Waits up to `wait` for a frame newer than the last one taken and copies it into `out`.

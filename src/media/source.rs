@@ -92,26 +92,32 @@ impl Source {
         }
     }
 
-    fn on_demand(capture: Box<dyn Capture>, is_file: bool) -> Source {
+    /// A source that reads `capture` as `reading` says.
+    fn new(
+        capture: Box<dyn Capture>,
+        is_file: bool,
+        reading: impl FnOnce(Box<dyn Capture>) -> Reading,
+    ) -> Source {
         Source {
             name: capture.name().to_owned(),
             size: capture.size(),
             native_fps: capture.native_fps(),
             is_file,
-            reading: Reading::OnDemand(capture),
+            reading: reading(capture),
         }
     }
 
+    fn on_demand(capture: Box<dyn Capture>, is_file: bool) -> Source {
+        Self::new(capture, is_file, Reading::OnDemand)
+    }
+
     /// A source read on its own thread from what `opener` opens, reopened whenever it is lost.
-    pub fn live(opener: Opener) -> Result<Source> {
-        let live = LiveSource::start(opener)?;
-        Ok(Source {
-            name: live.name().to_owned(),
-            size: live.size(),
-            native_fps: live.native_fps(),
-            is_file: false,
-            reading: Reading::Live(live),
-        })
+    /// Opening it the first time must work.
+    pub fn live(mut opener: Opener) -> Result<Source> {
+        let capture = opener()?;
+        Ok(Self::new(capture, false, |capture| {
+            Reading::Live(LiveSource::start(capture, opener))
+        }))
     }
 
     pub fn name(&self) -> &str {

@@ -186,7 +186,9 @@ impl Viewer {
                     // A sender that is gone shows up on the network thread; nothing to do here.
                     let _ = session.ack(header.seq);
                     stats.record(&header, bytes, shown);
-                    self.outputs.log(&header, arrived, shown, bytes)?;
+                    if let Some(log) = self.outputs.frame_log() {
+                        log.write(&header, arrived, shown, bytes)?;
+                    }
                     // A full ring means the buffer is simply freed.
                     let _ = stream.free.try_send(buf);
                 }

@@ -5,10 +5,9 @@ use super::ReceiverConfig;
 use crate::media::recorder::Recorder;
 use crate::media::Picture;
 use crate::stats::FrameLog;
-use crate::wire::protocol::{FrameHeader, StreamHello};
+use crate::wire::protocol::StreamHello;
 use anyhow::Result;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 /// Frame rate written into a recording when the sender does not know its own.
 const RECORD_FALLBACK_FPS: f64 = 30.0;
@@ -69,18 +68,9 @@ impl Outputs {
         }
     }
 
-    /// Logs a frame shown, with when it arrived and when it was shown.
-    pub fn log(
-        &mut self,
-        header: &FrameHeader,
-        arrived: SystemTime,
-        shown: SystemTime,
-        bytes: usize,
-    ) -> Result<()> {
-        match self.frame_log.as_mut() {
-            Some(log) => log.write(header, arrived, shown, bytes),
-            None => Ok(()),
-        }
+    /// The frame log, when `--frame-log` asked for one.
+    pub fn frame_log(&mut self) -> Option<&mut FrameLog> {
+        self.frame_log.as_mut()
     }
 
     /// Finalises the recording and the frame log.

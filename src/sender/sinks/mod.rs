@@ -222,16 +222,12 @@ impl Sinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::protocol::{Codec, PixelFormat};
+    use crate::wire::protocol::tests::sample_header;
 
     fn header(seq: u64) -> FrameHeader {
         FrameHeader {
             seq,
-            capture_unix_us: 0,
-            width: 1,
-            height: 1,
-            pixel_format: PixelFormat::Bgr8,
-            codec: Codec::Raw,
+            ..sample_header()
         }
     }
 
