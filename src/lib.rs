@@ -47,9 +47,9 @@
 //! Unless both sides run with `--insecure`, each sends a SPAKE2 message on the pairing code right
 //! after its hello; the keys that come out (one per direction, bound to the sender's hello) seal
 //! every later message with AES-256-GCM and a counter nonce, and the first sealed message each
-//! way proves the codes matched. Frames are sealed once per frame for every paired viewer (the
-//! first viewer's writer to send a frame seals it, the others send the same bytes) with a frame
-//! key the sender hands each paired viewer, so the one-time encode stays one-time. The crypto is
+//! way proves the codes matched. Frames are sealed once per frame for every paired viewer, as
+//! the capture loop publishes them (the paired viewers' [`sender::sinks::Prepare`] step), with a
+//! frame key the sender hands each paired viewer, so the one-time encode stays one-time. The crypto is
 //! in [`wire::secure`], on bytes only; the length prefix, and so the framing, are unchanged.
 //!
 //! # Codecs and sinks
@@ -57,10 +57,11 @@
 //! An encoder turns a picture into a frame that says whether it is a keyframe; a decoder turns a
 //! checked frame into zero or one picture. The capture loop and the receiver call them through
 //! [`media::codec`] without naming a codec: a new codec is a new file there plus one arm in
-//! [`media::codec::format()`]. Every consumer of encoded frames on the sender is a sink with a
+//! [`media::codec::format()`] (and its variant in the wire format, its flag value). Every consumer of encoded frames on the sender is a sink with a
 //! [`sender::sinks::Slot`] and a [`sender::sinks::Policy`]: newest-only for viewers (a dropped
-//! frame that others depend on waits for the next keyframe), a short queue for a publisher. A new
-//! kind of viewer is a new file in `sender/sinks/` that joins the registry.
+//! frame that others depend on waits for the next keyframe), a short queue for a publisher; work
+//! a kind of sink needs once per frame (sealing) is its [`sender::sinks::Prepare`]. A new kind of
+//! viewer is a new file in `sender/sinks/` that joins the registry.
 //!
 //! # Always live
 //!

@@ -3,7 +3,8 @@
 //! and acks it. A lost sender is waited for and reconnected, the window kept.
 //!
 //! - this file: `run`, one connection's show loop, and waiting for a lost sender;
-//! - `network.rs`: connecting, the handshake, the thread that reads frames;
+//! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
+//!   frames;
 //! - `screen.rs`: the window and the waiting card; `outputs.rs`: `--record` and `--frame-log`.
 
 mod network;
@@ -71,9 +72,11 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
     if !connection.session.is_paired() {
         log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
     }
+    // The frame log first: a bad path is an error before any window opens.
+    let outputs = Outputs::open(config)?;
     let mut viewer = Viewer {
         screen: Screen::open(config.window)?,
-        outputs: Outputs::open(config)?,
+        outputs,
     };
     let result = loop {
         let hello = connection.session.hello;

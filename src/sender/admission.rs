@@ -106,6 +106,8 @@ impl AcceptWaker {
         Ok(AcceptWaker { wake, woken })
     }
 
+    /// Wakes the loop for good: the byte is never read, so every later `poll` returns at once;
+    /// call it only once `accepting` is raised.
     pub(super) fn wake(&self) {
         // The loop only needs a byte to be readable; a full buffer is as good.
         let _ = (&self.wake).write(&[1]);
@@ -171,7 +173,7 @@ fn admit(
     if !shared.admission.admits(peer, shared.sinks.len()) {
         return None;
     }
-    let viewer = match TcpViewer::join(stream, &shared.sinks) {
+    let viewer = match TcpViewer::join(stream, &shared.sinks, &shared.greeting) {
         Ok(viewer) => viewer,
         Err(e) => {
             log::warn!("viewer {peer}: {e}");
@@ -182,7 +184,7 @@ fn admit(
     let spawned = thread::Builder::new()
         .name(WRITER_THREAD.to_owned())
         .spawn(move || {
-            serve(&viewer, peer, &shared);
+            serve_and_log(&viewer, peer, &shared);
             shared
                 .counters
                 .frames_skipped
@@ -199,21 +201,21 @@ fn admit(
 }
 
 /// Serves one viewer and says how it ended.
-fn serve(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
+fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
     let counters = &shared.counters;
     let mut sent = 0u64;
     let connected = || {
         counters.viewers_served.fetch_add(1, Ordering::Relaxed);
         log::info!("viewer {peer} connected");
     };
-    let count = |bytes: usize| {
+    let count_frame = |bytes: usize| {
         sent += 1;
         counters.frames_sent.fetch_add(1, Ordering::Relaxed);
         counters
             .bytes_sent
             .fetch_add(bytes as u64, Ordering::Relaxed);
     };
-    let served = viewer.serve(&shared.greeting, &shared.sinks, connected, count);
+    let served = viewer.serve(&shared.greeting, &shared.sinks, connected, count_frame);
     let admission = &shared.admission;
     match served {
         Ok(Ending::StreamEnded) => log::info!("viewer {peer}: stream ended after {sent} frames"),

@@ -35,11 +35,11 @@ pub(super) fn run(
         false => None,
     };
     let (width, height) = source.size();
-    let mut capture = Capture {
+    let mut capture = CaptureLoop {
         config,
         sinks,
         pace,
-        screen: Screen {
+        preview: Preview {
             window: window.as_ref(),
             stop,
         },
@@ -48,6 +48,7 @@ pub(super) fn run(
         picture: Vec::new(),
         next_at: Instant::now(),
         last_card: None,
+        told_waiting: false,
         seq: 0,
         counted: 0,
     };
@@ -62,23 +63,25 @@ enum Turn {
     Done,
 }
 
-struct Capture<'a> {
+struct CaptureLoop<'a> {
     config: &'a SenderConfig,
     sinks: &'a Sinks,
     pace: Option<Duration>,
-    screen: Screen<'a>,
+    preview: Preview<'a>,
     encoder: Box<dyn Encoder>,
     pool: BufferPool,
     /// The source's newest picture (for the preview, and the encoder's input).
     picture: Vec<u8>,
     next_at: Instant,
     last_card: Option<Instant>,
+    /// "waiting for a receiver" was logged.
+    told_waiting: bool,
     seq: u64,
     /// Frames that went out to viewers, for `--frames`.
     counted: u64,
 }
 
-impl Capture<'_> {
+impl CaptureLoop<'_> {
     /// Waits for the next frame to be due, reads it, and sends it.
     fn turn(&mut self, source: &mut Source, report: &mut SenderReport) -> Result<Turn> {
         if self.wait_for_due(source)? {
@@ -100,17 +103,17 @@ impl Capture<'_> {
                 SystemTime::now()
             }
             Next::Waiting | Next::Lost { .. } => {
-                return Ok(match self.screen.quit_asked()? {
+                return Ok(match self.preview.quit_asked()? {
                     true => Turn::Done,
                     false => Turn::Again,
                 });
             }
         };
         report.frames_captured += 1;
-        if let Some(window) = self.screen.window {
+        if let Some(window) = self.preview.window {
             let (width, height) = source.size();
             window.show(&Picture::new(width, height, &self.picture))?;
-            if self.screen.quit_asked()? {
+            if self.preview.quit_asked()? {
                 return Ok(Turn::Done);
             }
         }
@@ -128,19 +131,18 @@ impl Capture<'_> {
     /// Waits until the next frame is due. Returns true if the user asked to quit.
     fn wait_for_due(&mut self, source: &Source) -> Result<bool> {
         // A file waits for its first viewer, so that viewer sees it from the start.
-        let mut told_waiting = false;
         while self.seq == 0 && source.is_file() && self.sinks.active() == 0 {
-            if !std::mem::replace(&mut told_waiting, true) {
+            if !std::mem::replace(&mut self.told_waiting, true) {
                 log::info!("waiting for a receiver before playing {}", source.name());
             }
-            if self.screen.wait_until(Instant::now() + POLL)? {
+            if self.preview.wait_until(Instant::now() + POLL)? {
                 return Ok(true);
             }
             self.next_at = Instant::now();
         }
         match self.pace {
             Some(interval) => {
-                if self.screen.wait_until(self.next_at)? {
+                if self.preview.wait_until(self.next_at)? {
                     return Ok(true);
                 }
                 // Late by more than a frame: start afresh rather than rush to catch up.
@@ -155,13 +157,13 @@ impl Capture<'_> {
     /// Unpaced: waits until a viewer is ready for a frame. Returns true if the user asked to quit.
     fn wait_for_demand(&self) -> Result<bool> {
         loop {
-            if self.screen.stop.is_raised() {
+            if self.preview.stop.is_raised() {
                 return Ok(true);
             }
             if self.sinks.wait_for_demand(POLL) {
                 return Ok(false);
             }
-            if self.screen.quit_asked()? {
+            if self.preview.quit_asked()? {
                 return Ok(true);
             }
         }
@@ -198,7 +200,7 @@ impl Capture<'_> {
             codec: self.config.codec,
         };
         let frame = self.pool.frame(header, keyframe, data);
-        if self.sinks.publish(&frame) > 0 {
+        if self.sinks.publish(&frame)? > 0 {
             self.counted += 1;
             if self.config.frames == Some(self.counted) {
                 log::info!("sent {} frames (--frames); ending the stream", self.counted);
@@ -210,12 +212,12 @@ impl Capture<'_> {
 }
 
 /// The preview window (if any) and the stop signal: what every wait keeps an eye on.
-struct Screen<'a> {
+struct Preview<'a> {
     window: Option<&'a Window>,
     stop: &'a Stop,
 }
 
-impl Screen<'_> {
+impl Preview<'_> {
     /// Waits until `deadline`, keeping the window responsive. Returns true if the user asked to
     /// quit (`q` raises `stop`).
     fn wait_until(&self, deadline: Instant) -> Result<bool> {

@@ -1,4 +1,4 @@
-//! The sender: one capture loop (source → one encode → every sink's slot → preview) on the
+//! The sender: one capture loop (source → preview → one encode → every sink's slot) on the
 //! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
 //!
 //! - `capture.rs`: reading the source at its pace, the one encode, the "NO SIGNAL" card.
@@ -98,7 +98,7 @@ pub fn serve(
         sinks: Sinks::default(),
         counters: Counters::default(),
     });
-    let waker = Arc::new(AcceptWaker::new().context("setting up the listener")?);
+    let waker = Arc::new(AcceptWaker::new().context("setting up the accept loop's waker")?);
     let accepting = Stop::default();
     let acceptor = {
         let (shared, waker) = (Arc::clone(&shared), Arc::clone(&waker));

@@ -50,6 +50,11 @@ impl Greeting {
             pairing,
         })
     }
+
+    /// The seals paired viewers' frames share; `None` with `--insecure`.
+    pub fn frame_seals(&self) -> Option<&Arc<FrameSeals>> {
+        self.pairing.as_ref().map(|(_, seals)| seals)
+    }
 }
 
 /// Starts SPAKE2 on `code` and sends this side's message (right after the hello).

@@ -7,6 +7,7 @@ use super::protocol::{self, Ack, FrameHeader, Message, StreamHello, MAX_ACK_LEN}
 use super::secure::{self, Channel, FrameOpener, FrameSealer, FRAME_KEY_LEN};
 use crate::lock;
 use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -18,19 +19,31 @@ pub(crate) enum AckSealing {
 }
 
 /// Sealed frames kept for the other viewers: enough for viewers one or two frames apart.
-const RECENT_SEALED: usize = 4;
+const RECENT_SEALED: usize = 2;
 
-/// Frames sealed once for every paired viewer: the first writer to send a frame seals it (with
-/// the frame key every paired viewer was given), the others send the same bytes.
+/// Frames sealed once for every paired viewer, with the frame key each was given. The sender's
+/// capture loop seals each frame as it publishes it ([`FrameSeals::seal_ahead`]), so sealing one
+/// frame overlaps sending the last; a writer finds it here and sends the same bytes. A frame no
+/// longer here (a viewer far behind) is sealed again: the same frame gives the same bytes.
 pub struct FrameSeals {
     sealer: FrameSealer,
-    recent: Mutex<Recent>,
+    recent: Mutex<VecDeque<(u64, Arc<SealedFrame>)>>,
+    /// Buffers of sealed frames nobody holds any more.
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
-#[derive(Default)]
-struct Recent {
-    sealed: VecDeque<(u64, Arc<Vec<u8>>)>,
-    prefix: Vec<u8>,
+/// A frame message sealed: its sequence number, the sealed message, the tag. Its buffer goes
+/// back to be reused when the last writer is done with it.
+struct SealedFrame {
+    bytes: Vec<u8>,
+    give_back: Sender<Vec<u8>>,
+}
+
+impl Drop for SealedFrame {
+    fn drop(&mut self) {
+        // No room: the buffer is simply freed.
+        let _ = self.give_back.try_send(std::mem::take(&mut self.bytes));
+    }
 }
 
 impl FrameSeals {
@@ -38,6 +51,7 @@ impl FrameSeals {
         FrameSeals {
             sealer,
             recent: Mutex::default(),
+            spare: crossbeam_channel::bounded(2 * RECENT_SEALED),
         }
     }
 
@@ -45,30 +59,37 @@ impl FrameSeals {
         self.sealer.key_bytes()
     }
 
-    /// Frame `header.seq` sealed (sequence number, sealed frame message, tag), sealed now if no
-    /// viewer has sent it yet. Sealing the same frame twice gives the same bytes, so a viewer
-    /// that asks for one already forgotten is merely slower.
-    fn sealed(&self, header: &FrameHeader, data: &[u8]) -> Result<Arc<Vec<u8>>> {
-        let mut recent = lock(&self.recent);
-        if let Some((_, sealed)) = recent.sealed.iter().find(|(seq, _)| *seq == header.seq) {
-            return Ok(Arc::clone(sealed));
+    /// Seals frame `header.seq` now, before a writer asks for it.
+    pub fn seal_ahead(&self, header: &FrameHeader, data: &[u8]) -> Result<()> {
+        self.sealed(header, data).map(drop)
+    }
+
+    /// Frame `header.seq` sealed, sealed now unless it already is. The lock is not held while
+    /// sealing, so a writer after another frame is not kept waiting.
+    fn sealed(&self, header: &FrameHeader, data: &[u8]) -> Result<Arc<SealedFrame>> {
+        if let Some(sealed) = self.find(header.seq) {
+            return Ok(sealed);
         }
-        // The oldest one's buffer is reused once no viewer holds it.
-        let mut out = match recent.sealed.len() >= RECENT_SEALED {
-            true => recent
-                .sealed
-                .pop_front()
-                .and_then(|(_, old)| Arc::try_unwrap(old).ok())
-                .unwrap_or_default(),
-            false => Vec::new(),
-        };
-        let Recent { sealed, prefix } = &mut *recent;
-        prefix.clear();
-        protocol::encode_frame_prefix(header, data.len(), prefix)?;
-        self.sealer.seal(header.seq, prefix, data, &mut out)?;
-        let out = Arc::new(out);
-        sealed.push_back((header.seq, Arc::clone(&out)));
-        Ok(out)
+        let mut prefix = Vec::new();
+        protocol::encode_frame_prefix(header, data.len(), &mut prefix)?;
+        let mut bytes = self.spare.1.try_recv().unwrap_or_default();
+        self.sealer.seal(header.seq, &prefix, data, &mut bytes)?;
+        let sealed = Arc::new(SealedFrame {
+            bytes,
+            give_back: self.spare.0.clone(),
+        });
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT_SEALED {
+            recent.pop_front();
+        }
+        recent.push_back((header.seq, Arc::clone(&sealed)));
+        Ok(sealed)
+    }
+
+    fn find(&self, seq: u64) -> Option<Arc<SealedFrame>> {
+        let recent = lock(&self.recent);
+        let found = recent.iter().find(|(sealed, _)| *sealed == seq);
+        found.map(|(_, sealed)| Arc::clone(sealed))
     }
 }
 
@@ -115,7 +136,7 @@ impl<'s> ViewerSession<'s> {
         match &self.frame_seals {
             Some(seals) => {
                 let sealed = seals.sealed(header, data)?;
-                self.writer.write_payload(&sealed)
+                self.writer.write_payload(&sealed.bytes)
             }
             None => self.writer.write_frame(header, data),
         }

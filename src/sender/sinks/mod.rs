@@ -16,6 +16,7 @@ pub use slot::{Policy, Slot};
 
 use crate::lock;
 use crate::wire::protocol::FrameHeader;
+use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 use slot::Demand;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -66,11 +67,13 @@ impl BufferPool {
             recycle: self.give.clone(),
         })
     }
+}
 
-    /// Gives a buffer back at once.
-    pub fn recycle(&self, buffer: Vec<u8>) {
-        let _ = self.give.try_send(buffer);
-    }
+/// Work a kind of sink needs done once per frame, whichever of its sinks sends it: done on the
+/// capture thread as the frame is published, so it overlaps the sending of the frame before
+/// (paired viewers' frames are sealed this way).
+pub trait Prepare: Send + Sync {
+    fn prepare(&self, frame: &EncodedFrame) -> Result<()>;
 }
 
 /// Names a sink in the registry.
@@ -80,6 +83,7 @@ pub struct SinkId(u64);
 struct Entry {
     id: SinkId,
     slot: Arc<Slot>,
+    prepare: Option<Arc<dyn Prepare>>,
     /// Cuts the sink off (a viewer that stopped reading, or never said hello).
     disconnect: Box<dyn Fn() + Send + Sync>,
     /// Frames go to it from now on.
@@ -107,11 +111,13 @@ impl Sinks {
         lock(&self.registry)
     }
 
-    /// Registers a sink; it gets frames once [`Sinks::activate`] is called. `disconnect` cuts
-    /// it off when the stream ends and it does not leave by itself.
+    /// Registers a sink; it gets frames once [`Sinks::activate`] is called. `prepare` is done
+    /// to each frame before it is offered (once for all sinks that share it); `disconnect` cuts
+    /// the sink off when the stream ends and it does not leave by itself.
     pub fn join(
         &self,
         policy: Policy,
+        prepare: Option<Arc<dyn Prepare>>,
         disconnect: Box<dyn Fn() + Send + Sync>,
     ) -> (SinkId, Arc<Slot>) {
         let slot = Arc::new(Slot::new(policy, Arc::clone(&self.demand)));
@@ -124,6 +130,7 @@ impl Sinks {
         registry.entries.push(Entry {
             id,
             slot: Arc::clone(&slot),
+            prepare,
             disconnect,
             active: false,
         });
@@ -176,15 +183,32 @@ impl Sinks {
         wants
     }
 
-    /// Offers `frame` to every active sink; returns how many were offered it.
-    pub fn publish(&self, frame: &Arc<EncodedFrame>) -> usize {
+    /// Prepares `frame` for the active sinks, then offers it to each; returns how many were
+    /// offered it.
+    pub fn publish(&self, frame: &Arc<EncodedFrame>) -> Result<usize> {
+        let mut preparations: Vec<Arc<dyn Prepare>> = Vec::new();
+        for entry in self.lock().entries.iter().filter(|e| e.active) {
+            let Some(prepare) = &entry.prepare else {
+                continue;
+            };
+            let known = preparations
+                .iter()
+                .any(|p| std::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(prepare)));
+            if !known {
+                preparations.push(Arc::clone(prepare));
+            }
+        }
+        // Not under the lock: writers come and go meanwhile.
+        for preparation in preparations {
+            preparation.prepare(frame)?;
+        }
         let registry = self.lock();
         let mut offered = 0;
         for entry in registry.entries.iter().filter(|e| e.active) {
             entry.slot.offer(Arc::clone(frame));
             offered += 1;
         }
-        offered
+        Ok(offered)
     }
 
     /// Asks every sink, present and future, to take what it holds and end cleanly.
@@ -237,7 +261,7 @@ mod tests {
     }
 
     fn join(sinks: &Sinks) -> (SinkId, Arc<Slot>) {
-        sinks.join(Policy::Newest, Box::new(|| {}))
+        sinks.join(Policy::Newest, None, Box::new(|| {}))
     }
 
     #[test]
@@ -246,14 +270,18 @@ mod tests {
         let viewers = Sinks::default();
         let (id, slot) = join(&viewers);
         assert_eq!(
-            viewers.publish(&pool.frame(header(0), true, vec![])),
+            viewers
+                .publish(&pool.frame(header(0), true, vec![]))
+                .unwrap(),
             0,
             "not active yet"
         );
         viewers.activate(id);
         for seq in 0..5 {
             assert_eq!(
-                viewers.publish(&pool.frame(header(seq), true, vec![seq as u8])),
+                viewers
+                    .publish(&pool.frame(header(seq), true, vec![seq as u8]))
+                    .unwrap(),
                 1
             );
         }
@@ -272,7 +300,9 @@ mod tests {
         let viewers = Sinks::default();
         let (id, slot) = join(&viewers);
         viewers.activate(id);
-        viewers.publish(&pool.frame(header(9), true, vec![1, 2, 3]));
+        viewers
+            .publish(&pool.frame(header(9), true, vec![1, 2, 3]))
+            .unwrap();
         viewers.close_all();
         assert_eq!(slot.next().unwrap().data, [1, 2, 3]);
         assert!(slot.next().is_none());
@@ -295,7 +325,9 @@ mod tests {
         assert!(!viewers.wait_for_demand(no_wait), "not active yet");
         viewers.activate(id);
         assert!(viewers.wait_for_demand(no_wait));
-        viewers.publish(&pool.frame(header(3), true, vec![]));
+        viewers
+            .publish(&pool.frame(header(3), true, vec![]))
+            .unwrap();
         assert!(!viewers.wait_for_demand(no_wait), "its frame is waiting");
         let waiter = {
             let viewers = Arc::clone(&viewers);

@@ -16,8 +16,9 @@ use std::time::Duration;
 pub enum Policy {
     /// One frame waits: a newer keyframe replaces it. For viewers, who want to be live.
     Newest,
-    /// Up to this many frames wait, in order; when full, the slot skips to the next keyframe.
-    /// For a publisher, which must get every frame it can.
+    /// Up to this many frames wait, in order. When full, a new frame is dropped and the slot
+    /// then waits for the next keyframe, which replaces all that waits: a publisher gets every
+    /// frame it can, and one that stays behind skips ahead.
     Queue(usize),
 }
 
@@ -68,12 +69,8 @@ impl Slot {
             dropped += state.waiting.len();
             state.waiting.clear();
         } else if full {
+            // What waits still decodes; what follows needs this frame, so waits for a keyframe.
             state.needs_keyframe = true;
-            // The queue ahead still decodes; a newest-only slot keeps its one frame.
-            if let Policy::Queue(_) = self.policy {
-                dropped += state.waiting.len();
-                state.waiting.clear();
-            }
         }
         if frame.keyframe {
             state.needs_keyframe = false;
@@ -199,12 +196,18 @@ mod tests {
         slot.offer(frame(2, false));
         assert_eq!(slot.next().unwrap().header.seq, 0);
         slot.offer(frame(3, false));
-        // Full (1, 2, 3): 4 overflows, the queue is dropped, 5 still needs the keyframe.
+        // Full (1, 2, 3): 4 is dropped, and 5 (which needs 4); what waits still goes out.
         slot.offer(frame(4, false));
+        assert_eq!(slot.next().unwrap().header.seq, 1);
         slot.offer(frame(5, false));
         slot.offer(frame(6, true));
+        assert_eq!(slot.next().unwrap().header.seq, 2);
         slot.offer(frame(7, false));
-        assert_eq!(taken(&slot), [6, 7]);
-        assert_eq!(slot.skipped(), 5);
+        // Full (3, 6, 7) again: 8 is dropped; keyframe 9 replaces everything waiting.
+        slot.offer(frame(8, false));
+        slot.offer(frame(9, true));
+        slot.offer(frame(10, false));
+        assert_eq!(taken(&slot), [9, 10]);
+        assert_eq!(slot.skipped(), 6);
     }
 }

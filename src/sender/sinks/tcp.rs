@@ -2,8 +2,9 @@
 //! frames from its slot, at most [`FRAMES_IN_FLIGHT`] unacknowledged, so neither a queue of ours
 //! nor the kernel's socket buffers can hold old frames for it.
 
-use super::{Policy, SinkId, Sinks, Slot};
+use super::{EncodedFrame, Policy, Prepare, SinkId, Sinks, Slot};
 use crate::wire::handshake::{greet_viewer, Greeting};
+use crate::wire::session::FrameSeals;
 use anyhow::{bail, Result};
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
@@ -29,14 +30,22 @@ pub struct TcpViewer {
 
 impl TcpViewer {
     /// Registers the connection with `sinks`; frames reach it once its handshake is done.
-    pub fn join(stream: TcpStream, sinks: &Sinks) -> std::io::Result<TcpViewer> {
+    pub fn join(
+        stream: TcpStream,
+        sinks: &Sinks,
+        greeting: &Greeting,
+    ) -> std::io::Result<TcpViewer> {
         stream.set_nonblocking(false)?;
         let handle = stream.try_clone()?;
         let disconnect = Box::new(move || {
             // Already closed is fine.
             let _ = handle.shutdown(Shutdown::Both);
         });
-        let (id, slot) = sinks.join(Policy::Newest, disconnect);
+        // Paired: every frame is sealed once, ahead, for all viewers.
+        let seal_ahead = greeting
+            .frame_seals()
+            .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>);
+        let (id, slot) = sinks.join(Policy::Newest, seal_ahead, disconnect);
         Ok(TcpViewer { stream, id, slot })
     }
 
@@ -50,13 +59,13 @@ impl TcpViewer {
     }
 
     /// Greets the viewer, then sends it frames until the stream ends or it leaves. `connected`
-    /// is called once the handshake is done, `sent` with the bytes of each frame sent.
+    /// is called once the handshake is done, `frame_sent` with the bytes of each frame sent.
     pub fn serve(
         &self,
         greeting: &Greeting,
         sinks: &Sinks,
         connected: impl FnOnce(),
-        mut sent: impl FnMut(usize),
+        mut frame_sent: impl FnMut(usize),
     ) -> Result<Ending> {
         let mut session = greet_viewer(&self.stream, greeting)?;
         sinks.activate(self.id);
@@ -75,12 +84,18 @@ impl TcpViewer {
                 in_flight -= 1;
             }
             let Some(frame) = self.slot.next() else { break };
-            sent(session.send_frame(&frame.header, &frame.data)?);
+            frame_sent(session.send_frame(&frame.header, &frame.data)?);
             in_flight += 1;
             last_seq = Some(frame.header.seq);
         }
         close_gracefully(&self.stream);
         Ok(Ending::StreamEnded)
+    }
+}
+
+impl Prepare for FrameSeals {
+    fn prepare(&self, frame: &EncodedFrame) -> Result<()> {
+        self.seal_ahead(&frame.header, &frame.data)
     }
 }
 
