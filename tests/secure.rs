@@ -7,7 +7,11 @@ use camstream::config::PairingMode;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
-use camstream::wire::protocol::{Codec, LENGTH_PREFIX_LEN};
+use camstream::wire::connection::{MessageReader, MessageWriter};
+use camstream::wire::protocol::{
+    self, Ack, Codec, Message, Pake, Security, ViewerHello, LENGTH_PREFIX_LEN, MAX_HELLO_LEN,
+};
+use camstream::wire::secure::{FrameOpener, PairingExchange};
 use camstream::{error_line, Stop};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -54,6 +58,58 @@ fn the_right_code_streams_byte_identical_frames() {
     }
     let shown = run_receiver(&receiver(sender.addr, paired(), Some(10))).unwrap();
     assert_eq!(shown, 10);
+}
+
+/// The handshake as the README documents it, written out message by message, independently of
+/// `wire::handshake` (which the sender, the receiver and `TestViewer` all share): a change to the
+/// order or the contents of the messages on both sides at once still fails here.
+#[test]
+fn a_viewer_written_from_the_documented_handshake_pairs_and_opens_frames() {
+    let sender = paired_sender();
+    let stream = TcpStream::connect(sender.addr).unwrap();
+    let mut writer = MessageWriter::new(&stream);
+    writer
+        .write_message(&Message::ViewerHello(ViewerHello::new(Security::Paired)))
+        .unwrap();
+    let mut reader = MessageReader::new(&stream);
+    let hello_payload = reader
+        .read_payload(MAX_HELLO_LEN)
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    let hello = protocol::decode_stream_hello(&hello_payload).unwrap();
+    assert_eq!(hello.security, Security::Paired);
+    let (exchange, ours) = PairingExchange::start(TEST_CODE);
+    writer
+        .write_message(&Message::Pake(Pake { message: &ours }))
+        .unwrap();
+    let theirs = reader.read_payload(MAX_HELLO_LEN).unwrap().unwrap();
+    let mut keys = exchange
+        .finish(protocol::decode_pake(theirs).unwrap(), &hello_payload)
+        .unwrap();
+    writer
+        .write_sealed(&Message::Paired, &mut keys.to_sender)
+        .unwrap();
+    let sealed = reader
+        .read_sealed(MAX_HELLO_LEN, &mut keys.to_receiver)
+        .unwrap()
+        .unwrap();
+    let mut frames = FrameOpener::new(&protocol::decode_frame_key(sealed).unwrap().key);
+    let limit = hello.max_message_len() + camstream::wire::secure::FRAME_OVERHEAD;
+    let mut sealed_frame = reader.read_payload(limit).unwrap().unwrap().to_vec();
+    let plain = frames.open(&mut sealed_frame).unwrap();
+    let Message::Frame(frame) = protocol::decode(&sealed_frame[plain]).unwrap() else {
+        panic!("not a frame");
+    };
+    assert_eq!(frame.data, pattern_frame(WIDTH, HEIGHT, frame.header.seq));
+    writer
+        .write_sealed(
+            &Message::Ack(Ack {
+                seq: frame.header.seq,
+            }),
+            &mut keys.to_sender,
+        )
+        .unwrap();
 }
 
 #[test]
