@@ -181,12 +181,33 @@ pub fn parse_quality(text: &str) -> Result<u8, String> {
     }
 }
 
-/// `raw` or `jpeg`.
+/// `raw`, `jpeg` or `h264`.
 pub fn parse_codec(text: &str) -> Result<Codec, String> {
     match text.to_ascii_lowercase().as_str() {
         "raw" => Ok(Codec::Raw),
         "jpeg" | "jpg" => Ok(Codec::Jpeg),
-        _ => Err(format!("invalid codec \"{text}\": use raw or jpeg")),
+        "h264" | "h.264" | "avc" => Ok(Codec::H264),
+        _ => Err(format!("invalid codec \"{text}\": use raw, jpeg or h264")),
+    }
+}
+
+/// Seconds between keyframes: 0.1 to 3600.
+pub fn parse_keyframe_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "invalid keyframe interval \"{text}\": must be 0.1-3600 seconds"
+        )),
+    }
+}
+
+/// Kilobits per second: 50 to 100000.
+pub fn parse_bitrate(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(kbps @ 50..=100_000) => Ok(kbps),
+        _ => Err(format!(
+            "invalid bit rate \"{text}\": must be 50-100000 kbit/s"
+        )),
     }
 }
 
@@ -323,7 +344,11 @@ mod tests {
         assert!(parse_quality("0").is_err());
         assert!(parse_quality("101").is_err());
         assert_eq!(parse_codec("RAW"), Ok(Codec::Raw));
-        assert!(parse_codec("h264").is_err());
+        assert_eq!(parse_codec("H264"), Ok(Codec::H264));
+        assert!(parse_codec("vp9").is_err());
+        assert!(parse_keyframe_interval("0").is_err());
+        assert_eq!(parse_bitrate("2500"), Ok(2500));
+        assert!(parse_bitrate("auto").is_err());
         assert_eq!(parse_fps("0"), Ok(0.0));
         assert_eq!(parse_fps("29.97"), Ok(29.97));
         assert!(parse_fps("-1").is_err());

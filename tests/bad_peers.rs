@@ -109,7 +109,7 @@ fn another_protocol_version_is_named() {
     hello[8 + 8..8 + 12].copy_from_slice(&7u32.to_le_bytes());
     let line = receiver_error(send_and_linger(hello));
     assert!(
-        line.ends_with("peer speaks camstream protocol version 7; this program speaks version 3"),
+        line.ends_with("peer speaks camstream protocol version 7; this program speaks version 4"),
         "{line}"
     );
 }
@@ -131,6 +131,7 @@ fn stream_of(width: u32, height: u32, codec: Codec, data: &[u8], frames: usize) 
             height,
             pixel_format: PixelFormat::Bgr8,
             codec,
+            keyframe: true,
         };
         writer.write_frame(&header, data).unwrap();
     }
@@ -158,7 +159,8 @@ fn a_stream_cut_mid_frame_is_an_error() {
 fn a_frame_that_disagrees_with_its_size_is_refused() {
     let mut bytes = hello_and_frames(8, 8, 1);
     // Claim the frame is 9 pixels wide: the header no longer matches the stream or its bytes.
-    let width_at = bytes.len() - 8 * 8 * 3 - 8 - 4 - 4 - 4 - 4;
+    // Behind the width: height, pixel format, codec (4 bytes each), keyframe (1), data length (8).
+    let width_at = bytes.len() - 8 * 8 * 3 - 8 - 1 - 4 - 4 - 4 - 4;
     bytes[width_at..width_at + 4].copy_from_slice(&9u32.to_le_bytes());
     let line = receiver_error(send_and_linger(bytes));
     assert!(

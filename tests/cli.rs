@@ -295,8 +295,8 @@ fn invalid_flags_are_refused_with_the_reason() {
         ),
         (
             SENDER,
-            vec!["--codec", "h264"],
-            "invalid codec \"h264\": use raw or jpeg",
+            vec!["--codec", "vp9"],
+            "invalid codec \"vp9\": use raw, jpeg or h264",
         ),
         (
             RECEIVER,

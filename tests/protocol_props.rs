@@ -34,7 +34,7 @@ impl Owned {
 }
 
 fn codec() -> impl Strategy<Value = Codec> {
-    prop_oneof![Just(Codec::Raw), Just(Codec::Jpeg)]
+    prop_oneof![Just(Codec::Raw), Just(Codec::Jpeg), Just(Codec::H264)]
 }
 
 fn header() -> impl Strategy<Value = FrameHeader> {
@@ -44,15 +44,19 @@ fn header() -> impl Strategy<Value = FrameHeader> {
         any::<u32>(),
         any::<u32>(),
         codec(),
+        any::<bool>(),
     )
-        .prop_map(|(seq, capture_unix_us, width, height, codec)| FrameHeader {
-            seq,
-            capture_unix_us,
-            width,
-            height,
-            pixel_format: PixelFormat::Bgr8,
-            codec,
-        })
+        .prop_map(
+            |(seq, capture_unix_us, width, height, codec, keyframe)| FrameHeader {
+                seq,
+                capture_unix_us,
+                width,
+                height,
+                pixel_format: PixelFormat::Bgr8,
+                codec,
+                keyframe,
+            },
+        )
 }
 
 fn message() -> impl Strategy<Value = Owned> {

@@ -7,6 +7,7 @@ mod common;
 mod bad_peers;
 mod cli;
 mod gui;
+mod h264;
 mod live;
 mod loopback;
 mod protocol_props;

@@ -27,12 +27,20 @@ struct Args {
     /// Camera index, `test` / `test:WIDTHxHEIGHT` for a moving test pattern, or a video file or URL
     #[arg(long, default_value = "0")]
     source: SourceSpec,
-    /// `jpeg` (compressed once per frame) or `raw` (BGR pixels, lossless, large)
+    /// `jpeg` (compressed once per frame), `h264` (a fraction of JPEG's bytes, for thin links)
+    /// or `raw` (BGR pixels, lossless, large)
     #[arg(long, default_value = "jpeg", value_parser = config::parse_codec)]
     codec: Codec,
     /// JPEG quality, 1-100
     #[arg(long, default_value = "80", value_parser = config::parse_quality)]
     quality: u8,
+    /// H.264: seconds between keyframes (a viewer that joins or falls behind gets one sooner)
+    #[arg(long, value_name = "SECONDS", default_value_t = sender::DEFAULT_KEYFRAME_INTERVAL,
+          value_parser = config::parse_keyframe_interval)]
+    keyframe_interval: f64,
+    /// H.264: kilobits per second [default: fits the resolution, 2500 for 1280x720]
+    #[arg(long, value_name = "KBIT", value_parser = config::parse_bitrate)]
+    bitrate: Option<u32>,
     /// Frames per second to send; 0 = as fast as possible [default: the file's own rate, 30 for
     /// the test pattern, the camera's pace]
     #[arg(long, value_parser = config::parse_fps)]
@@ -101,6 +109,8 @@ fn run(args: Args) -> Result<()> {
         max_viewers: usize::from(args.max_viewers),
         preview,
         pairing,
+        keyframe_interval: args.keyframe_interval,
+        bitrate: args.bitrate,
     };
     let report = sender::run(&config, listener, &stop)?;
     if args.stats {

@@ -4,7 +4,7 @@
 
 use super::sinks::{BufferPool, Sinks};
 use super::{SenderConfig, PREVIEW_TITLE};
-use crate::media::codec::{self, Encoder};
+use crate::media::codec::{self, Encoder, EncoderSettings};
 use crate::media::live::REOPEN_INTERVAL;
 use crate::media::source::{Next, Source};
 use crate::media::window::{draw_card, Window, WindowEvent};
@@ -20,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_millis(500);
 /// Frame buffers kept for reuse: in flight to viewers plus the one being filled.
 const POOLED_BUFFERS: usize = 16;
+/// Keyframes asked for by viewers (one joined, or skipped a frame) are made at most this often,
+/// whatever the number of viewers; a request inside it waits, it is not dropped.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Streams from `source` to `sinks` until it ends, `--frames` is reached or the user quits.
 pub(super) fn run(
@@ -43,11 +46,19 @@ pub(super) fn run(
             window: window.as_ref(),
             stop,
         },
-        encoder: codec::format(config.codec).encoder(width, height, config.quality),
+        encoder: codec::format(config.codec).encoder(&EncoderSettings {
+            width,
+            height,
+            quality: config.quality,
+            fps: pace.map_or(0.0, |interval| 1.0 / interval.as_secs_f64()),
+            keyframe_interval: config.keyframe_interval,
+            bitrate_kbps: config.bitrate_kbps(width, height),
+        })?,
         pool: BufferPool::new(POOLED_BUFFERS),
         picture: Vec::new(),
         next_at: Instant::now(),
         last_card: None,
+        last_forced_keyframe: None,
         told_waiting: false,
         seq: 0,
         counted: 0,
@@ -74,6 +85,7 @@ struct CaptureLoop<'a> {
     picture: Vec<u8>,
     next_at: Instant,
     last_card: Option<Instant>,
+    last_forced_keyframe: Option<Instant>,
     /// "waiting for a receiver" was logged.
     told_waiting: bool,
     seq: u64,
@@ -190,7 +202,14 @@ impl CaptureLoop<'_> {
     fn send(&mut self, source: &Source, captured_at: SystemTime) -> Result<Turn> {
         let (width, height) = source.size();
         let mut data = self.pool.buffer();
-        let keyframe = self.encoder.encode(&mut self.picture, &mut data)?;
+        let force = self.sinks.wants_keyframe()
+            && self
+                .last_forced_keyframe
+                .is_none_or(|at| at.elapsed() >= KEYFRAME_REQUEST_INTERVAL);
+        if force {
+            self.last_forced_keyframe = Some(Instant::now());
+        }
+        let keyframe = self.encoder.encode(&mut self.picture, &mut data, force)?;
         let header = FrameHeader {
             seq: self.seq,
             capture_unix_us: unix_micros(captured_at),
@@ -198,8 +217,9 @@ impl CaptureLoop<'_> {
             height,
             pixel_format: PixelFormat::Bgr8,
             codec: self.config.codec,
+            keyframe,
         };
-        let frame = self.pool.frame(header, keyframe, data);
+        let frame = self.pool.frame(header, data);
         if self.sinks.publish(&frame)? > 0 {
             self.counted += 1;
             if self.config.frames == Some(self.counted) {

@@ -196,6 +196,7 @@ mod tests {
             height: 1,
             pixel_format: PixelFormat::Bgr8,
             codec: Codec::Raw,
+            keyframe: true,
         }
     }
 
@@ -235,7 +236,7 @@ mod tests {
     #[test]
     fn a_close_inside_a_message_is_an_error() {
         let bytes = two_frames_and_a_hello();
-        let frame_len = 8 + 44 + 3;
+        let frame_len = 8 + 45 + 3;
         // The hello is 8 + 16 bytes on the wire.
         let message_ends = [0, 24, 24 + frame_len, bytes.len()];
         for cut in (0..bytes.len()).filter(|c| !message_ends.contains(c)) {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. Bump it on any change to the encoding.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Versions this build can talk to, for the error that names them.
 pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
 /// First four bytes of every hello, so a stray peer is told apart from an old camstream.
@@ -67,6 +67,9 @@ pub enum Codec {
     Raw,
     /// One JPEG image per frame.
     Jpeg,
+    /// H.264 in Annex B byte-stream form (start codes), one access unit per frame, with the
+    /// parameter sets in front of every keyframe.
+    H264,
 }
 
 impl fmt::Display for Codec {
@@ -74,6 +77,7 @@ impl fmt::Display for Codec {
         f.write_str(match self {
             Codec::Raw => "raw",
             Codec::Jpeg => "jpeg",
+            Codec::H264 => "h264",
         })
     }
 }
@@ -131,6 +135,8 @@ pub struct FrameHeader {
     pub height: u32,
     pub pixel_format: PixelFormat,
     pub codec: Codec,
+    /// A decoder can start from this frame (every JPEG and raw frame is one).
+    pub keyframe: bool,
 }
 
 /// A frame as it travels: the header, then the encoded bytes (borrowed from the read buffer).
@@ -379,6 +385,7 @@ pub(crate) mod tests {
             height: 1,
             pixel_format: PixelFormat::Bgr8,
             codec: Codec::Raw,
+            keyframe: true,
         }
     }
 
@@ -417,6 +424,7 @@ pub(crate) mod tests {
         expected.extend_from_slice(&1u32.to_le_bytes()); // height
         expected.extend_from_slice(&0u32.to_le_bytes()); // Bgr8
         expected.extend_from_slice(&0u32.to_le_bytes()); // Raw
+        expected.push(1); // keyframe
         expected.extend_from_slice(&6u64.to_le_bytes()); // data length
         expected.extend_from_slice(&data);
         assert_eq!(bytes, expected);
@@ -431,7 +439,7 @@ pub(crate) mod tests {
         let mut expected = Vec::new();
         expected.extend_from_slice(&0u32.to_le_bytes());
         expected.extend_from_slice(b"CAMS");
-        expected.extend_from_slice(&3u32.to_le_bytes()); // version
+        expected.extend_from_slice(&4u32.to_le_bytes()); // version
         expected.extend_from_slice(&640u32.to_le_bytes());
         expected.extend_from_slice(&480u32.to_le_bytes());
         expected.extend_from_slice(&0u32.to_le_bytes());
@@ -445,7 +453,7 @@ pub(crate) mod tests {
             [
                 &1u32.to_le_bytes()[..],
                 b"CAMS",
-                &3u32.to_le_bytes(),
+                &4u32.to_le_bytes(),
                 &0u32.to_le_bytes()
             ]
             .concat()
@@ -556,7 +564,7 @@ pub(crate) mod tests {
         assert_eq!(err, ProtocolError::BadVersion { theirs: 1 });
         assert_eq!(
             err.to_string(),
-            "peer speaks camstream protocol version 1; this program speaks version 3"
+            "peer speaks camstream protocol version 1; this program speaks version 4"
         );
     }
 

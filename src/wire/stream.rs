@@ -53,7 +53,7 @@ impl StreamHello {
         let raw = self.frame_bytes() as usize;
         let data = match self.codec {
             Codec::Raw => raw,
-            Codec::Jpeg => raw.saturating_mul(COMPRESSED_SLACK),
+            Codec::Jpeg | Codec::H264 => raw.saturating_mul(COMPRESSED_SLACK),
         };
         data.saturating_add(FRAME_OVERHEAD).min(MAX_MESSAGE_LEN)
     }

@@ -69,6 +69,8 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         preview: false,
         // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
         pairing: PairingMode::Insecure,
+        keyframe_interval: sender::DEFAULT_KEYFRAME_INTERVAL,
+        bitrate: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! JPEG: one picture per frame, OpenCV's `imencode`/`imdecode` (libjpeg-turbo). Every frame is a
 //! keyframe. A frame's own SOF header must give the frame's size before the decoder sees it.
 
-use super::{Decoder, Encoder, Format};
+use super::{Decoder, Encoder, EncoderSettings, Format};
 use crate::media::Picture;
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{bail, Context, Result};
@@ -35,13 +35,14 @@ impl Format for Jpeg {
         }
     }
 
-    fn encoder(&self, width: u32, height: u32, quality: u8) -> Box<dyn Encoder> {
-        Box::new(JpegEncoder {
-            width,
-            height,
-            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]),
+    fn encoder(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>> {
+        let quality = i32::from(settings.quality);
+        Ok(Box::new(JpegEncoder {
+            width: settings.width,
+            height: settings.height,
+            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]),
             encoded: Vector::new(),
-        })
+        }))
     }
 
     fn decoder(&self) -> Box<dyn Decoder> {
@@ -60,7 +61,7 @@ struct JpegEncoder {
 }
 
 impl Encoder for JpegEncoder {
-    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool> {
+    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>, _: bool) -> Result<bool> {
         let picture = Picture::new(self.width, self.height, picture).as_mat()?;
         let ok = imgcodecs::imencode(".jpg", &picture, &mut self.encoded, &self.params)
             .context("encoding jpeg")?;

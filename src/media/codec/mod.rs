@@ -3,6 +3,7 @@
 //! one place a codec is chosen, for the sender's encoder and the receiver's decoder alike.
 //! Nothing else in the program names a codec beyond the wire format and the option parsing.
 
+mod h264;
 mod jpeg;
 mod raw;
 
@@ -10,16 +11,32 @@ use super::Picture;
 use crate::wire::protocol::{Codec, Frame, FrameHeader, ProtocolError, StreamHello};
 use anyhow::Result;
 
+/// How the sender wants its frames encoded; each codec takes what applies to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderSettings {
+    pub width: u32,
+    pub height: u32,
+    /// JPEG quality, 1-100.
+    pub quality: u8,
+    /// Frames per second the stream is paced at (0: unpaced), for rate control.
+    pub fps: f64,
+    /// Seconds between regular keyframes.
+    pub keyframe_interval: f64,
+    /// Kilobits per second of the stream as it is paced.
+    pub bitrate_kbps: u32,
+}
+
 /// Turns pictures into frames of one codec, once per frame for every viewer.
-pub trait Encoder: Send {
-    /// Encodes `picture` (BGR rows of the stream's size) into `out`, reusing its allocation. An
-    /// encoder whose frames are the picture itself (raw) swaps the two buffers instead of
-    /// copying. Returns whether the frame is a keyframe: one a viewer can start from or skip to.
-    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool>;
+pub trait Encoder {
+    /// Encodes `picture` (BGR rows of the stream's size) into `out`, reusing its allocation, as
+    /// a keyframe if `keyframe` asks for one. An encoder whose frames are the picture itself
+    /// (raw) swaps the two buffers instead of copying. Returns whether the frame is a keyframe:
+    /// one a viewer can start from or skip to.
+    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>, keyframe: bool) -> Result<bool>;
 }
 
 /// Turns frames back into pictures.
-pub trait Decoder: Send {
+pub trait Decoder {
     /// Decodes a frame that passed [`check_frame`]: zero or one picture (a codec that predicts
     /// from other frames may need more than one frame before it shows anything).
     fn decode<'a>(
@@ -34,8 +51,8 @@ pub trait Format: Sync {
     /// Checks a frame's bytes against its header (which matches the stream) before anything
     /// decodes them: bytes only, so it is fuzzed with the rest of the wire format.
     fn check(&self, header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError>;
-    /// An encoder for pictures of `width`x`height`; `quality` (1-100) where the codec has one.
-    fn encoder(&self, width: u32, height: u32, quality: u8) -> Box<dyn Encoder>;
+    /// An encoder for pictures as `settings` say.
+    fn encoder(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>>;
     fn decoder(&self) -> Box<dyn Decoder>;
 }
 
@@ -44,6 +61,7 @@ pub fn format(codec: Codec) -> &'static dyn Format {
     match codec {
         Codec::Raw => &raw::Raw,
         Codec::Jpeg => &jpeg::Jpeg,
+        Codec::H264 => &h264::H264,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Raw frames: the BGR pixels unchanged, lossless and large. Encoding hands over the picture's
 //! buffer; decoding is a view of the frame's bytes.
 
-use super::{Decoder, Encoder, Format};
+use super::{Decoder, Encoder, EncoderSettings, Format};
 use crate::media::Picture;
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::Result;
@@ -27,8 +27,8 @@ impl Format for Raw {
         Ok(())
     }
 
-    fn encoder(&self, _width: u32, _height: u32, _quality: u8) -> Box<dyn Encoder> {
-        Box::new(RawEncoder)
+    fn encoder(&self, _settings: &EncoderSettings) -> Result<Box<dyn Encoder>> {
+        Ok(Box::new(RawEncoder))
     }
 
     fn decoder(&self) -> Box<dyn Decoder> {
@@ -39,7 +39,7 @@ impl Format for Raw {
 struct RawEncoder;
 
 impl Encoder for RawEncoder {
-    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool> {
+    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>, _: bool) -> Result<bool> {
         std::mem::swap(picture, out);
         Ok(true)
     }

@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 /// One encoded frame, shared by all sinks. Its buffer goes back to the pool when the last sink
 /// is done with it, so the steady state allocates no frame buffers.
 pub struct EncodedFrame {
+    /// Its header, which says whether it is a keyframe.
     pub header: FrameHeader,
-    /// A frame a decoder can start from; every JPEG and raw frame is one.
-    pub keyframe: bool,
     /// The encoded picture.
     pub data: Vec<u8>,
     recycle: Sender<Vec<u8>>,
@@ -59,10 +58,9 @@ impl BufferPool {
     }
 
     /// Wraps `data` as a frame whose buffer comes back here when it is done.
-    pub fn frame(&self, header: FrameHeader, keyframe: bool, data: Vec<u8>) -> Arc<EncodedFrame> {
+    pub fn frame(&self, header: FrameHeader, data: Vec<u8>) -> Arc<EncodedFrame> {
         Arc::new(EncodedFrame {
             header,
-            keyframe,
             data,
             recycle: self.give.clone(),
         })
@@ -183,6 +181,16 @@ impl Sinks {
         wants
     }
 
+    /// Whether an active sink waits for a keyframe (the encoder should make one soon).
+    pub fn wants_keyframe(&self) -> bool {
+        let registry = self.lock();
+        let wants = registry
+            .entries
+            .iter()
+            .any(|e| e.active && e.slot.wants_keyframe());
+        wants
+    }
+
     /// Prepares `frame` for the active sinks, then offers it to each; returns how many were
     /// offered it.
     pub fn publish(&self, frame: &Arc<EncodedFrame>) -> Result<usize> {
@@ -257,7 +265,11 @@ mod tests {
 
     /// Frame `seq`, a keyframe or not, with one byte of data.
     pub(super) fn frame(seq: u64, keyframe: bool) -> Arc<EncodedFrame> {
-        BufferPool::new(1).frame(header(seq), keyframe, vec![seq as u8])
+        let header = FrameHeader {
+            keyframe,
+            ..header(seq)
+        };
+        BufferPool::new(1).frame(header, vec![seq as u8])
     }
 
     fn join(sinks: &Sinks) -> (SinkId, Arc<Slot>) {
@@ -270,9 +282,7 @@ mod tests {
         let viewers = Sinks::default();
         let (id, slot) = join(&viewers);
         assert_eq!(
-            viewers
-                .publish(&pool.frame(header(0), true, vec![]))
-                .unwrap(),
+            viewers.publish(&pool.frame(header(0), vec![])).unwrap(),
             0,
             "not active yet"
         );
@@ -280,7 +290,7 @@ mod tests {
         for seq in 0..5 {
             assert_eq!(
                 viewers
-                    .publish(&pool.frame(header(seq), true, vec![seq as u8]))
+                    .publish(&pool.frame(header(seq), vec![seq as u8]))
                     .unwrap(),
                 1
             );
@@ -301,7 +311,7 @@ mod tests {
         let (id, slot) = join(&viewers);
         viewers.activate(id);
         viewers
-            .publish(&pool.frame(header(9), true, vec![1, 2, 3]))
+            .publish(&pool.frame(header(9), vec![1, 2, 3]))
             .unwrap();
         viewers.close_all();
         assert_eq!(slot.next().unwrap().data, [1, 2, 3]);
@@ -325,9 +335,7 @@ mod tests {
         assert!(!viewers.wait_for_demand(no_wait), "not active yet");
         viewers.activate(id);
         assert!(viewers.wait_for_demand(no_wait));
-        viewers
-            .publish(&pool.frame(header(3), true, vec![]))
-            .unwrap();
+        viewers.publish(&pool.frame(header(3), vec![])).unwrap();
         assert!(!viewers.wait_for_demand(no_wait), "its frame is waiting");
         let waiter = {
             let viewers = Arc::clone(&viewers);
@@ -343,7 +351,7 @@ mod tests {
     #[test]
     fn buffers_are_recycled() {
         let pool = BufferPool::new(4);
-        let frame = pool.frame(header(0), true, Vec::with_capacity(1000));
+        let frame = pool.frame(header(0), Vec::with_capacity(1000));
         drop(frame);
         assert!(pool.buffer().capacity() >= 1000);
     }

@@ -65,14 +65,14 @@ impl Slot {
             Policy::Newest => !state.waiting.is_empty(),
             Policy::Queue(capacity) => state.waiting.len() >= capacity,
         };
-        if full && frame.keyframe {
+        if full && frame.header.keyframe {
             dropped += state.waiting.len();
             state.waiting.clear();
         } else if full {
             // What waits still decodes; what follows needs this frame, so waits for a keyframe.
             state.needs_keyframe = true;
         }
-        if frame.keyframe {
+        if frame.header.keyframe {
             state.needs_keyframe = false;
         }
         if state.needs_keyframe {
@@ -104,6 +104,12 @@ impl Slot {
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Waiting for a keyframe: it joined, or had to drop a frame others depend on.
+    pub(super) fn wants_keyframe(&self) -> bool {
+        let state = self.lock();
+        state.needs_keyframe && !state.closing
     }
 
     pub(super) fn wants_frame(&self) -> bool {

@@ -1,0 +1,410 @@
+//! H.264 through FFmpeg's libavcodec (bound by `ffmpeg-next`): libx264 encodes, tuned for
+//! latency (no B-frames, no lookahead, sliced threads: one frame in, one frame out), with the
+//! parameter sets in front of every keyframe so a viewer can start at any of them; FFmpeg's own
+//! decoder decodes, one thread, low delay. swscale converts between BGR and YUV 4:2:0. A frame
+//! is one access unit in Annex B form. Before any decoder sees a frame, every sequence
+//! parameter set in it must give the stream's size, and a keyframe must carry one.
+
+use super::{Decoder, Encoder, EncoderSettings, Format};
+use crate::media::Picture;
+use crate::wire::protocol::{FrameHeader, ProtocolError};
+use anyhow::{anyhow, bail, Context, Result};
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::{codec, frame, picture, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::rbsp::{decode_nal, BitReader};
+use std::sync::OnceLock;
+
+/// x264's speed preset, chosen by measuring (see the README).
+const PRESET: &str = "veryfast";
+/// Type of a NAL unit that is a sequence parameter set.
+const NAL_SPS: u8 = 7;
+
+pub struct H264;
+
+impl Format for H264 {
+    fn check(&self, header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError> {
+        let mut parameter_sets = 0;
+        for nal in nal_units(data).filter(|nal| nal.first().map(|b| b & 0x1f) == Some(NAL_SPS)) {
+            parameter_sets += 1;
+            let Some((width, height)) = picture_size(nal) else {
+                return Err(ProtocolError::Malformed(format!(
+                    "h264 frame {} carries a sequence parameter set that does not parse",
+                    header.seq
+                )));
+            };
+            if (width, height) != (header.width, header.height) {
+                return Err(ProtocolError::Malformed(format!(
+                    "h264 frame {} holds a {width}x{height} picture, but the frame says {}x{}",
+                    header.seq, header.width, header.height
+                )));
+            }
+        }
+        if header.keyframe && parameter_sets == 0 {
+            return Err(ProtocolError::Malformed(format!(
+                "h264 keyframe {} carries no sequence parameter set",
+                header.seq
+            )));
+        }
+        Ok(())
+    }
+
+    fn encoder(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>> {
+        Ok(Box::new(H264Encoder::open(settings)?))
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::new(H264Decoder::default())
+    }
+}
+
+/// The NAL units of an Annex B byte stream: what follows each `00 00 01` start code.
+fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let starts: Vec<usize> = data
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| *w == [0, 0, 1])
+        .map(|(at, _)| at + 3)
+        .collect();
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|next| next - 3)
+        .chain(std::iter::once(data.len()))
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .filter(|(start, end)| start < end)
+        .map(move |(start, end)| &data[start..end])
+}
+
+/// The picture size a sequence parameter set gives (cropping included).
+fn picture_size(nal: &[u8]) -> Option<(u32, u32)> {
+    let rbsp = decode_nal(nal).ok()?;
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).ok()?;
+    sps.pixel_dimensions().ok()
+}
+
+/// FFmpeg's global setup, once; its own log lines stay quiet (errors come back as values).
+fn init() -> Result<()> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = INIT.get_or_init(|| {
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        ffmpeg::init().map_err(|e| e.to_string())
+    });
+    result.clone().map_err(|e| anyhow!("starting FFmpeg: {e}"))
+}
+
+struct H264Encoder {
+    encoder: ffmpeg::encoder::Video,
+    to_yuv: scaling::Context,
+    bgr: frame::Video,
+    yuv: frame::Video,
+    packet: Packet,
+    pts: i64,
+}
+
+impl H264Encoder {
+    fn open(settings: &EncoderSettings) -> Result<H264Encoder> {
+        init()?;
+        let (width, height) = (settings.width, settings.height);
+        let codec = ffmpeg::encoder::find_by_name("libx264")
+            .ok_or_else(|| anyhow!("this FFmpeg has no libx264 encoder"))?;
+        let mut video = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .context("setting up libx264")?;
+        // Rate control needs a frame rate; an unpaced stream is taken as 30 fps.
+        let fps = match settings.fps {
+            fps if fps >= 1.0 => fps.round() as i32,
+            _ => 30,
+        };
+        video.set_width(width);
+        video.set_height(height);
+        video.set_format(Pixel::YUV420P);
+        video.set_time_base(Rational::new(1, fps));
+        video.set_frame_rate(Some(Rational::new(fps, 1)));
+        let bits = settings.bitrate_kbps as usize * 1000;
+        video.set_bit_rate(bits);
+        video.set_max_bit_rate(bits);
+        video.set_gop(
+            (settings.keyframe_interval * f64::from(fps))
+                .round()
+                .max(1.0) as u32,
+        );
+        video.set_max_b_frames(0);
+        let mut options = Dictionary::new();
+        options.set("preset", PRESET);
+        options.set("tune", "zerolatency");
+        // A forced keyframe is an IDR picture, which a viewer can start from.
+        options.set("forced-idr", "1");
+        // The VBV buffer (half a second of the bit rate) bounds how far a frame may overshoot.
+        options.set(
+            "x264-params",
+            &format!("vbv-bufsize={}", settings.bitrate_kbps / 2),
+        );
+        let encoder = video
+            .open_with(options)
+            .with_context(|| format!("opening libx264 for {width}x{height}"))?;
+        let to_yuv = scaling::Context::get(
+            Pixel::BGR24,
+            width,
+            height,
+            Pixel::YUV420P,
+            width,
+            height,
+            scaling::Flags::BILINEAR,
+        )
+        .context("setting up the BGR to YUV conversion")?;
+        Ok(H264Encoder {
+            encoder,
+            to_yuv,
+            bgr: frame::Video::new(Pixel::BGR24, width, height),
+            yuv: frame::Video::new(Pixel::YUV420P, width, height),
+            packet: Packet::empty(),
+            pts: 0,
+        })
+    }
+}
+
+impl Encoder for H264Encoder {
+    fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>, keyframe: bool) -> Result<bool> {
+        copy_rows(picture, &mut self.bgr);
+        self.to_yuv
+            .run(&self.bgr, &mut self.yuv)
+            .context("converting BGR to YUV")?;
+        self.yuv.set_pts(Some(self.pts));
+        self.pts += 1;
+        self.yuv.set_kind(match keyframe {
+            true => picture::Type::I,
+            false => picture::Type::None,
+        });
+        self.encoder
+            .send_frame(&self.yuv)
+            .context("encoding h264")?;
+        self.encoder
+            .receive_packet(&mut self.packet)
+            .context("encoding h264: libx264 held the frame back")?;
+        let data = self
+            .packet
+            .data()
+            .ok_or_else(|| anyhow!("encoding h264: libx264 gave an empty frame"))?;
+        out.clear();
+        out.extend_from_slice(data);
+        Ok(self.packet.is_key())
+    }
+}
+
+/// Copies tightly packed BGR rows into a frame whose rows may be padded.
+fn copy_rows(rows: &[u8], frame: &mut frame::Video) {
+    let row = frame.width() as usize * 3;
+    let stride = frame.stride(0);
+    let data = frame.data_mut(0);
+    for (y, source) in rows.chunks_exact(row).enumerate() {
+        data[y * stride..y * stride + row].copy_from_slice(source);
+    }
+}
+
+/// Decodes into one reused picture; opened with the first frame.
+#[derive(Default)]
+struct H264Decoder {
+    state: Option<DecoderState>,
+    bgr: Vec<u8>,
+}
+
+struct DecoderState {
+    decoder: ffmpeg::decoder::Video,
+    /// Made for the first decoded picture's format and size.
+    to_bgr: Option<(scaling::Context, frame::Video)>,
+    yuv: frame::Video,
+}
+
+impl DecoderState {
+    fn open() -> Result<DecoderState> {
+        init()?;
+        let codec = ffmpeg::decoder::find(codec::Id::H264)
+            .ok_or_else(|| anyhow!("this FFmpeg has no h264 decoder"))?;
+        let mut context = codec::context::Context::new_with_codec(codec);
+        // One thread and no frame reordering: each frame comes out as soon as it goes in.
+        context.set_threading(codec::threading::Config::count(1));
+        context.set_flags(codec::Flags::LOW_DELAY);
+        Ok(DecoderState {
+            decoder: context
+                .decoder()
+                .video()
+                .context("opening the h264 decoder")?,
+            to_bgr: None,
+            yuv: frame::Video::empty(),
+        })
+    }
+}
+
+impl Decoder for H264Decoder {
+    fn decode<'a>(
+        &'a mut self,
+        header: &FrameHeader,
+        data: &'a [u8],
+    ) -> Result<Option<Picture<'a>>> {
+        let state = match &mut self.state {
+            Some(state) => state,
+            None => self.state.insert(DecoderState::open()?),
+        };
+        state
+            .decoder
+            .send_packet(&Packet::copy(data))
+            .context("decoding h264")?;
+        match state.decoder.receive_frame(&mut state.yuv) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                return Ok(None)
+            }
+            Err(e) => return Err(anyhow!(e).context("decoding h264")),
+        }
+        let (width, height) = (state.yuv.width(), state.yuv.height());
+        if (width, height) != (header.width, header.height) {
+            bail!(
+                "decoding h264: picture is {width}x{height}, but the frame says {}x{}",
+                header.width,
+                header.height
+            );
+        }
+        let (to_bgr, bgr) = match &mut state.to_bgr {
+            Some(conversion) => conversion,
+            None => state.to_bgr.insert((
+                scaling::Context::get(
+                    state.yuv.format(),
+                    width,
+                    height,
+                    Pixel::BGR24,
+                    width,
+                    height,
+                    scaling::Flags::BILINEAR,
+                )
+                .context("setting up the YUV to BGR conversion")?,
+                frame::Video::new(Pixel::BGR24, width, height),
+            )),
+        };
+        to_bgr
+            .run(&state.yuv, bgr)
+            .context("converting YUV to BGR")?;
+        let row = width as usize * 3;
+        let stride = bgr.stride(0);
+        self.bgr.clear();
+        for y in 0..height as usize {
+            self.bgr
+                .extend_from_slice(&bgr.data(0)[y * stride..y * stride + row]);
+        }
+        Ok(Some(Picture::new(width, height, &self.bgr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::check_frame;
+    use crate::media::pattern::TestPattern;
+    use crate::wire::protocol::tests::sample_header;
+    use crate::wire::protocol::{Codec, Frame, StreamHello};
+
+    const WIDTH: u32 = 160;
+    const HEIGHT: u32 = 120;
+
+    fn settings() -> EncoderSettings {
+        EncoderSettings {
+            width: WIDTH,
+            height: HEIGHT,
+            quality: 80,
+            fps: 30.0,
+            keyframe_interval: 10.0,
+            bitrate_kbps: 500,
+        }
+    }
+
+    fn header(seq: u64, keyframe: bool) -> FrameHeader {
+        FrameHeader {
+            seq,
+            width: WIDTH,
+            height: HEIGHT,
+            codec: Codec::H264,
+            keyframe,
+            ..sample_header()
+        }
+    }
+
+    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
+        10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
+    }
+
+    #[test]
+    fn frames_round_trip_close_and_keyframes_come_when_asked() {
+        let pattern = TestPattern::new(WIDTH, HEIGHT);
+        let mut encoder = H264.encoder(&settings()).unwrap();
+        let mut decoder = H264.decoder();
+        let hello = StreamHello::new(WIDTH, HEIGHT, Codec::H264, 30.0);
+        let mut keyframes = Vec::new();
+        for seq in 0..20 {
+            let mut picture = Vec::new();
+            pattern.render(seq, &mut picture);
+            let source = picture.clone();
+            let mut data = Vec::new();
+            let keyframe = encoder.encode(&mut picture, &mut data, seq == 12).unwrap();
+            if keyframe {
+                keyframes.push(seq);
+            }
+            let header = header(seq, keyframe);
+            check_frame(
+                &hello,
+                &Frame {
+                    header,
+                    data: &data,
+                },
+            )
+            .unwrap();
+            let shown = decoder
+                .decode(&header, &data)
+                .unwrap()
+                .expect("one picture a frame");
+            let quality = psnr(shown.bgr, &source);
+            assert!(quality > 30.0, "frame {seq}: {quality:.1} dB");
+        }
+        assert_eq!(keyframes, [0, 12], "the first frame, and the one asked for");
+    }
+
+    #[test]
+    fn a_frame_must_hold_parameter_sets_of_its_size() {
+        let mut encoder = H264.encoder(&settings()).unwrap();
+        let mut picture = Vec::new();
+        TestPattern::new(WIDTH, HEIGHT).render(0, &mut picture);
+        let mut data = Vec::new();
+        assert!(encoder.encode(&mut picture, &mut data, true).unwrap());
+        let small = FrameHeader {
+            width: 80,
+            height: 60,
+            ..header(0, true)
+        };
+        assert_eq!(
+            H264.check(&small, &data).unwrap_err().to_string(),
+            "malformed message: h264 frame 0 holds a 160x120 picture, but the frame says 80x60"
+        );
+        // The same bytes without their parameter sets are no keyframe.
+        let slices: Vec<u8> = nal_units(&data)
+            .filter(|nal| nal[0] & 0x1f != NAL_SPS)
+            .flat_map(|nal| [&[0, 0, 1][..], nal].concat())
+            .collect();
+        assert!(H264
+            .check(&header(0, true), &slices)
+            .unwrap_err()
+            .to_string()
+            .contains("carries no sequence parameter set"));
+        assert!(H264.check(&header(1, false), &slices).is_ok());
+    }
+}

@@ -1,0 +1,104 @@
+//! H.264 end to end: frames decode close to the source, a viewer starts at a keyframe however
+//! rarely they come, and one that stalls and resumes never shows a broken picture.
+
+use crate::common::*;
+use camstream::media::codec::{self, Decoder};
+use camstream::sender::SenderConfig;
+use camstream::wire::protocol::Codec;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+
+fn h264_sender(keyframe_interval: f64) -> RunningSender {
+    start_sender(SenderConfig {
+        keyframe_interval,
+        ..config("test:320x240", Codec::H264)
+    })
+}
+
+/// Decodes `frame` and returns its PSNR against the test pattern's frame of the same number.
+fn quality(decoder: &mut Box<dyn Decoder>, frame: &Received) -> f64 {
+    let picture = decoder
+        .decode(&frame.header, &frame.data)
+        .unwrap()
+        .expect("a picture for every frame");
+    psnr(picture.bgr, &pattern_frame(WIDTH, HEIGHT, frame.header.seq))
+}
+
+#[test]
+fn h264_frames_arrive_close_to_the_original_and_start_with_a_keyframe() {
+    let sender = h264_sender(2.0);
+    let (hello, frames, _) = watch(sender.addr, 40);
+    assert_eq!(hello.codec, Codec::H264);
+    assert!(frames[0].header.keyframe, "the first frame a viewer gets");
+    let mut decoder = codec::format(Codec::H264).decoder();
+    for frame in &frames {
+        let db = quality(&mut decoder, frame);
+        assert!(db > 30.0, "frame {} psnr {db:.1} dB", frame.header.seq);
+    }
+    // A JPEG frame of this pattern at q90 is about 10 KB; an H.264 one, a fraction of it.
+    let bytes: usize = frames[1..].iter().map(|f| f.data.len()).sum();
+    assert!(
+        bytes / (frames.len() - 1) < 4000,
+        "{} bytes a frame",
+        bytes / 39
+    );
+}
+
+#[test]
+fn a_viewer_joining_a_stream_with_rare_keyframes_starts_within_a_second() {
+    let sender = h264_sender(10.0);
+    let (_, first, _) = watch(sender.addr, 10);
+    assert!(first[0].header.keyframe);
+    // Past the first keyframe; the next regular one is 10 s away.
+    thread::sleep(Duration::from_millis(300));
+    let joined = Instant::now();
+    let mut viewer = TestViewer::connect(sender.addr);
+    let frame = viewer.frame().unwrap();
+    let waited = joined.elapsed();
+    assert!(
+        frame.header.keyframe,
+        "frame {} is no keyframe",
+        frame.header.seq
+    );
+    assert!(
+        waited < Duration::from_millis(1500),
+        "first picture after {waited:?}"
+    );
+    let mut decoder = codec::format(Codec::H264).decoder();
+    assert!(quality(&mut decoder, &frame) > 30.0);
+}
+
+#[test]
+fn a_viewer_stopped_for_3_s_resumes_on_a_keyframe_and_never_shows_a_broken_picture() {
+    let sender = h264_sender(10.0);
+    let mut viewer = TestViewer::connect(sender.addr);
+    let mut decoder = codec::format(Codec::H264).decoder();
+    let mut check = |viewer: &mut TestViewer, count: usize| -> Vec<Received> {
+        (0..count)
+            .map(|_| {
+                let frame = viewer.frame().unwrap();
+                viewer.ack(frame.header.seq);
+                let db = quality(&mut decoder, &frame);
+                assert!(db > 30.0, "frame {} psnr {db:.1} dB", frame.header.seq);
+                frame
+            })
+            .collect()
+    };
+    let before = check(&mut viewer, 10);
+    // Stopped: it takes and acks nothing for 3 s while the sender goes on encoding.
+    thread::sleep(Duration::from_secs(3));
+    let after = check(&mut viewer, 20);
+    let last_before = before[before.len() - 1].header.seq;
+    let resumed = after
+        .iter()
+        .find(|f| f.header.seq > last_before + 2)
+        .expect("frames from after the stop");
+    assert!(
+        resumed.header.keyframe,
+        "frame {} after the gap is no keyframe",
+        resumed.header.seq
+    );
+}
