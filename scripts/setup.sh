@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what camstream needs on Debian 12 and is missing: OpenCV and libclang to build, gcc for
-# AWS-LC (the crypto library); with --test also Xvfb, xdotool and ImageMagick for the window
+# Installs what camstream needs on Debian 12 and is missing: OpenCV, FFmpeg's libraries (H.264
+# through libavcodec's libx264 and h264 decoder, swscale) and libclang to build, gcc for AWS-LC
+# (the crypto library); with --test also Xvfb, xdotool and ImageMagick for the window
 # tests; with --bench also iperf3, iproute2 (network namespaces, tc) and python3-venv for the
 # benchmark's references. Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
-packages=(libopencv-dev clang libclang-dev pkg-config gcc)
+packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config gcc)
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(xvfb xauth xdotool imagemagick) ;;

@@ -223,6 +223,8 @@ pub struct SenderReport {
     pub frames_skipped: u64,
     /// Viewers that completed the handshake.
     pub viewers: u64,
+    /// The bit rate the encoder aims at, kbit/s (H.264; `null` for JPEG and raw).
+    pub bitrate_kbps: Option<u32>,
     pub seconds: f64,
     /// CPU time the whole process used (user + system), to compare runs.
     pub cpu_seconds: f64,

@@ -244,6 +244,12 @@ fn the_fuzz_seeds_are_what_their_names_say() {
             let stream = StreamHello::new(64, 48, Codec::Jpeg, 30.0);
             matches!(protocol::decode(b), Ok(Message::Frame(f)) if check_frame(&stream, &f).is_ok())
         }),
+        ("seed-frame-h264-keyframe-64x48", |b| {
+            // A keyframe from libx264, so the SPS check is tried on the real thing.
+            let stream = StreamHello::new(64, 48, Codec::H264, 30.0);
+            matches!(protocol::decode(b), Ok(Message::Frame(f))
+                if f.header.keyframe && check_frame(&stream, &f).is_ok())
+        }),
         ("seed-frame-raw-truncated", |b| {
             protocol::decode(b) == Err(ProtocolError::Incomplete)
         }),

@@ -32,7 +32,7 @@ fuzz_target!(|bytes: &[u8]| {
         if claimed.check().is_ok() {
             let _ = check_frame(&claimed, &frame);
         }
-        for codec in [Codec::Raw, Codec::Jpeg] {
+        for codec in [Codec::Raw, Codec::Jpeg, Codec::H264] {
             let _ = check_frame(&StreamHello::new(64, 48, codec, 30.0), &frame);
         }
     }

@@ -63,6 +63,7 @@ pub(super) fn run(
         seq: 0,
         counted: 0,
     };
+    report.bitrate_kbps = capture.encoder.bitrate_kbps();
     while capture.turn(source, report)? == Turn::Again {}
     Ok(())
 }

@@ -100,6 +100,7 @@ fn init() -> Result<()> {
 
 struct H264Encoder {
     encoder: ffmpeg::encoder::Video,
+    bitrate_kbps: u32,
     to_yuv: scaling::Context,
     bgr: frame::Video,
     yuv: frame::Video,
@@ -161,6 +162,7 @@ impl H264Encoder {
         .context("setting up the BGR to YUV conversion")?;
         Ok(H264Encoder {
             encoder,
+            bitrate_kbps: settings.bitrate_kbps,
             to_yuv,
             bgr: frame::Video::new(Pixel::BGR24, width, height),
             yuv: frame::Video::new(Pixel::YUV420P, width, height),
@@ -195,6 +197,10 @@ impl Encoder for H264Encoder {
         out.clear();
         out.extend_from_slice(data);
         Ok(self.packet.is_key())
+    }
+
+    fn bitrate_kbps(&self) -> Option<u32> {
+        Some(self.bitrate_kbps)
     }
 }
 

@@ -33,6 +33,11 @@ pub trait Encoder {
     /// (raw) swaps the two buffers instead of copying. Returns whether the frame is a keyframe:
     /// one a viewer can start from or skip to.
     fn encode(&mut self, picture: &mut Vec<u8>, out: &mut Vec<u8>, keyframe: bool) -> Result<bool>;
+
+    /// The bit rate it aims at, kbit/s, for a codec with rate control.
+    fn bitrate_kbps(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Turns frames back into pictures.
