@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config gcc)
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(xvfb xauth xdotool imagemagick) ;;
+    --test) packages+=(xvfb xauth xdotool imagemagick faketime) ;;
     --bench) packages+=(iperf3 iproute2 python3-venv) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac

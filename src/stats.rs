@@ -51,6 +51,7 @@ pub struct ReceiverStats {
     dropped: u64,
     last_seq: Option<u64>,
     reconnects: u64,
+    clock_offset_us: i64,
     started: Instant,
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
@@ -65,6 +66,7 @@ impl Default for ReceiverStats {
             dropped: 0,
             last_seq: None,
             reconnects: 0,
+            clock_offset_us: 0,
             started: Instant::now(),
             first_frame: None,
             last_frame: None,
@@ -92,6 +94,9 @@ pub struct ReceiverReport {
     pub dropped: u64,
     /// Times the receiver lost its sender and connected again.
     pub reconnects: u64,
+    /// The sender's clock minus the receiver's (the last connection's), which every latency
+    /// above is corrected by.
+    pub clock_offset_ms: f64,
 }
 
 impl ReceiverStats {
@@ -100,8 +105,10 @@ impl ReceiverStats {
     }
 
     /// A new connection numbers its frames from 0 again: no gap to the last stream's frames.
-    pub fn new_stream(&mut self) {
+    /// `clock_offset_us` is its sender's clock minus ours.
+    pub fn new_stream(&mut self, clock_offset_us: i64) {
         self.last_seq = None;
+        self.clock_offset_us = clock_offset_us;
     }
 
     pub fn reconnected(&mut self) {
@@ -151,6 +158,7 @@ impl ReceiverStats {
             },
             dropped: self.dropped,
             reconnects: self.reconnects,
+            clock_offset_ms: (self.clock_offset_us as f64 / 10.0).round() / 100.0,
         }
     }
 }

@@ -6,7 +6,7 @@ use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::connection::MessageWriter;
 use camstream::wire::protocol::{
-    Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN,
+    Clock, Codec, FrameHeader, Message, PixelFormat, StreamHello, MAX_MESSAGE_LEN,
 };
 use camstream::{error_line, Stop};
 use std::io::{Read, Write};
@@ -114,7 +114,7 @@ fn another_protocol_version_is_named() {
     );
 }
 
-/// A stream hello then `frames` frames that each carry `data`.
+/// A stream hello, a clock reading, then `frames` frames that each carry `data`.
 fn stream_of(width: u32, height: u32, codec: Codec, data: &[u8], frames: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = MessageWriter::new(&mut bytes);
@@ -122,6 +122,13 @@ fn stream_of(width: u32, height: u32, codec: Codec, data: &[u8], frames: usize) 
         .write_message(&Message::StreamHello(StreamHello::new(
             width, height, codec, 0.0,
         )))
+        .unwrap();
+    writer
+        .write_message(&Message::Clock(Clock {
+            hello_sent_unix_us: 0,
+            hello_read_unix_us: 0,
+            sent_unix_us: 0,
+        }))
         .unwrap();
     for seq in 0..frames as u64 {
         let header = FrameHeader {

@@ -45,7 +45,11 @@ fn stderr(output: &Output) -> String {
 fn spawn_sender(extra: &[&str]) -> (Program, String) {
     let mut args = common::TEST_SENDER_ARGS.to_vec();
     args.extend_from_slice(extra);
-    let sender = Program::start(&mut command(SENDER, &args));
+    started_sender(Program::start(&mut command(SENDER, &args)))
+}
+
+/// A sender that has been started, with the address its "listening on" line gives.
+fn started_sender(sender: Program) -> (Program, String) {
     let line = sender.wait_for_line("sender: listening on ");
     let addr = line
         .strip_prefix("sender: listening on ")
@@ -401,5 +405,48 @@ fn ctrl_c_and_sigterm_end_both_programs_cleanly_and_at_once() {
             "sender took {took:?} after SIG{signal}"
         );
         drop(stalled);
+    }
+}
+
+/// A sender whose clock is 5 s ahead or behind (faketime shifts what `SystemTime` says in that
+/// process only): the receiver measures the offset in the handshake, reports it, and its latency
+/// is still the true loopback latency, not 5000 ms or 0.
+#[test]
+fn latency_is_right_when_the_senders_clock_is_5_s_off() {
+    for (shift, offset_ms) in [("+5s", 5000.0), ("-5s", -5000.0)] {
+        let mut args = vec!["-f", shift, SENDER];
+        args.extend_from_slice(&common::TEST_SENDER_ARGS);
+        let mut shifted = command("faketime", &args);
+        shifted.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        let (sender, addr) = started_sender(Program::start(&mut shifted));
+        let output = command(
+            RECEIVER,
+            &[
+                "--connect",
+                &addr,
+                "--headless",
+                "--once",
+                "--frames",
+                "20",
+                "--stats",
+                "--code",
+                common::TEST_CODE,
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let measured = stats["clock_offset_ms"].as_f64().unwrap();
+        assert!(
+            (measured - offset_ms).abs() < 100.0,
+            "clock {shift}: offset {measured} ms"
+        );
+        let p50 = stats["latency_ms"]["p50"].as_f64().unwrap();
+        assert!(
+            (0.0..100.0).contains(&p50),
+            "clock {shift}: latency p50 {p50} ms"
+        );
+        sender.kill();
     }
 }

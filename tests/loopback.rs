@@ -123,11 +123,12 @@ fn a_receiver_killed_mid_frame_costs_the_sender_nothing() {
         // Greet, read half a frame, vanish.
         let mut stream = TcpStream::connect(sender.addr).unwrap();
         let hello = [
-            &16u64.to_le_bytes()[..],
+            &24u64.to_le_bytes()[..],
             &1u32.to_le_bytes(),
             b"CAMS",
             &protocol::VERSION.to_le_bytes(),
             &0u32.to_le_bytes(), // in the clear
+            &0u64.to_le_bytes(), // sent at
         ]
         .concat();
         stream.write_all(&hello).unwrap();

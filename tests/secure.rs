@@ -95,6 +95,11 @@ fn a_viewer_written_from_the_documented_handshake_pairs_and_opens_frames() {
         .unwrap()
         .unwrap();
     let mut frames = FrameOpener::new(&protocol::decode_frame_key(sealed).unwrap().key);
+    let clock = reader
+        .read_sealed(MAX_HELLO_LEN, &mut keys.to_receiver)
+        .unwrap()
+        .unwrap();
+    protocol::decode_clock(clock).unwrap();
     let limit = hello.max_message_len() + camstream::wire::secure::FRAME_OVERHEAD;
     let mut sealed_frame = reader.read_payload(limit).unwrap().unwrap().to_vec();
     let plain = frames.open(&mut sealed_frame).unwrap();
@@ -211,8 +216,9 @@ fn proxy(
     (addr, seen)
 }
 
-/// Messages from the sender: hello, pairing message, sealed frame key, then frames.
-const FIRST_FRAME: usize = 3;
+/// Messages from the sender: hello, pairing message, sealed frame key, sealed clock reading, then
+/// frames.
+const FIRST_FRAME: usize = 4;
 
 #[test]
 fn no_frame_bytes_cross_the_network_in_the_clear() {

@@ -91,7 +91,7 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
             hello.height,
             hello.codec
         );
-        stats.new_stream();
+        stats.new_stream(connection.session.clock_offset_us);
         let ended = viewer
             .show_stream(connection, config.frames, stop, stats)
             .with_context(|| format!("receiving from {sender}"));
@@ -184,6 +184,13 @@ impl Viewer {
                     let header = match self.show_frame(&mut stream, session, &mut buf)? {
                         Ok(header) => header,
                         Err(e) => return Ok(Ended::Lost(e)),
+                    };
+                    // The capture time on our clock, so latency is right whatever the sender's.
+                    let header = FrameHeader {
+                        capture_unix_us: header
+                            .capture_unix_us
+                            .saturating_add_signed(session.clock_offset_us.saturating_neg()),
+                        ..header
                     };
                     let shown = SystemTime::now();
                     // A sender that is gone shows up on the network thread; nothing to do here.

@@ -237,8 +237,8 @@ mod tests {
     fn a_close_inside_a_message_is_an_error() {
         let bytes = two_frames_and_a_hello();
         let frame_len = 8 + 45 + 3;
-        // The hello is 8 + 16 bytes on the wire.
-        let message_ends = [0, 24, 24 + frame_len, bytes.len()];
+        // The hello is 8 + 24 bytes on the wire.
+        let message_ends = [0, 32, 32 + frame_len, bytes.len()];
         for cut in (0..bytes.len()).filter(|c| !message_ends.contains(c)) {
             let mut reader = MessageReader::new(Cursor::new(&bytes[..cut]));
             let err = loop {
@@ -253,7 +253,7 @@ mod tests {
                 "{err}"
             );
         }
-        let mut reader = MessageReader::new(Cursor::new(&bytes[..24 + 3]));
+        let mut reader = MessageReader::new(Cursor::new(&bytes[..32 + 3]));
         reader.read_payload(MAX_MESSAGE_LEN).unwrap();
         let err = reader.read_payload(MAX_MESSAGE_LEN).unwrap_err();
         assert_eq!(

@@ -9,14 +9,17 @@
 //! and the receiver's confirmation, each sealed with the keys SPAKE2 gave.
 
 use super::connection::{read_payload, MessageReader, MessageWriter};
-use super::protocol::{self, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN};
+use super::protocol::{
+    self, Clock, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN,
+};
 use super::secure::{Channel, FrameOpener, FrameSealer, PairingExchange, FRAME_KEY_LEN};
 use super::session::{AckSealing, FrameSeals, SenderSession, ViewerSession};
 use crate::config::PairingMode;
+use crate::stats::unix_micros;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A peer has this long to say its part of the handshake before it is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,13 +94,20 @@ pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<Vi
     let hello = protocol::decode_viewer_hello(hello)
         .context("reading its hello")
         .context(NotAViewer)?;
+    let clock = ClockReply {
+        hello_sent: hello.sent_unix_us,
+        hello_read: unix_micros(SystemTime::now()),
+    };
     let (acks, frames) = match (pairing, hello.security) {
         (Some((exchange, seals)), Security::Paired) => {
             let key = seals.key();
-            let acks = pair_with_viewer(&mut reader, &mut writer, exchange, greeting, key)?;
+            let acks = pair_with_viewer(&mut reader, &mut writer, exchange, greeting, key, clock)?;
             (AckSealing::Sealed(acks), Some(Arc::clone(seals)))
         }
-        (None, Security::Insecure) => (AckSealing::Clear, None),
+        (None, Security::Insecure) => {
+            writer.write_message(&Message::Clock(clock.now()))?;
+            (AckSealing::Clear, None)
+        }
         (Some(_), Security::Insecure) => {
             return Err(anyhow!(
                 "it does not pair (started with --insecure), and this sender needs its pairing code"
@@ -116,14 +126,33 @@ pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<Vi
     Ok(ViewerSession::new(reader, writer, acks, frames))
 }
 
-/// Finishes pairing with a viewer: its SPAKE2 message, our sealed frame key, its sealed
-/// confirmation. Returns the channel its acks come sealed in.
+/// The sender's half of the clock reading, made when the viewer's hello is read.
+#[derive(Clone, Copy)]
+struct ClockReply {
+    hello_sent: u64,
+    hello_read: u64,
+}
+
+impl ClockReply {
+    /// The reading, stamped as it is sent.
+    fn now(self) -> Clock {
+        Clock {
+            hello_sent_unix_us: self.hello_sent,
+            hello_read_unix_us: self.hello_read,
+            sent_unix_us: unix_micros(SystemTime::now()),
+        }
+    }
+}
+
+/// Finishes pairing with a viewer: its SPAKE2 message, our sealed frame key and clock reading,
+/// its sealed confirmation. Returns the channel its acks come sealed in.
 fn pair_with_viewer(
     reader: &mut MessageReader<&TcpStream>,
     writer: &mut MessageWriter<&TcpStream>,
     exchange: PairingExchange,
     greeting: &Greeting,
     frame_key: [u8; FRAME_KEY_LEN],
+    clock: ClockReply,
 ) -> Result<Channel> {
     let theirs = read_owed(
         reader,
@@ -137,6 +166,7 @@ fn pair_with_viewer(
         .context(NotAViewer)?;
     let key = protocol::FrameKey { key: frame_key };
     writer.write_sealed(&Message::FrameKey(key), &mut keys.to_receiver)?;
+    writer.write_sealed(&Message::Clock(clock.now()), &mut keys.to_receiver)?;
     let confirmation = read_owed(
         reader,
         "waiting for it to confirm pairing",
@@ -167,7 +197,11 @@ fn read_owed<'r>(
 /// same one.
 pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSession> {
     let mut writer = MessageWriter::new(&stream);
-    writer.write_message(&Message::ViewerHello(ViewerHello::new(pairing.security())))?;
+    let hello = ViewerHello {
+        sent_unix_us: unix_micros(SystemTime::now()),
+        ..ViewerHello::new(pairing.security())
+    };
+    writer.write_message(&Message::ViewerHello(hello))?;
     let exchange = match pairing.code() {
         Some(code) => Some(start_pairing(&mut writer, code)?),
         None => None,
@@ -186,8 +220,11 @@ pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSe
         Err(e) => return Err(e),
     }
     let hello = protocol::decode_stream_hello(&buf)?;
-    let keys = match (exchange, hello.security) {
-        (None, Security::Insecure) => None,
+    let (keys, clock) = match (exchange, hello.security) {
+        (None, Security::Insecure) => {
+            let clock = read_clock(&mut reader, &mut buf, |clock| Ok(clock))?;
+            (None, clock)
+        }
         (Some(_), Security::Insecure) => bail!(
             "the sender streams without encryption (started with --insecure); pass --insecure to watch it anyway"
         ),
@@ -207,9 +244,26 @@ pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSe
             writer.write_sealed(&Message::Paired, &mut keys.to_sender)?;
             next(&mut buf)?;
             let key = protocol::decode_frame_key(keys.to_receiver.open_first(&mut buf)?)?;
-            Some((FrameOpener::new(&key.key), keys.to_sender))
+            let channel = &mut keys.to_receiver;
+            let clock = read_clock(&mut reader, &mut buf, |sealed| Ok(channel.open(sealed)?))?;
+            (Some((FrameOpener::new(&key.key), keys.to_sender)), clock)
         }
     };
     stream.set_read_timeout(None)?;
-    SenderSession::new(stream, hello, keys)
+    SenderSession::new(stream, hello, keys, clock)
+}
+
+/// Reads the sender's clock reading (`open` opens it when sealed) and returns the offset of
+/// its clock from ours, in microseconds.
+fn read_clock(
+    reader: &mut &TcpStream,
+    buf: &mut Vec<u8>,
+    open: impl FnOnce(&mut [u8]) -> Result<&[u8]>,
+) -> Result<i64> {
+    if !read_payload(reader, buf, MAX_HELLO_LEN)? {
+        bail!("it closed the connection before its clock reading");
+    }
+    let arrived = unix_micros(SystemTime::now());
+    let clock = protocol::decode_clock(open(buf)?)?;
+    Ok(clock.offset_us(arrived))
 }

@@ -112,6 +112,9 @@ pub struct ViewerHello {
     pub magic: [u8; 4],
     pub version: u32,
     pub security: Security,
+    /// When the receiver sent it, microseconds since the Unix epoch on the receiver's clock: the
+    /// first of the four timestamps that give the two clocks' offset (see [`Clock`]).
+    pub sent_unix_us: u64,
 }
 
 impl ViewerHello {
@@ -120,7 +123,37 @@ impl ViewerHello {
             magic: MAGIC,
             version: VERSION,
             security,
+            sent_unix_us: 0,
         }
+    }
+}
+
+/// The sender's answer to the viewer's hello, NTP-style: with the viewer's own time of arrival
+/// it gives the offset between the two clocks, so latency is right across machines whose clocks
+/// differ. Sent in the clear with `--insecure`, sealed right after the frame key when paired.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// The viewer hello's `sent_unix_us`, echoed.
+    pub hello_sent_unix_us: u64,
+    /// When the sender read the viewer's hello, on the sender's clock.
+    pub hello_read_unix_us: u64,
+    /// When the sender sent this, on the sender's clock.
+    pub sent_unix_us: u64,
+}
+
+impl Clock {
+    /// The sender's clock minus the receiver's, in microseconds, given when this arrived on the
+    /// receiver's clock: the mean of the two one-way differences, so a symmetric network delay
+    /// cancels out (NTP's offset).
+    pub fn offset_us(&self, arrived_unix_us: u64) -> i64 {
+        let (t1, t2, t3, t4) = (
+            i128::from(self.hello_sent_unix_us),
+            i128::from(self.hello_read_unix_us),
+            i128::from(self.sent_unix_us),
+            i128::from(arrived_unix_us),
+        );
+        let offset = ((t2 - t1) + (t3 - t4)) / 2;
+        offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 }
 
@@ -182,6 +215,7 @@ pub enum Message<'a> {
     FrameKey(FrameKey),
     /// The receiver's first sealed message: it shows the sender that both used the same code.
     Paired,
+    Clock(Clock),
 }
 
 /// What can be wrong with bytes from a peer.
@@ -299,6 +333,7 @@ impl Message<'_> {
             Message::Pake(_) => "a pairing message",
             Message::FrameKey(_) => "a frame key",
             Message::Paired => "a pairing confirmation",
+            Message::Clock(_) => "a clock reading",
         }
     }
 }
@@ -362,6 +397,14 @@ pub fn decode_frame_key(payload: &[u8]) -> Result<FrameKey, ProtocolError> {
 pub fn decode_paired(payload: &[u8]) -> Result<(), ProtocolError> {
     decode_as(payload, "a pairing confirmation", |m| match m {
         Message::Paired => Some(()),
+        _ => None,
+    })
+}
+
+/// Decodes the sender's answer to the viewer's hello.
+pub fn decode_clock(payload: &[u8]) -> Result<Clock, ProtocolError> {
+    decode_as(payload, "a clock reading", |m| match m {
+        Message::Clock(clock) => Some(clock),
         _ => None,
     })
 }
@@ -454,7 +497,8 @@ pub(crate) mod tests {
                 &1u32.to_le_bytes()[..],
                 b"CAMS",
                 &4u32.to_le_bytes(),
-                &0u32.to_le_bytes()
+                &0u32.to_le_bytes(),
+                &0u64.to_le_bytes() // sent_unix_us
             ]
             .concat()
         );
@@ -466,6 +510,21 @@ pub(crate) mod tests {
         let key = encoded(&Message::FrameKey(FrameKey { key: [7; 32] }));
         assert_eq!(key, [&5u32.to_le_bytes()[..], &[7; 32]].concat());
         assert_eq!(encoded(&Message::Paired), 6u32.to_le_bytes());
+        let clock = encoded(&Message::Clock(Clock {
+            hello_sent_unix_us: 1,
+            hello_read_unix_us: 2,
+            sent_unix_us: 3,
+        }));
+        assert_eq!(
+            clock,
+            [
+                &7u32.to_le_bytes()[..],
+                &1u64.to_le_bytes(),
+                &2u64.to_le_bytes(),
+                &3u64.to_le_bytes()
+            ]
+            .concat()
+        );
         let ack = encoded(&Message::Ack(Ack { seq: 5 }));
         assert_eq!(ack, [&3u32.to_le_bytes()[..], &5u64.to_le_bytes()].concat());
         assert_eq!(ack.len(), ACK_LEN);
@@ -588,6 +647,30 @@ pub(crate) mod tests {
         let mut bytes = encoded(&Message::ViewerHello(ViewerHello::new(Security::Insecure)));
         bytes.push(0);
         assert!(matches!(decode(&bytes), Err(ProtocolError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_clock_reading_gives_the_offset_whatever_the_delay() {
+        // The sender's clock is 5 s ahead; 3 ms each way, 1 ms between reading and answering.
+        let clock = Clock {
+            hello_sent_unix_us: 1_000_000,
+            hello_read_unix_us: 6_003_000,
+            sent_unix_us: 6_004_000,
+        };
+        assert_eq!(clock.offset_us(1_007_000), 5_000_000);
+        // Behind, and a zero hello (a peer that sent no time) cannot overflow.
+        let behind = Clock {
+            hello_sent_unix_us: 10_000_000,
+            hello_read_unix_us: 5_001_000,
+            sent_unix_us: 5_001_000,
+        };
+        assert_eq!(behind.offset_us(10_002_000), -5_000_000);
+        let hostile = Clock {
+            hello_sent_unix_us: 0,
+            hello_read_unix_us: u64::MAX,
+            sent_unix_us: u64::MAX,
+        };
+        assert_eq!(hostile.offset_us(0), i64::MAX);
     }
 
     #[test]

@@ -151,6 +151,8 @@ pub struct SenderSession {
     frames: Option<FrameOpener>,
     acks: MessageWriter<TcpStream>,
     ack_sealing: AckSealing,
+    /// The sender's clock minus ours, in microseconds (from the handshake's clock reading).
+    pub clock_offset_us: i64,
 }
 
 impl SenderSession {
@@ -158,6 +160,7 @@ impl SenderSession {
         stream: TcpStream,
         hello: StreamHello,
         keys: Option<(FrameOpener, Channel)>,
+        clock_offset_us: i64,
     ) -> Result<Self> {
         let acks = MessageWriter::new(stream.try_clone().context("setting up the connection")?);
         let (frames, ack_sealing) = match keys {
@@ -170,6 +173,7 @@ impl SenderSession {
             frames,
             acks,
             ack_sealing,
+            clock_offset_us,
         })
     }
 
