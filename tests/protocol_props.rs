@@ -5,7 +5,7 @@
 use camstream::media::codec::check_frame;
 use camstream::wire::connection::{MessageReader, MessageWriter};
 use camstream::wire::protocol::{
-    self, Ack, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, Security,
+    self, Ack, Clock, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, Security,
     StreamHello, ViewerHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
 };
 use proptest::prelude::*;
@@ -14,21 +14,30 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Owned {
     StreamHello(StreamHello),
-    ViewerHello,
+    ViewerHello(u64),
     Frame(FrameHeader, Vec<u8>),
     Ack(u64),
+    Clock(u64, u64, u64),
 }
 
 impl Owned {
     fn as_message(&self) -> Message<'_> {
         match self {
             Owned::StreamHello(hello) => Message::StreamHello(*hello),
-            Owned::ViewerHello => Message::ViewerHello(ViewerHello::new(Security::Paired)),
+            Owned::ViewerHello(sent_unix_us) => Message::ViewerHello(ViewerHello {
+                sent_unix_us: *sent_unix_us,
+                ..ViewerHello::new(Security::Paired)
+            }),
             Owned::Frame(header, data) => Message::Frame(Frame {
                 header: *header,
                 data,
             }),
             Owned::Ack(seq) => Message::Ack(Ack { seq: *seq }),
+            Owned::Clock(t1, t2, t3) => Message::Clock(Clock {
+                hello_sent_unix_us: *t1,
+                hello_read_unix_us: *t2,
+                sent_unix_us: *t3,
+            }),
         }
     }
 }
@@ -64,10 +73,11 @@ fn message() -> impl Strategy<Value = Owned> {
         (any::<u32>(), any::<u32>(), codec(), any::<f64>()).prop_map(|(w, h, codec, fps)| {
             Owned::StreamHello(StreamHello::new(w, h, codec, fps))
         }),
-        Just(Owned::ViewerHello),
+        any::<u64>().prop_map(Owned::ViewerHello),
         (header(), proptest::collection::vec(any::<u8>(), 0..2048))
             .prop_map(|(header, data)| Owned::Frame(header, data)),
         any::<u64>().prop_map(Owned::Ack),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c)| Owned::Clock(a, b, c)),
     ]
 }
 
@@ -222,6 +232,9 @@ fn the_fuzz_seeds_are_what_their_names_say() {
             protocol::decode_pake(b).is_ok_and(|m| m.len() == 33)
         }),
         ("seed-frame-key", |b| protocol::decode_frame_key(b).is_ok()),
+        ("seed-clock", |b| {
+            protocol::decode_clock(b).is_ok_and(|c| c.offset_us(1_700_000_000_000_200) == 4_999_950)
+        }),
         ("seed-paired", |b| protocol::decode_paired(b).is_ok()),
         ("seed-stream-hello-paired", |b| {
             protocol::decode_stream_hello(b).is_ok_and(|h| h.security == Security::Paired)

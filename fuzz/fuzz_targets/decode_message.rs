@@ -20,6 +20,9 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = protocol::decode_pake(bytes);
     let _ = protocol::decode_frame_key(bytes);
     let _ = protocol::decode_paired(bytes);
+    if let Ok(clock) = protocol::decode_clock(bytes) {
+        let _ = clock.offset_us(u64::from_le_bytes(*bytes.first_chunk().unwrap_or(&[0; 8])));
+    }
     // What a paired receiver does with a frame before decoding it.
     let _ = FrameOpener::new(&[7; 32]).open(&mut bytes.to_vec());
     if let Ok(hello) = protocol::decode_stream_hello(bytes) {
