@@ -201,12 +201,24 @@ pub fn parse_keyframe_interval(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Kilobits per second: 50 to 100000.
-pub fn parse_bitrate(text: &str) -> Result<u32, String> {
+/// The bit rate of a codec with rate control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bitrate {
+    /// Fitted to what the viewers can take, from their acks.
+    Auto,
+    /// Kilobits per second.
+    Fixed(u32),
+}
+
+/// `auto`, or kilobits per second: 50 to 100000.
+pub fn parse_bitrate(text: &str) -> Result<Bitrate, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(Bitrate::Auto);
+    }
     match text.parse::<u32>() {
-        Ok(kbps @ 50..=100_000) => Ok(kbps),
+        Ok(kbps @ 50..=100_000) => Ok(Bitrate::Fixed(kbps)),
         _ => Err(format!(
-            "invalid bit rate \"{text}\": must be 50-100000 kbit/s"
+            "invalid bit rate \"{text}\": use auto or 50-100000 kbit/s"
         )),
     }
 }
@@ -347,8 +359,9 @@ mod tests {
         assert_eq!(parse_codec("H264"), Ok(Codec::H264));
         assert!(parse_codec("vp9").is_err());
         assert!(parse_keyframe_interval("0").is_err());
-        assert_eq!(parse_bitrate("2500"), Ok(2500));
-        assert!(parse_bitrate("auto").is_err());
+        assert_eq!(parse_bitrate("2500"), Ok(Bitrate::Fixed(2500)));
+        assert_eq!(parse_bitrate("Auto"), Ok(Bitrate::Auto));
+        assert!(parse_bitrate("10").is_err());
         assert_eq!(parse_fps("0"), Ok(0.0));
         assert_eq!(parse_fps("29.97"), Ok(29.97));
         assert!(parse_fps("-1").is_err());

@@ -2,6 +2,7 @@
 //! rarely they come, and one that stalls and resumes never shows a broken picture.
 
 use crate::common::*;
+use camstream::config::Bitrate;
 use camstream::media::codec::{self, Decoder};
 use camstream::sender::SenderConfig;
 use camstream::wire::protocol::Codec;
@@ -101,4 +102,36 @@ fn a_viewer_stopped_for_3_s_resumes_on_a_keyframe_and_never_shows_a_broken_pictu
         "frame {} after the gap is no keyframe",
         resumed.header.seq
     );
+}
+
+/// A viewer that takes about 8 frames a second of a 30 fps stream, for `seconds`.
+fn watch_slowly(addr: std::net::SocketAddr, seconds: u64) {
+    let mut viewer = TestViewer::connect(addr);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let frame = viewer.frame().unwrap();
+        thread::sleep(Duration::from_millis(125));
+        viewer.ack(frame.header.seq);
+    }
+}
+
+#[test]
+fn the_auto_bit_rate_comes_down_to_what_a_slow_viewer_takes_and_a_fixed_one_stays() {
+    let auto = start_sender(config("test:640x480", Codec::H264));
+    let start_kbps = config("test:640x480", Codec::H264).bitrate_kbps(640, 480);
+    watch_slowly(auto.addr, 4);
+    let report = auto.finish();
+    let chosen = report.bitrate_kbps.unwrap();
+    assert!(
+        chosen < start_kbps / 2,
+        "{chosen} kbit/s, started at {start_kbps}"
+    );
+    assert!(report.frames_skipped > 30, "{report:?}");
+
+    let fixed = start_sender(SenderConfig {
+        bitrate: Bitrate::Fixed(700),
+        ..config("test:640x480", Codec::H264)
+    });
+    watch_slowly(fixed.addr, 2);
+    assert_eq!(fixed.finish().bitrate_kbps, Some(700));
 }

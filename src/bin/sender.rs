@@ -1,7 +1,7 @@
 //! `sender`: serves a camera, a video file or a test pattern to camstream receivers.
 
 use anyhow::{Context, Result};
-use camstream::config::{self, PairingMode, SourceSpec};
+use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
 use camstream::prompt::Prompter;
 use camstream::sender::{self, SenderConfig};
 use camstream::wire::protocol::Codec;
@@ -38,9 +38,10 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = sender::DEFAULT_KEYFRAME_INTERVAL,
           value_parser = config::parse_keyframe_interval)]
     keyframe_interval: f64,
-    /// H.264: kilobits per second [default: fits the resolution, 2500 for 1280x720]
-    #[arg(long, value_name = "KBIT", value_parser = config::parse_bitrate)]
-    bitrate: Option<u32>,
+    /// H.264: kilobits per second, or `auto`: fitted to what the receivers can take, starting
+    /// from a rate that fits the picture (2500 for 1280x720)
+    #[arg(long, value_name = "KBIT|auto", default_value = "auto", value_parser = config::parse_bitrate)]
+    bitrate: Bitrate,
     /// Frames per second to send; 0 = as fast as possible [default: the file's own rate, 30 for
     /// the test pattern, the camera's pace]
     #[arg(long, value_parser = config::parse_fps)]

@@ -2,8 +2,10 @@
 //! frame), encodes each frame once for every sink, shows the preview, and while a live source is
 //! lost sends a "NO SIGNAL" card instead. Runs on the calling thread, which highgui needs.
 
+use super::rate::RateControl;
 use super::sinks::{BufferPool, Sinks};
 use super::{SenderConfig, PREVIEW_TITLE};
+use crate::config::Bitrate;
 use crate::media::codec::{self, Encoder, EncoderSettings};
 use crate::media::live::REOPEN_INTERVAL;
 use crate::media::source::{Next, Source};
@@ -38,6 +40,7 @@ pub(super) fn run(
         false => None,
     };
     let (width, height) = source.size();
+    let start_kbps = config.bitrate_kbps(width, height);
     let mut capture = CaptureLoop {
         config,
         sinks,
@@ -52,8 +55,9 @@ pub(super) fn run(
             quality: config.quality,
             fps: pace.map_or(0.0, |interval| 1.0 / interval.as_secs_f64()),
             keyframe_interval: config.keyframe_interval,
-            bitrate_kbps: config.bitrate_kbps(width, height),
+            bitrate_kbps: start_kbps,
         })?,
+        rate: None,
         pool: BufferPool::new(POOLED_BUFFERS),
         picture: Vec::new(),
         next_at: Instant::now(),
@@ -63,8 +67,11 @@ pub(super) fn run(
         seq: 0,
         counted: 0,
     };
-    report.bitrate_kbps = capture.encoder.bitrate_kbps();
+    if capture.encoder.bitrate_kbps().is_some() && config.bitrate == Bitrate::Auto {
+        capture.rate = Some(RateControl::new(start_kbps, Instant::now()));
+    }
     while capture.turn(source, report)? == Turn::Again {}
+    report.bitrate_kbps = capture.encoder.bitrate_kbps();
     Ok(())
 }
 
@@ -81,6 +88,8 @@ struct CaptureLoop<'a> {
     pace: Option<Duration>,
     preview: Preview<'a>,
     encoder: Box<dyn Encoder>,
+    /// `--bitrate auto` with a codec that has a bit rate.
+    rate: Option<RateControl>,
     pool: BufferPool,
     /// The source's newest picture (for the preview, and the encoder's input).
     picture: Vec<u8>,
@@ -202,6 +211,14 @@ impl CaptureLoop<'_> {
     /// Encodes the picture once and offers it to every sink.
     fn send(&mut self, source: &Source, captured_at: SystemTime) -> Result<Turn> {
         let (width, height) = source.size();
+        if let Some(kbps) = self
+            .rate
+            .as_mut()
+            .and_then(|rate| rate.update(Instant::now(), &self.sinks.feedback()))
+        {
+            log::debug!("bit rate now {kbps} kbit/s");
+            self.encoder.set_bitrate(kbps);
+        }
         let mut data = self.pool.buffer();
         let force = self.sinks.wants_keyframe()
             && self

@@ -8,11 +8,12 @@
 
 mod admission;
 mod capture;
+mod rate;
 pub mod sinks;
 
 pub use sinks::tcp::FRAMES_IN_FLIGHT;
 
-use crate::config::{PairingMode, SourceSpec};
+use crate::config::{Bitrate, PairingMode, SourceSpec};
 use crate::media::source::Source;
 use crate::stats::SenderReport;
 use crate::wire::handshake::Greeting;
@@ -57,22 +58,26 @@ pub struct SenderConfig {
     pub pairing: PairingMode,
     /// Seconds between regular keyframes (H.264).
     pub keyframe_interval: f64,
-    /// Kilobits per second (H.264); `None` fits the resolution and frame rate.
-    pub bitrate: Option<u32>,
+    /// H.264's bit rate: fixed, or fitted to the viewers (`auto`, starting from one that fits
+    /// the picture).
+    pub bitrate: Bitrate,
 }
 
 /// Seconds between regular keyframes when `--keyframe-interval` is not given.
 pub const DEFAULT_KEYFRAME_INTERVAL: f64 = 2.0;
 
 impl SenderConfig {
-    /// The bit rate to encode at: `--bitrate`, or about 0.09 bits per pixel per frame at 30 fps
-    /// (2.5 Mbit/s for 1280x720, 5.6 for 1920x1080), which x264 turns into good quality for a
-    /// camera's scene.
+    /// The bit rate to start at: a fixed `--bitrate`, or about 0.09 bits per pixel per frame
+    /// at 30 fps (2.5 Mbit/s for 1280x720, 5.6 for 1920x1080), which x264 turns into good
+    /// quality for a camera's scene.
     pub fn bitrate_kbps(&self, width: u32, height: u32) -> u32 {
-        self.bitrate.unwrap_or_else(|| {
-            let bits = f64::from(width) * f64::from(height) * 30.0 * 0.09;
-            ((bits / 1000.0).round() as u32).max(200)
-        })
+        match self.bitrate {
+            Bitrate::Fixed(kbps) => kbps,
+            Bitrate::Auto => {
+                let bits = f64::from(width) * f64::from(height) * 30.0 * 0.09;
+                ((bits / 1000.0).round() as u32).max(200)
+            }
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
         pairing: PairingMode::Insecure,
         keyframe_interval: sender::DEFAULT_KEYFRAME_INTERVAL,
-        bitrate: None,
+        bitrate: camstream::config::Bitrate::Auto,
     }
 }
 

@@ -128,9 +128,7 @@ impl H264Encoder {
         video.set_format(Pixel::YUV420P);
         video.set_time_base(Rational::new(1, fps));
         video.set_frame_rate(Some(Rational::new(fps, 1)));
-        let bits = settings.bitrate_kbps as usize * 1000;
-        video.set_bit_rate(bits);
-        video.set_max_bit_rate(bits);
+        set_rate(&mut video, settings.bitrate_kbps);
         video.set_gop(
             (settings.keyframe_interval * f64::from(fps))
                 .round()
@@ -142,11 +140,6 @@ impl H264Encoder {
         options.set("tune", "zerolatency");
         // A forced keyframe is an IDR picture, which a viewer can start from.
         options.set("forced-idr", "1");
-        // The VBV buffer (half a second of the bit rate) bounds how far a frame may overshoot.
-        options.set(
-            "x264-params",
-            &format!("vbv-bufsize={}", settings.bitrate_kbps / 2),
-        );
         let encoder = video
             .open_with(options)
             .with_context(|| format!("opening libx264 for {width}x{height}"))?;
@@ -201,6 +194,26 @@ impl Encoder for H264Encoder {
 
     fn bitrate_kbps(&self) -> Option<u32> {
         Some(self.bitrate_kbps)
+    }
+
+    fn set_bitrate(&mut self, kbps: u32) {
+        self.bitrate_kbps = kbps;
+        // FFmpeg's libx264 wrapper compares these with its own before every frame and
+        // reconfigures x264 when they changed.
+        set_rate(&mut self.encoder, kbps);
+    }
+}
+
+/// Sets the encoder's average and peak rate to `kbps`, with a VBV buffer of half a second: it
+/// bounds how far a frame may overshoot, so a link just wide enough is not flooded.
+fn set_rate(context: &mut codec::context::Context, kbps: u32) {
+    let bits = i64::from(kbps) * 1000;
+    // SAFETY: the context is valid for as long as we hold it; these are plain integer fields.
+    unsafe {
+        let context = context.as_mut_ptr();
+        (*context).bit_rate = bits;
+        (*context).rc_max_rate = bits;
+        (*context).rc_buffer_size = (bits / 2) as i32;
     }
 }
 

@@ -38,6 +38,9 @@ pub trait Encoder {
     fn bitrate_kbps(&self) -> Option<u32> {
         None
     }
+
+    /// Aims at `kbps` from the next frame on (a codec without rate control ignores it).
+    fn set_bitrate(&mut self, _kbps: u32) {}
 }
 
 /// Turns frames back into pictures.

@@ -75,8 +75,16 @@ pub trait Prepare: Send + Sync {
 }
 
 /// Names a sink in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SinkId(pub u64);
+
+/// What an active sink's counters say so far: frames it never got, and bytes it confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SinkId(u64);
+pub struct Feedback {
+    pub id: SinkId,
+    pub skipped: u64,
+    pub delivered: u64,
+}
 
 struct Entry {
     id: SinkId,
@@ -179,6 +187,19 @@ impl Sinks {
             .iter()
             .any(|e| e.active && e.slot.wants_frame());
         wants
+    }
+
+    /// Every active sink's counters.
+    pub fn feedback(&self) -> Vec<Feedback> {
+        let registry = self.lock();
+        let active = registry.entries.iter().filter(|e| e.active);
+        active
+            .map(|e| Feedback {
+                id: e.id,
+                skipped: e.slot.skipped(),
+                delivered: e.slot.delivered_bytes(),
+            })
+            .collect()
     }
 
     /// Whether an active sink waits for a keyframe (the encoder should make one soon).

@@ -36,6 +36,8 @@ pub struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
     skipped: AtomicU64,
+    /// Bytes of frames its consumer confirmed it got (a viewer's acks): its delivery rate.
+    delivered: AtomicU64,
     demand: Arc<Demand>,
 }
 
@@ -49,6 +51,7 @@ impl Slot {
             }),
             ready: Condvar::new(),
             skipped: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             demand,
         }
     }
@@ -120,6 +123,15 @@ impl Slot {
     /// Frames this consumer never got.
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Counts `bytes` of frames the consumer confirmed.
+    pub fn delivered(&self, bytes: usize) {
+        self.delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn delivered_bytes(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 }
 

@@ -6,6 +6,7 @@ use super::{EncodedFrame, Policy, Prepare, SinkId, Sinks, Slot};
 use crate::wire::handshake::{greet_viewer, Greeting};
 use crate::wire::session::FrameSeals;
 use anyhow::{bail, Result};
+use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -70,23 +71,26 @@ impl TcpViewer {
         let mut session = greet_viewer(&self.stream, greeting)?;
         sinks.activate(self.id);
         connected();
-        let mut in_flight = 0;
-        let mut last_seq = None;
+        // Frames sent and not yet acknowledged: sequence number and bytes.
+        let mut in_flight: VecDeque<(u64, usize)> = VecDeque::new();
         loop {
             // Credit first, then the frame: what is sent is the newest when the viewer can take it.
-            while in_flight >= FRAMES_IN_FLIGHT {
+            while in_flight.len() as u64 >= FRAMES_IN_FLIGHT {
                 let Some(ack) = session.read_ack()? else {
                     return Ok(Ending::ViewerLeft);
                 };
-                if last_seq.is_none_or(|last| ack.seq > last) {
+                if in_flight.back().is_none_or(|(last, _)| ack.seq > *last) {
                     bail!("it acknowledged frame {} before it was sent", ack.seq);
                 }
-                in_flight -= 1;
+                // The receiver acks every frame it shows, in order: this is the oldest.
+                if let Some((_, bytes)) = in_flight.pop_front() {
+                    self.slot.delivered(bytes);
+                }
             }
             let Some(frame) = self.slot.next() else { break };
-            frame_sent(session.send_frame(&frame.header, &frame.data)?);
-            in_flight += 1;
-            last_seq = Some(frame.header.seq);
+            let bytes = session.send_frame(&frame.header, &frame.data)?;
+            frame_sent(bytes);
+            in_flight.push_back((frame.header.seq, bytes));
         }
         close_gracefully(&self.stream);
         Ok(Ending::StreamEnded)
