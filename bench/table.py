@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264 on a thin link). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -168,6 +168,38 @@ row(
     f"+{first['paired'] - first['clear']:.2f} ms",
     "+ < 50 ms",
 )
+
+# 7. H.264 on a link that drops from 8 to 1.5 Mbit/s: auto against a fixed rate.
+for rate in ("auto", "6000"):
+    drop_us = int((out / f"drop_{rate}_us").read_text())
+    with open(out / f"drop_{rate}.csv") as f:
+        shown = [(int(r["display_unix_us"]), float(r["latency_ms"]), int(r["bytes"])) for r in csv.DictReader(f)]
+    after = [s for s in shown if s[0] > drop_us]
+    settled = [s for s in after if s[0] > drop_us + 3_000_000]
+    gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:]) if b[0] > drop_us]
+    report = load(f"drop_{rate}")
+
+    def p99(values):
+        values = sorted(values)
+        return values[int(len(values) * 0.99)] if values else float("nan")
+
+    span = (settled[-1][0] - settled[0][0]) / 1e6 if len(settled) > 1 else 0
+    use = sum(s[2] for s in settled) * 8 / 1000 / span if span else 0
+    label = "--bitrate auto" if rate == "auto" else f"--bitrate {rate}"
+    row(
+        f"h264 1280x720 30 fps, {label}, link 8 → 1.5 Mbit/s: p99 after the drop / from 3 s after",
+        f"{p99([s[1] for s in after]):.0f} / {p99([s[1] for s in settled]):.0f} ms",
+        "",
+        "",
+        "p99 < 250 ms within 3 s",
+    )
+    row(
+        "… longest gap between frames shown after the drop; frames shown over the run",
+        f"{max(gaps) / 1000 if gaps else float('nan'):.0f} ms; {accepted(report):.0%}",
+        f"link use {use:.0f} kbit/s of 1500",
+        "",
+        "≤ 1000 ms; ≥ 80%",
+    )
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")

@@ -5,7 +5,7 @@
 # Usage: scripts/bench.sh [--short]
 #   --short  a few seconds per case (what CI runs, so the benchmark cannot rot); the default is
 #            the full run, about four minutes.
-# Needs root for the 20 Mbit/s case (two network namespaces joined by a veth pair with tbf);
+# Needs root for the thin-link cases (two network namespaces joined by a veth pair with tbf);
 # installs what it needs: iperf3, iproute2, python3-venv, and numpy/pyzmq/imagezmq in a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,7 +98,7 @@ stop() {
   done
 }
 
-echo "bench: 1/6 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/7 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -113,7 +113,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/6 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/7 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -135,7 +135,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/6 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/7 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -164,7 +164,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/6 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/7 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -182,7 +182,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/6 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/7 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -191,7 +191,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/6 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/7 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -215,6 +215,27 @@ for mode in clear paired; do
     "$bin/receiver" --connect "$addr" --headless --once --frames 1 $(code=$code pairing) \
       </dev/null >/dev/null 2>>"$out/first_$mode.log"
   done
+  stop "$sender"
+done
+
+echo "bench: 7/7 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
+# A clip that needs its bits: FFmpeg's synthetic testsrc2 with moving noise (not real footage).
+clip=target/bench-noisy-720p.avi
+if [[ ! -s "$clip" ]]; then
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1280x720:rate=30" \
+    -vf "noise=alls=10:allf=t+u" -t 10 -c:v mjpeg -q:v 3 "$clip"
+fi
+for rate in auto 6000; do
+  ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
+  netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --codec h264 \
+    --bitrate "$rate"
+  netns=csb-rcv start_receiver "drop_$rate" --frame-log "$out/drop_$rate.csv"
+  run=$receiver
+  sleep 5
+  date +%s%6N >"$out/drop_${rate}_us"
+  ip netns exec csb-snd tc qdisc change dev csb-veth0 root tbf rate 1500kbit burst 32kbit latency 50ms
+  sleep "$((seconds > 3 ? seconds : 6))"
+  stop "$run"
   stop "$sender"
 done
 
