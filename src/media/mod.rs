@@ -46,6 +46,21 @@ impl<'a> Picture<'a> {
     }
 }
 
+/// Peak signal-to-noise ratio in dB between two pictures of the same size (their common
+/// length is compared): how close a decoded picture is to its source, as quality is measured.
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let len = a.len().min(b.len());
+    let squared: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    match squared {
+        0.0 => f64::INFINITY,
+        _ => 10.0 * (255.0f64 * 255.0 * len as f64 / squared).log10(),
+    }
+}
+
 /// OpenCV's own warnings (a missing camera backend, a codec probe) go to stderr and would bury
 /// our one-line errors; we report what matters ourselves.
 pub fn quiet_opencv_logs() {

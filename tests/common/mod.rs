@@ -209,17 +209,7 @@ pub fn pattern_frame(width: u32, height: u32, seq: u64) -> Vec<u8> {
 /// Peak signal-to-noise ratio in dB between two pictures of the same size.
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
+    camstream::media::psnr(a, b)
 }
 
 /// A temporary directory removed at the end of the test.

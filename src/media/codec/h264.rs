@@ -325,6 +325,7 @@ mod tests {
     use super::*;
     use crate::media::codec::check_frame;
     use crate::media::pattern::TestPattern;
+    use crate::media::psnr;
     use crate::wire::protocol::tests::sample_header;
     use crate::wire::protocol::{Codec, Frame, StreamHello};
 
@@ -351,16 +352,6 @@ mod tests {
             keyframe,
             ..sample_header()
         }
-    }
-
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        let mse = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-            .sum::<f64>()
-            / a.len() as f64;
-        10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
     }
 
     #[test]
