@@ -25,7 +25,8 @@
 //!   [`media::codec`] is the codec seam: one file per codec with its encoder, its decoder and
 //!   its bitstream checks, chosen in one place; [`media::window`] and [`media::recorder`].
 //! - [`sender`]: `run` wires a source to the sinks. [`sender`]'s capture loop paces the source
-//!   and encodes each frame once; its admission decides who may connect (`--allow`, lockouts,
+//!   and encodes each frame once, forcing a keyframe when a viewer waits for one and, with
+//!   `--bitrate auto`, fitting the bit rate to what the viewers' acks say they take; its admission decides who may connect (`--allow`, lockouts,
 //!   `--max-viewers`) and logs refusals sparingly; [`sender::sinks`] holds a slot per consumer
 //!   with a drop policy, and [`sender::sinks::tcp`] is the per-viewer protocol.
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
@@ -38,8 +39,10 @@
 //! Every message, in both directions, is a `u64` little-endian length followed by that many bytes
 //! of bincode (fixed-width little-endian integers; see [`wire::protocol`] and the README for
 //! every byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and
-//! stream parameters), then the sender sends `Frame`s (sequence number, capture time, size, pixel
-//! format, codec, bytes) and the receiver answers each frame it has shown with an `Ack`. A close
+//! stream parameters) and, once it has the viewer's hello, a `Clock` reading (from which the
+//! receiver learns the sender's clock offset, NTP-style); then the sender sends `Frame`s
+//! (sequence number, capture time, size, pixel format, codec, keyframe flag, bytes) and the
+//! receiver answers each frame it has shown with an `Ack`. A close
 //! between messages ends the stream; a close inside one is an error.
 //!
 //! # Pairing and encryption
