@@ -27,10 +27,12 @@ const POOLED_BUFFERS: usize = 16;
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Streams from `source` to `sinks` until it ends, `--frames` is reached or the user quits.
+/// `timing` is the interval frames are read at (`None`: the source's own pace, or unpaced) and
+/// the stream's frame rate as its hello says (0: unknown).
 pub(super) fn run(
     config: &SenderConfig,
     source: &mut Source,
-    pace: Option<Duration>,
+    (pace, stream_fps): (Option<Duration>, f64),
     sinks: &Sinks,
     stop: &Stop,
     report: &mut SenderReport,
@@ -53,7 +55,7 @@ pub(super) fn run(
             width,
             height,
             quality: config.quality,
-            fps: pace.map_or(0.0, |interval| 1.0 / interval.as_secs_f64()),
+            fps: stream_fps,
             keyframe_interval: config.keyframe_interval,
             bitrate_kbps: start_kbps,
         })?,
@@ -211,10 +213,11 @@ impl CaptureLoop<'_> {
     /// Encodes the picture once and offers it to every sink.
     fn send(&mut self, source: &Source, captured_at: SystemTime) -> Result<Turn> {
         let (width, height) = source.size();
+        let sinks = self.sinks;
         if let Some(kbps) = self
             .rate
             .as_mut()
-            .and_then(|rate| rate.update(Instant::now(), &self.sinks.feedback()))
+            .and_then(|rate| rate.update(Instant::now(), || sinks.feedback()))
         {
             log::debug!("bit rate now {kbps} kbit/s");
             self.encoder.set_bitrate(kbps);

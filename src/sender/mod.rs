@@ -137,7 +137,14 @@ pub fn serve(
     }
     .filter(|f| *f > 0.0)
     .map(|f| Duration::from_secs_f64(1.0 / f));
-    let result = capture::run(config, &mut source, pace, &shared.sinks, stop, &mut report);
+    let result = capture::run(
+        config,
+        &mut source,
+        (pace, hello.fps),
+        &shared.sinks,
+        stop,
+        &mut report,
+    );
     accepting.raise();
     waker.wake();
     if acceptor.join().is_err() {

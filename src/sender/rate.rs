@@ -51,12 +51,18 @@ impl RateControl {
         }
     }
 
-    /// Looks at the viewers' counters; returns a new rate when it should change.
-    pub fn update(&mut self, now: Instant, feedback: &[Feedback]) -> Option<u32> {
+    /// Looks at the viewers' counters (asked for only when a period is up: this runs for
+    /// every frame); returns a new rate when it should change.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        feedback: impl FnOnce() -> Vec<Feedback>,
+    ) -> Option<u32> {
         let elapsed = now.saturating_duration_since(self.last_look);
         if elapsed < PERIOD {
             return None;
         }
+        let feedback = feedback();
         self.last_look = now;
         let seconds = elapsed.as_secs_f64();
         // Each viewer's delivery rate this period (kbit/s), and whether it skipped frames.
@@ -131,7 +137,7 @@ mod tests {
                     delivered,
                 })
                 .collect();
-            self.control.update(self.now, &feedback)
+            self.control.update(self.now, || feedback)
         }
     }
 
