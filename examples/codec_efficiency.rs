@@ -59,7 +59,7 @@ fn measure(
 ) -> Result<()> {
     let format = codec::format(codec);
     let mut encoder = format.encoder(settings)?;
-    let mut decoder = format.decoder();
+    let mut decoder = format.decoder()?;
     let (mut bytes, mut quality) = (0usize, 0.0);
     for (seq, source) in pictures.iter().enumerate() {
         let mut picture = source.clone();

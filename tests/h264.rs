@@ -34,7 +34,7 @@ fn h264_frames_arrive_close_to_the_original_and_start_with_a_keyframe() {
     let (hello, frames, _) = watch(sender.addr, 40);
     assert_eq!(hello.codec, Codec::H264);
     assert!(frames[0].header.keyframe, "the first frame a viewer gets");
-    let mut decoder = codec::format(Codec::H264).decoder();
+    let mut decoder = codec::format(Codec::H264).decoder().unwrap();
     for frame in &frames {
         let db = quality(&mut decoder, frame);
         assert!(db > 30.0, "frame {} psnr {db:.1} dB", frame.header.seq);
@@ -68,7 +68,7 @@ fn a_viewer_joining_a_stream_with_rare_keyframes_starts_within_a_second() {
         waited < Duration::from_millis(1500),
         "first picture after {waited:?}"
     );
-    let mut decoder = codec::format(Codec::H264).decoder();
+    let mut decoder = codec::format(Codec::H264).decoder().unwrap();
     assert!(quality(&mut decoder, &frame) > 30.0);
 }
 
@@ -76,7 +76,7 @@ fn a_viewer_joining_a_stream_with_rare_keyframes_starts_within_a_second() {
 fn a_viewer_stopped_for_3_s_resumes_on_a_keyframe_and_never_shows_a_broken_picture() {
     let sender = h264_sender(10.0);
     let mut viewer = TestViewer::connect(sender.addr);
-    let mut decoder = codec::format(Codec::H264).decoder();
+    let mut decoder = codec::format(Codec::H264).decoder().unwrap();
     let mut check = |viewer: &mut TestViewer, count: usize| -> Vec<Received> {
         (0..count)
             .map(|_| {

@@ -44,7 +44,9 @@ fn jpeg_frames_arrive_close_to_the_original() {
     let (_, frames, ended) = watch(sender.addr, usize::MAX);
     assert!(ended);
     assert_eq!(frames.len(), 10);
-    let mut decoder = camstream::media::codec::format(Codec::Jpeg).decoder();
+    let mut decoder = camstream::media::codec::format(Codec::Jpeg)
+        .decoder()
+        .unwrap();
     for frame in &frames {
         let picture = decoder.decode(&frame.header, &frame.data).unwrap();
         let decoded = picture.unwrap().bgr;

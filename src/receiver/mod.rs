@@ -156,7 +156,7 @@ impl Viewer {
             thread::spawn(move || read_frames(reader, hello.fps, max_len, &frames_tx, &free_rx));
         let stream = Stream {
             hello,
-            decoder: codec::format(hello.codec).decoder(),
+            decoder: codec::format(hello.codec).decoder()?,
             frames: &frames_rx,
             free: &free_tx,
         };

@@ -55,8 +55,8 @@ impl Format for H264 {
         Ok(Box::new(H264Encoder::open(settings)?))
     }
 
-    fn decoder(&self) -> Box<dyn Decoder> {
-        Box::new(H264Decoder::default())
+    fn decoder(&self) -> Result<Box<dyn Decoder>> {
+        Ok(Box::new(H264Decoder::open()?))
     }
 }
 
@@ -227,22 +227,18 @@ fn copy_rows(rows: &[u8], frame: &mut frame::Video) {
     }
 }
 
-/// Decodes into one reused picture; opened with the first frame.
-#[derive(Default)]
+/// Decodes into one reused picture.
 struct H264Decoder {
-    state: Option<DecoderState>,
+    decoder: ffmpeg::decoder::Video,
+    yuv: frame::Video,
+    /// Made for the first decoded picture's format and size.
+    to_bgr: Option<(scaling::Context, frame::Video)>,
+    /// The picture's rows without padding, when the converted frame's rows are padded.
     bgr: Vec<u8>,
 }
 
-struct DecoderState {
-    decoder: ffmpeg::decoder::Video,
-    /// Made for the first decoded picture's format and size.
-    to_bgr: Option<(scaling::Context, frame::Video)>,
-    yuv: frame::Video,
-}
-
-impl DecoderState {
-    fn open() -> Result<DecoderState> {
+impl H264Decoder {
+    fn open() -> Result<H264Decoder> {
         init()?;
         let codec = ffmpeg::decoder::find(codec::Id::H264)
             .ok_or_else(|| anyhow!("this FFmpeg has no h264 decoder"))?;
@@ -250,13 +246,14 @@ impl DecoderState {
         // One thread and no frame reordering: each frame comes out as soon as it goes in.
         context.set_threading(codec::threading::Config::count(1));
         context.set_flags(codec::Flags::LOW_DELAY);
-        Ok(DecoderState {
+        Ok(H264Decoder {
             decoder: context
                 .decoder()
                 .video()
                 .context("opening the h264 decoder")?,
-            to_bgr: None,
             yuv: frame::Video::empty(),
+            to_bgr: None,
+            bgr: Vec::new(),
         })
     }
 }
@@ -267,22 +264,17 @@ impl Decoder for H264Decoder {
         header: &FrameHeader,
         data: &'a [u8],
     ) -> Result<Option<Picture<'a>>> {
-        let state = match &mut self.state {
-            Some(state) => state,
-            None => self.state.insert(DecoderState::open()?),
-        };
-        state
-            .decoder
+        self.decoder
             .send_packet(&Packet::copy(data))
             .context("decoding h264")?;
-        match state.decoder.receive_frame(&mut state.yuv) {
+        match self.decoder.receive_frame(&mut self.yuv) {
             Ok(()) => {}
             Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
                 return Ok(None)
             }
             Err(e) => return Err(anyhow!(e).context("decoding h264")),
         }
-        let (width, height) = (state.yuv.width(), state.yuv.height());
+        let (width, height) = (self.yuv.width(), self.yuv.height());
         if (width, height) != (header.width, header.height) {
             bail!(
                 "decoding h264: picture is {width}x{height}, but the frame says {}x{}",
@@ -290,11 +282,11 @@ impl Decoder for H264Decoder {
                 header.height
             );
         }
-        let (to_bgr, bgr) = match &mut state.to_bgr {
+        let conversion = match self.to_bgr.take() {
             Some(conversion) => conversion,
-            None => state.to_bgr.insert((
+            None => (
                 scaling::Context::get(
-                    state.yuv.format(),
+                    self.yuv.format(),
                     width,
                     height,
                     Pixel::BGR24,
@@ -304,17 +296,20 @@ impl Decoder for H264Decoder {
                 )
                 .context("setting up the YUV to BGR conversion")?,
                 frame::Video::new(Pixel::BGR24, width, height),
-            )),
+            ),
         };
+        let (to_bgr, bgr) = self.to_bgr.insert(conversion);
         to_bgr
-            .run(&state.yuv, bgr)
+            .run(&self.yuv, bgr)
             .context("converting YUV to BGR")?;
-        let row = width as usize * 3;
-        let stride = bgr.stride(0);
+        let (row, stride) = (width as usize * 3, bgr.stride(0));
+        let rows = &bgr.data(0)[..stride * height as usize];
+        if stride == row {
+            return Ok(Some(Picture::new(width, height, rows)));
+        }
         self.bgr.clear();
-        for y in 0..height as usize {
-            self.bgr
-                .extend_from_slice(&bgr.data(0)[y * stride..y * stride + row]);
+        for padded in rows.chunks_exact(stride) {
+            self.bgr.extend_from_slice(&padded[..row]);
         }
         Ok(Some(Picture::new(width, height, &self.bgr)))
     }
@@ -358,7 +353,7 @@ mod tests {
     fn frames_round_trip_close_and_keyframes_come_when_asked() {
         let pattern = TestPattern::new(WIDTH, HEIGHT);
         let mut encoder = H264.encoder(&settings()).unwrap();
-        let mut decoder = H264.decoder();
+        let mut decoder = H264.decoder().unwrap();
         let hello = StreamHello::new(WIDTH, HEIGHT, Codec::H264, 30.0);
         let mut keyframes = Vec::new();
         for seq in 0..20 {

@@ -45,10 +45,10 @@ impl Format for Jpeg {
         }))
     }
 
-    fn decoder(&self) -> Box<dyn Decoder> {
-        Box::new(JpegDecoder {
+    fn decoder(&self) -> Result<Box<dyn Decoder>> {
+        Ok(Box::new(JpegDecoder {
             picture: Mat::default(),
-        })
+        }))
     }
 }
 

@@ -61,7 +61,7 @@ pub trait Format: Sync {
     fn check(&self, header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError>;
     /// An encoder for pictures as `settings` say.
     fn encoder(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>>;
-    fn decoder(&self) -> Box<dyn Decoder>;
+    fn decoder(&self) -> Result<Box<dyn Decoder>>;
 }
 
 /// The one place a codec is chosen.

@@ -31,8 +31,8 @@ impl Format for Raw {
         Ok(Box::new(RawEncoder))
     }
 
-    fn decoder(&self) -> Box<dyn Decoder> {
-        Box::new(RawDecoder)
+    fn decoder(&self) -> Result<Box<dyn Decoder>> {
+        Ok(Box::new(RawDecoder))
     }
 }
 
