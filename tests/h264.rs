@@ -4,8 +4,11 @@
 use crate::common::*;
 use camstream::config::Bitrate;
 use camstream::media::codec::{self, Decoder};
+use camstream::receiver;
 use camstream::sender::SenderConfig;
+use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::Codec;
+use camstream::Stop;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -134,4 +137,31 @@ fn the_auto_bit_rate_comes_down_to_what_a_slow_viewer_takes_and_a_fixed_one_stay
     });
     watch_slowly(fixed.addr, 2);
     assert_eq!(fixed.finish().bitrate_kbps, Some(700));
+}
+
+#[test]
+fn the_receiver_records_h264_as_it_came_into_a_file_that_plays() {
+    let dir = TempDir::new("record-h264");
+    let recording = dir.0.join("out.mp4");
+    let sender = start_sender(SenderConfig {
+        frames: Some(30),
+        ..config("test:320x240", Codec::H264)
+    });
+    let mut receiver_config = receiver_config(sender.addr, 1000);
+    receiver_config.record = Some(recording.clone());
+    let mut stats = ReceiverStats::default();
+    receiver::run(&receiver_config, &Stop::default(), &mut stats).unwrap();
+    let shown = stats.report().frames;
+    assert!(shown >= 10, "{shown} frames shown");
+    // Every frame shown is in the file (which starts at a keyframe), and decodes to the pattern.
+    let played = source_frames(&recording);
+    assert_eq!(played.len() as u64, shown);
+    for (at, picture) in played.iter().enumerate() {
+        // Frames skipped while waiting for a keyframe push the numbers past 30.
+        let best = (0..60)
+            .map(|seq| psnr(picture, &pattern_frame(WIDTH, HEIGHT, seq)))
+            .fold(0.0, f64::max);
+        assert!(best > 30.0, "recorded frame {at}: {best:.1} dB");
+    }
+    sender.join();
 }

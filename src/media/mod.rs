@@ -1,4 +1,4 @@
-//! Everything that touches OpenCV (and, later, FFmpeg): where pictures come from, how they are
+//! Everything that touches OpenCV and FFmpeg: where pictures come from, how they are
 //! encoded and decoded, and where they are shown and recorded. Outside this folder the program
 //! works on plain BGR bytes with a width and a height ([`Picture`]), so it can be tested
 //! without a camera or a display.
@@ -6,18 +6,22 @@
 //! - [`source`]: the one way the sender reads pictures: cameras, files, URLs and the test
 //!   pattern ([`pattern`]); cameras and streams are read on their own thread by [`live`].
 //! - [`codec`]: one encoder and one decoder per codec, chosen in one place.
-//! - [`window`]: highgui windows and the cards shown instead of video; [`recorder`]: `--record`.
+//! - [`window`]: highgui windows and the cards shown instead of video.
+//! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
+//!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
 
 pub mod codec;
 pub mod live;
 pub mod pattern;
 pub mod recorder;
+mod remux;
 pub mod source;
 pub mod window;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use opencv::boxed_ref::BoxedRef;
 use opencv::core::{self, Mat, Vec3b};
+use std::sync::OnceLock;
 
 /// A picture as 8-bit blue, green, red rows with no padding (OpenCV's `CV_8UC3`).
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +63,16 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
         0.0 => f64::INFINITY,
         _ => 10.0 * (255.0f64 * 255.0 * len as f64 / squared).log10(),
     }
+}
+
+/// FFmpeg's global setup, once; its own log lines stay quiet (errors come back as values).
+pub(crate) fn init_ffmpeg() -> Result<()> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = INIT.get_or_init(|| {
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        ffmpeg_next::init().map_err(|e| e.to_string())
+    });
+    result.clone().map_err(|e| anyhow!("starting FFmpeg: {e}"))
 }
 
 /// OpenCV's own warnings (a missing camera backend, a codec probe) go to stderr and would bury

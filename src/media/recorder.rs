@@ -1,35 +1,115 @@
-//! Files for the video as it arrived: the container and codec follow the file's extension.
+//! `--record`: files of the video as it arrived; the container follows the file's extension.
+//! A codec a container can hold (H.264) is written as it came, not re-encoded ([`super::remux`]);
+//! the pictures of any other are re-encoded by OpenCV.
 
+use super::codec;
+use super::remux::Remuxer;
 use super::Picture;
+use crate::wire::protocol::{Codec, FrameHeader, StreamHello};
 use anyhow::{bail, Context, Result};
 use opencv::core;
 use opencv::prelude::*;
 use opencv::videoio;
 use std::path::{Path, PathBuf};
 
-/// Writes frames to a video file; the container and codec follow the file's extension.
+/// A recording of one stream's frames.
 pub struct Recorder {
+    codec: Codec,
+    kind: Kind,
+}
+
+enum Kind {
+    /// The frames as they arrived.
+    Frames(Remuxer),
+    /// The decoded pictures, re-encoded.
+    Pictures(PictureWriter),
+}
+
+impl Recorder {
+    /// A recording of `hello`'s stream in `path`, at `fps` frames a second.
+    pub fn create(path: &Path, hello: &StreamHello, fps: f64) -> Result<Recorder> {
+        let size = (hello.width, hello.height);
+        let kind = match codec::format(hello.codec).stored() {
+            Some(stored) => {
+                extension(path)?;
+                Kind::Frames(Remuxer::create(path, stored, size, fps)?)
+            }
+            None => Kind::Pictures(PictureWriter::create(path, size.0, size.1, fps)?),
+        };
+        Ok(Recorder {
+            codec: hello.codec,
+            kind,
+        })
+    }
+
+    /// Whether frames of `hello`'s stream fit this recording: a later stream (after a
+    /// reconnection) must have its size, and its codec when the frames are kept as they are.
+    pub fn accepts(&self, hello: &StreamHello) -> bool {
+        let size = match &self.kind {
+            Kind::Frames(remuxer) => {
+                if hello.codec != self.codec {
+                    return false;
+                }
+                remuxer.size()
+            }
+            Kind::Pictures(writer) => writer.size,
+        };
+        size == (hello.width, hello.height)
+    }
+
+    /// Adds a frame: its bytes, or its decoded picture (none when the decoder had none yet).
+    pub fn write(
+        &mut self,
+        header: &FrameHeader,
+        data: &[u8],
+        picture: Option<&Picture<'_>>,
+    ) -> Result<()> {
+        match (&mut self.kind, picture) {
+            (Kind::Frames(remuxer), _) => remuxer.write(header, data),
+            (Kind::Pictures(writer), Some(picture)) => writer.write(picture),
+            (Kind::Pictures(_), None) => Ok(()),
+        }
+    }
+
+    /// Finalises the file (index, trailer); returns the frames it holds.
+    pub fn finish(self) -> Result<u64> {
+        match self.kind {
+            Kind::Frames(remuxer) => remuxer.finish(),
+            Kind::Pictures(writer) => writer.finish(),
+        }
+    }
+}
+
+/// The recording's extension, lower case: one of those camstream documents.
+fn extension(path: &Path) -> Result<String> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension {
+        Some(extension) if ["mkv", "avi", "mp4"].contains(&extension.as_str()) => Ok(extension),
+        _ => bail!(
+            "recording to {}: unknown extension (use .mkv, .avi or .mp4)",
+            path.display()
+        ),
+    }
+}
+
+/// Writes pictures to a video file through OpenCV; the codec follows the file's extension.
+struct PictureWriter {
     writer: videoio::VideoWriter,
     path: PathBuf,
     size: (u32, u32),
     frames: u64,
 }
 
-impl Recorder {
+impl PictureWriter {
     /// `.mkv` is lossless FFV1, `.avi` MJPG, `.mp4` mp4v.
-    pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Recorder> {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let code = match extension.as_deref() {
-            Some("mkv") => *b"FFV1",
-            Some("avi") => *b"MJPG",
-            Some("mp4") => *b"mp4v",
-            _ => bail!(
-                "recording to {}: unknown extension (use .mkv, .avi or .mp4)",
-                path.display()
-            ),
+    fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<PictureWriter> {
+        let code = match extension(path)?.as_str() {
+            "mkv" => *b"FFV1",
+            "avi" => *b"MJPG",
+            _ => *b"mp4v",
         };
         let [a, b, c, d] = code.map(char::from);
         let fourcc = videoio::VideoWriter::fourcc(a, b, c, d)?;
@@ -50,7 +130,7 @@ impl Recorder {
                 path.display()
             );
         }
-        Ok(Recorder {
+        Ok(PictureWriter {
             writer,
             path: path.to_owned(),
             size: (width, height),
@@ -58,12 +138,7 @@ impl Recorder {
         })
     }
 
-    /// Picture size in pixels; every frame written must have it.
-    pub fn size(&self) -> (u32, u32) {
-        self.size
-    }
-
-    pub fn write(&mut self, picture: &Picture<'_>) -> Result<()> {
+    fn write(&mut self, picture: &Picture<'_>) -> Result<()> {
         self.writer
             .write(&picture.as_mat()?)
             .with_context(|| format!("recording to {}", self.path.display()))?;
@@ -72,10 +147,134 @@ impl Recorder {
     }
 
     /// Finalises the file (index, trailer); also done on drop, where errors cannot be reported.
-    pub fn finish(mut self) -> Result<u64> {
+    fn finish(mut self) -> Result<u64> {
         self.writer
             .release()
             .with_context(|| format!("finishing {}", self.path.display()))?;
         Ok(self.frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::EncoderSettings;
+    use crate::media::pattern::TestPattern;
+    use crate::wire::protocol::tests::sample_header;
+    use ffmpeg_next as ffmpeg;
+
+    const WIDTH: u32 = 160;
+    const HEIGHT: u32 = 120;
+
+    /// Thirty H.264 frames of the test pattern at 30 fps, keyframes at 0 and 12.
+    fn h264_frames() -> Vec<(FrameHeader, Vec<u8>)> {
+        let settings = EncoderSettings {
+            width: WIDTH,
+            height: HEIGHT,
+            quality: 80,
+            fps: 30.0,
+            keyframe_interval: 10.0,
+            bitrate_kbps: 500,
+        };
+        let mut encoder = codec::format(Codec::H264).encoder(&settings).unwrap();
+        let pattern = TestPattern::new(WIDTH, HEIGHT);
+        (0..30)
+            .map(|seq| {
+                let mut picture = Vec::new();
+                pattern.render(seq, &mut picture);
+                let mut data = Vec::new();
+                let keyframe = encoder.encode(&mut picture, &mut data, seq == 12).unwrap();
+                let header = FrameHeader {
+                    seq,
+                    capture_unix_us: sample_header().capture_unix_us + seq * 33_333,
+                    width: WIDTH,
+                    height: HEIGHT,
+                    codec: Codec::H264,
+                    keyframe,
+                    ..sample_header()
+                };
+                (header, data)
+            })
+            .collect()
+    }
+
+    /// The NAL units of an Annex B frame, without their start codes (nor the zero in front of
+    /// a 4-byte one).
+    fn annex_b_units(data: &[u8]) -> Vec<Vec<u8>> {
+        let mut units: Vec<Vec<u8>> = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            if data[at..].starts_with(&[0, 0, 1]) {
+                if let Some(unit) = units.last_mut() {
+                    let end = unit.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                    unit.truncate(end);
+                }
+                units.push(Vec::new());
+                at += 3;
+            } else {
+                if let Some(unit) = units.last_mut() {
+                    unit.push(data[at]);
+                }
+                at += 1;
+            }
+        }
+        units
+    }
+
+    fn length_prefixed_units(mut data: &[u8]) -> Vec<Vec<u8>> {
+        let mut units = Vec::new();
+        while data.len() >= 4 {
+            let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+            units.push(data[4..4 + len].to_vec());
+            data = &data[4 + len..];
+        }
+        units
+    }
+
+    /// Each packet in the file, as NAL units, with its keyframe flag.
+    fn stored_packets(path: &Path) -> Vec<(bool, Vec<Vec<u8>>)> {
+        let mut input = ffmpeg::format::input(path).unwrap();
+        let stream = input.streams().best(ffmpeg::media::Type::Video).unwrap();
+        assert_eq!(stream.parameters().id(), ffmpeg::codec::Id::H264);
+        input
+            .packets()
+            .map(|(_, packet)| {
+                (
+                    packet.is_key(),
+                    length_prefixed_units(packet.data().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn h264_is_recorded_as_it_came_from_the_first_keyframe_on() {
+        let frames = h264_frames();
+        let dir = std::env::temp_dir().join(format!("camstream-remux-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["out.mp4", "out.mkv"] {
+            let path = dir.join(name);
+            let hello = StreamHello::new(WIDTH, HEIGHT, Codec::H264, 30.0);
+            let mut recorder = Recorder::create(&path, &hello, 30.0).unwrap();
+            // Joined mid-stream: frames 5 to 11 depend on a keyframe the file never got.
+            for (header, data) in &frames[5..] {
+                recorder.write(header, data, None).unwrap();
+            }
+            assert_eq!(recorder.finish().unwrap(), 18, "{name}");
+            let stored = stored_packets(&path);
+            let sent: Vec<(bool, Vec<Vec<u8>>)> = frames[12..]
+                .iter()
+                .map(|(header, data)| (header.keyframe, annex_b_units(data)))
+                .collect();
+            assert_eq!(stored.len(), sent.len(), "{name}");
+            for (seq, (stored, sent)) in (12..).zip(stored.iter().zip(&sent)) {
+                assert!(
+                    stored == sent,
+                    "{name}: frame {seq} was not stored as it came"
+                );
+            }
+            assert!(stored[0].0, "{name} starts at a keyframe");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

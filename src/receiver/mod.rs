@@ -234,10 +234,10 @@ impl Viewer {
             Ok(picture) => picture,
             Err(e) => return Ok(Err(e.context(format!("frame {}", header.seq)))),
         };
-        if let Some(picture) = picture {
-            self.screen.show(&picture)?;
-            self.outputs.record(&picture)?;
+        if let Some(picture) = &picture {
+            self.screen.show(picture)?;
         }
+        self.outputs.record(&header, frame.data, picture.as_ref())?;
         Ok(Ok(header))
     }
 

@@ -5,7 +5,7 @@ use super::ReceiverConfig;
 use crate::media::recorder::Recorder;
 use crate::media::Picture;
 use crate::stats::FrameLog;
-use crate::wire::protocol::StreamHello;
+use crate::wire::protocol::{FrameHeader, StreamHello};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ const RECORD_FALLBACK_FPS: f64 = 30.0;
 pub struct Outputs {
     record: Option<PathBuf>,
     recorder: Option<Recorder>,
+    /// The current stream fits the recording.
+    recording: bool,
     frame_log: Option<FrameLog>,
 }
 
@@ -28,42 +30,52 @@ impl Outputs {
         Ok(Outputs {
             record: config.record.clone(),
             recorder: None,
+            recording: false,
             frame_log,
         })
     }
 
-    /// The recording starts with the first stream and keeps its size; frames of a later stream
-    /// of another size are left out of it (with a warning) rather than scaled.
+    /// The recording starts with the first stream and keeps its size (and its codec, when it
+    /// holds the frames as they came); frames of a later stream that does not fit are left out
+    /// of it, with a warning, rather than scaled or re-encoded.
     pub fn start_stream(&mut self, hello: &StreamHello) -> Result<()> {
-        match (&self.record, &self.recorder) {
-            (Some(path), None) => {
+        let Some(path) = &self.record else {
+            return Ok(());
+        };
+        self.recording = match self.recorder.as_ref() {
+            None => {
                 let fps = if hello.fps > 0.0 {
                     hello.fps
                 } else {
                     RECORD_FALLBACK_FPS
                 };
-                self.recorder = Some(Recorder::create(path, hello.width, hello.height, fps)?);
+                self.recorder = Some(Recorder::create(path, hello, fps)?);
+                true
             }
-            (Some(path), Some(recorder)) if recorder.size() != (hello.width, hello.height) => {
-                let (width, height) = recorder.size();
+            Some(recorder) if recorder.accepts(hello) => true,
+            Some(_) => {
                 log::warn!(
-                    "the stream is now {}x{}; {} stays {width}x{height} and leaves it out",
+                    "the stream is now {}x{} {}; {} was started with another and leaves it out",
                     hello.width,
                     hello.height,
+                    hello.codec,
                     path.display()
                 );
+                false
             }
-            _ => {}
-        }
+        };
         Ok(())
     }
 
-    /// Records a picture of the recording's size.
-    pub fn record(&mut self, picture: &Picture<'_>) -> Result<()> {
+    /// Records a frame of the current stream: its bytes, and its picture when decoded.
+    pub fn record(
+        &mut self,
+        header: &FrameHeader,
+        data: &[u8],
+        picture: Option<&Picture<'_>>,
+    ) -> Result<()> {
         match self.recorder.as_mut() {
-            Some(recorder) if recorder.size() == (picture.width, picture.height) => {
-                recorder.write(picture)
-            }
+            Some(recorder) if self.recording => recorder.write(header, data, picture),
             _ => Ok(()),
         }
     }

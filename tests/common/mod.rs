@@ -232,12 +232,21 @@ impl Drop for TempDir {
 
 /// Writes `frames` frames of the test pattern to a lossless `.mkv` at `fps`.
 pub fn write_pattern_video(path: &std::path::Path, width: u32, height: u32, frames: u64, fps: f64) {
-    let mut recorder = Recorder::create(path, width, height, fps).unwrap();
+    let hello = StreamHello::new(width, height, Codec::Raw, fps);
+    let mut recorder = Recorder::create(path, &hello, fps).unwrap();
     for seq in 0..frames {
         let pixels = pattern_frame(width, height, seq);
-        recorder
-            .write(&Picture::new(width, height, &pixels))
-            .unwrap();
+        let header = FrameHeader {
+            seq,
+            capture_unix_us: 0,
+            width,
+            height,
+            pixel_format: protocol::PixelFormat::Bgr8,
+            codec: Codec::Raw,
+            keyframe: true,
+        };
+        let picture = Picture::new(width, height, &pixels);
+        recorder.write(&header, &pixels, Some(&picture)).unwrap();
     }
     assert_eq!(recorder.finish().unwrap(), frames);
 }

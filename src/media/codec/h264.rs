@@ -5,8 +5,8 @@
 //! is one access unit in Annex B form. Before any decoder sees a frame, every sequence
 //! parameter set in it must give the stream's size, and a keyframe must carry one.
 
-use super::{Decoder, Encoder, EncoderSettings, Format};
-use crate::media::Picture;
+use super::{Decoder, Encoder, EncoderSettings, Format, Stored};
+use crate::media::{init_ffmpeg, Picture};
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{anyhow, bail, Context, Result};
 use ffmpeg::format::Pixel;
@@ -15,12 +15,12 @@ use ffmpeg::{codec, frame, picture, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::{decode_nal, BitReader};
-use std::sync::OnceLock;
 
 /// x264's speed preset, chosen by measuring (see the README).
 const PRESET: &str = "veryfast";
-/// Type of a NAL unit that is a sequence parameter set.
+/// Types of the NAL units that are a sequence and a picture parameter set.
 const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
 
 pub struct H264;
 
@@ -58,6 +58,22 @@ impl Format for H264 {
     fn decoder(&self) -> Result<Box<dyn Decoder>> {
         Ok(Box::new(H264Decoder::open()?))
     }
+
+    fn stored(&self) -> Option<Stored> {
+        Some(Stored {
+            codec: codec::Id::H264,
+            global_header: parameter_sets,
+        })
+    }
+}
+
+/// The sequence and picture parameter sets of a keyframe, each behind a start code: what MP4's
+/// and Matroska's muxers turn into their codec header.
+fn parameter_sets(keyframe: &[u8]) -> Vec<u8> {
+    nal_units(keyframe)
+        .filter(|nal| matches!(nal.first().map(|b| b & 0x1f), Some(NAL_SPS | NAL_PPS)))
+        .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
+        .collect()
 }
 
 /// The NAL units of an Annex B byte stream: what follows each `00 00 01` start code.
@@ -77,8 +93,17 @@ fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     starts
         .into_iter()
         .zip(ends)
-        .filter(|(start, end)| start < end)
-        .map(move |(start, end)| &data[start..end])
+        .map(move |(start, end)| {
+            // The zero in front of a 4-byte start code (and any trailing_zero_8bits) belongs
+            // to no unit.
+            let unit = &data[start..end];
+            let len = unit
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |last| last + 1);
+            &unit[..len]
+        })
+        .filter(|unit| !unit.is_empty())
 }
 
 /// The picture size a sequence parameter set gives (cropping included).
@@ -86,16 +111,6 @@ fn picture_size(nal: &[u8]) -> Option<(u32, u32)> {
     let rbsp = decode_nal(nal).ok()?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).ok()?;
     sps.pixel_dimensions().ok()
-}
-
-/// FFmpeg's global setup, once; its own log lines stay quiet (errors come back as values).
-fn init() -> Result<()> {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = INIT.get_or_init(|| {
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-        ffmpeg::init().map_err(|e| e.to_string())
-    });
-    result.clone().map_err(|e| anyhow!("starting FFmpeg: {e}"))
 }
 
 struct H264Encoder {
@@ -110,7 +125,7 @@ struct H264Encoder {
 
 impl H264Encoder {
     fn open(settings: &EncoderSettings) -> Result<H264Encoder> {
-        init()?;
+        init_ffmpeg()?;
         let (width, height) = (settings.width, settings.height);
         let codec = ffmpeg::encoder::find_by_name("libx264")
             .ok_or_else(|| anyhow!("this FFmpeg has no libx264 encoder"))?;
@@ -239,7 +254,7 @@ struct H264Decoder {
 
 impl H264Decoder {
     fn open() -> Result<H264Decoder> {
-        init()?;
+        init_ffmpeg()?;
         let codec = ffmpeg::decoder::find(codec::Id::H264)
             .ok_or_else(|| anyhow!("this FFmpeg has no h264 decoder"))?;
         let mut context = codec::context::Context::new_with_codec(codec);

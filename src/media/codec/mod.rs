@@ -62,6 +62,20 @@ pub trait Format: Sync {
     /// An encoder for pictures as `settings` say.
     fn encoder(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>>;
     fn decoder(&self) -> Result<Box<dyn Decoder>>;
+    /// How a file can hold its frames as they are, if it can; otherwise a recording re-encodes
+    /// the decoded pictures.
+    fn stored(&self) -> Option<Stored> {
+        None
+    }
+}
+
+/// How a container holds a codec's frames without re-encoding them.
+#[derive(Clone, Copy)]
+pub struct Stored {
+    /// FFmpeg's name for the codec.
+    pub codec: ffmpeg_next::codec::Id,
+    /// The codec header a container needs (H.264's parameter sets), taken from a keyframe.
+    pub global_header: fn(&[u8]) -> Vec<u8>,
 }
 
 /// The one place a codec is chosen.
