@@ -49,6 +49,7 @@ pub struct ReceiverStats {
     frames: u64,
     bytes: u64,
     dropped: u64,
+    damaged: u64,
     last_seq: Option<u64>,
     reconnects: u64,
     clock_offset_us: i64,
@@ -64,6 +65,7 @@ impl Default for ReceiverStats {
             frames: 0,
             bytes: 0,
             dropped: 0,
+            damaged: 0,
             last_seq: None,
             reconnects: 0,
             clock_offset_us: 0,
@@ -92,6 +94,9 @@ pub struct ReceiverReport {
     pub fps: f64,
     pub latency_ms: LatencyReport,
     pub dropped: u64,
+    /// Frames that arrived and were not shown: one that did not decode, and those that depend
+    /// on it, until a keyframe.
+    pub damaged: u64,
     /// Times the receiver lost its sender and connected again.
     pub reconnects: u64,
     /// The sender's clock minus the receiver's (the last connection's), which every latency
@@ -130,6 +135,12 @@ impl ReceiverStats {
         self.latency_us.saturating_record(latency.max(1));
     }
 
+    /// Counts a frame that arrived and was not shown (it, or one it depends on, did not decode).
+    pub fn not_shown(&mut self, header: &FrameHeader) {
+        self.damaged += 1;
+        self.last_seq = Some(header.seq);
+    }
+
     pub fn report(&self) -> ReceiverReport {
         let ms = |us: u64| (us as f64 / 1000.0 * 100.0).round() / 100.0;
         let stream_seconds = match (self.first_frame, self.last_frame) {
@@ -157,6 +168,7 @@ impl ReceiverStats {
                 max: quantile(1.0),
             },
             dropped: self.dropped,
+            damaged: self.damaged,
             reconnects: self.reconnects,
             clock_offset_ms: (self.clock_offset_us as f64 / 10.0).round() / 100.0,
         }

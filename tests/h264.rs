@@ -3,11 +3,12 @@
 
 use crate::common::*;
 use camstream::config::Bitrate;
-use camstream::media::codec::{self, Decoder};
+use camstream::media::codec::{self, Decoder, EncoderSettings};
 use camstream::receiver;
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
-use camstream::wire::protocol::Codec;
+use camstream::wire::connection::{MessageReader, MessageWriter};
+use camstream::wire::protocol::{self, Codec, FrameHeader, Message, StreamHello};
 use camstream::Stop;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -164,4 +165,118 @@ fn the_receiver_records_h264_as_it_came_into_a_file_that_plays() {
         assert!(best > 30.0, "recorded frame {at}: {best:.1} dB");
     }
     sender.join();
+}
+
+#[test]
+fn a_viewer_that_asks_for_a_keyframe_gets_one_within_a_second_and_nothing_broken_before() {
+    let sender = h264_sender(10.0);
+    let mut viewer = TestViewer::connect(sender.addr);
+    let mut seq = 0;
+    for _ in 0..10 {
+        seq = viewer.frame().unwrap().header.seq;
+        viewer.ack(seq);
+    }
+    // Past the first keyframe; the next regular one is 10 s away.
+    let asked = Instant::now();
+    seq = viewer.frame().unwrap().header.seq;
+    viewer.ack_wanting_keyframe(seq);
+    // One frame may already be on its way; after it, only a keyframe.
+    let mut after = Vec::new();
+    loop {
+        let frame = viewer.frame().unwrap();
+        viewer.ack(frame.header.seq);
+        assert!(frame.header.seq > seq);
+        after.push(frame.header.keyframe);
+        if frame.header.keyframe {
+            break;
+        }
+    }
+    let waited = asked.elapsed();
+    assert!(after.len() <= 2, "frames until the keyframe: {after:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "keyframe after {waited:?}"
+    );
+}
+
+/// What the receiver acknowledged: each frame's number, and whether it wanted a keyframe.
+fn acks_of(stream: &std::net::TcpStream, count: usize) -> Vec<(u64, bool)> {
+    let mut reader = MessageReader::new(stream);
+    (0..count)
+        .map(|_| {
+            let payload = reader.read_payload(protocol::MAX_ACK_LEN).unwrap().unwrap();
+            let ack = protocol::decode_ack(payload).unwrap();
+            (ack.seq, ack.keyframe_wanted)
+        })
+        .collect()
+}
+
+#[test]
+fn a_receiver_skips_a_damaged_frame_to_the_next_keyframe_and_asks_for_it() {
+    // Twelve frames; frame 5 damaged on the way, the next keyframe at 8.
+    let settings = EncoderSettings {
+        width: WIDTH,
+        height: HEIGHT,
+        quality: 80,
+        fps: 30.0,
+        keyframe_interval: 10.0,
+        bitrate_kbps: 800,
+    };
+    let mut encoder = codec::format(Codec::H264).encoder(&settings).unwrap();
+    let frames: Vec<(FrameHeader, Vec<u8>)> = (0..12)
+        .map(|seq| {
+            let mut picture = pattern_frame(WIDTH, HEIGHT, seq);
+            let mut data = Vec::new();
+            let keyframe = encoder.encode(&mut picture, &mut data, seq == 8).unwrap();
+            if seq == 5 {
+                let len = data.len();
+                for byte in &mut data[len / 3..len / 2] {
+                    *byte = byte.wrapping_mul(7).wrapping_add(3);
+                }
+            }
+            let header = FrameHeader {
+                seq,
+                capture_unix_us: camstream::stats::unix_micros(std::time::SystemTime::now()),
+                width: WIDTH,
+                height: HEIGHT,
+                pixel_format: protocol::PixelFormat::Bgr8,
+                codec: Codec::H264,
+                keyframe,
+            };
+            (header, data)
+        })
+        .collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake_sender = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = MessageReader::new(&stream);
+        reader.read_payload(protocol::MAX_HELLO_LEN).unwrap();
+        let mut writer = MessageWriter::new(&stream);
+        let hello = StreamHello::new(WIDTH, HEIGHT, Codec::H264, 30.0);
+        writer.write_message(&Message::StreamHello(hello)).unwrap();
+        let clock = protocol::Clock {
+            hello_sent_unix_us: 0,
+            hello_read_unix_us: 0,
+            sent_unix_us: 0,
+        };
+        writer.write_message(&Message::Clock(clock)).unwrap();
+        // One frame at a time, each acked before the next, as a sender with one in flight.
+        let mut acks = Vec::new();
+        for (header, data) in &frames {
+            writer.write_frame(header, data).unwrap();
+            acks.extend(acks_of(&stream, 1));
+        }
+        acks
+    });
+    let mut stats = ReceiverStats::default();
+    receiver::run(&receiver_config(addr, 100), &Stop::default(), &mut stats).unwrap();
+    let acks = fake_sender.join().unwrap();
+    let wanted: Vec<u64> = acks.iter().filter(|a| a.1).map(|a| a.0).collect();
+    assert_eq!(acks.len(), 12, "every frame is acked");
+    assert_eq!(wanted, [5], "the damaged frame asks for a keyframe, once");
+    let report = stats.report();
+    assert_eq!(report.frames, 9, "frames 0-4 and 8-11 shown");
+    assert_eq!(report.damaged, 3, "frames 5, 6 and 7 not shown");
+    assert_eq!(report.dropped, 0);
 }

@@ -16,7 +16,7 @@ enum Owned {
     StreamHello(StreamHello),
     ViewerHello(u64),
     Frame(FrameHeader, Vec<u8>),
-    Ack(u64),
+    Ack(u64, bool),
     Clock(u64, u64, u64),
 }
 
@@ -32,7 +32,10 @@ impl Owned {
                 header: *header,
                 data,
             }),
-            Owned::Ack(seq) => Message::Ack(Ack { seq: *seq }),
+            Owned::Ack(seq, keyframe_wanted) => Message::Ack(Ack {
+                seq: *seq,
+                keyframe_wanted: *keyframe_wanted,
+            }),
             Owned::Clock(t1, t2, t3) => Message::Clock(Clock {
                 hello_sent_unix_us: *t1,
                 hello_read_unix_us: *t2,
@@ -76,7 +79,7 @@ fn message() -> impl Strategy<Value = Owned> {
         any::<u64>().prop_map(Owned::ViewerHello),
         (header(), proptest::collection::vec(any::<u8>(), 0..2048))
             .prop_map(|(header, data)| Owned::Frame(header, data)),
-        any::<u64>().prop_map(Owned::Ack),
+        (any::<u64>(), any::<bool>()).prop_map(|(seq, wanted)| Owned::Ack(seq, wanted)),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c)| Owned::Clock(a, b, c)),
     ]
 }
@@ -227,7 +230,9 @@ type SeedCheck = fn(&[u8]) -> bool;
 fn the_fuzz_seeds_are_what_their_names_say() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_message");
     let expected: &[(&str, SeedCheck)] = &[
-        ("seed-ack", |b| protocol::decode_ack(b).is_ok()),
+        ("seed-ack", |b| {
+            protocol::decode_ack(b).is_ok_and(|a| a.seq == 42 && a.keyframe_wanted)
+        }),
         ("seed-pake", |b| {
             protocol::decode_pake(b).is_ok_and(|m| m.len() == 33)
         }),

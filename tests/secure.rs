@@ -111,6 +111,7 @@ fn a_viewer_written_from_the_documented_handshake_pairs_and_opens_frames() {
         .write_sealed(
             &Message::Ack(Ack {
                 seq: frame.header.seq,
+                keyframe_wanted: false,
             }),
             &mut keys.to_sender,
         )

@@ -127,9 +127,22 @@ struct Viewer {
 }
 
 /// One connection's frames, as the display thread handles them.
+/// What became of a frame that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Decoded (and shown, and recorded).
+    Shown,
+    /// It did not decode: the sender is asked for a keyframe.
+    Damaged,
+    /// It depends on one that did not decode.
+    Skipped,
+}
+
 struct Stream<'a> {
     hello: StreamHello,
     decoder: Box<dyn Decoder>,
+    /// A frame did not decode: the ones after it are not shown until a keyframe.
+    damaged: bool,
     frames: &'a Receiver<Incoming>,
     free: &'a Sender<Vec<u8>>,
 }
@@ -157,6 +170,7 @@ impl Viewer {
         let stream = Stream {
             hello,
             decoder: codec::format(hello.codec).decoder()?,
+            damaged: false,
             frames: &frames_rx,
             free: &free_tx,
         };
@@ -181,23 +195,28 @@ impl Viewer {
             match stream.frames.recv_timeout(wait) {
                 Ok(Incoming::Frame { mut buf, arrived }) => {
                     let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
-                    let header = match self.show_frame(&mut stream, session, &mut buf)? {
-                        Ok(header) => header,
+                    let (header, outcome) = match self.show_frame(&mut stream, session, &mut buf)? {
+                        Ok(shown) => shown,
                         Err(e) => return Ok(Ended::Lost(e)),
                     };
-                    // The capture time on our clock, so latency is right whatever the sender's.
-                    let header = FrameHeader {
-                        capture_unix_us: header
-                            .capture_unix_us
-                            .saturating_add_signed(session.clock_offset_us.saturating_neg()),
-                        ..header
-                    };
-                    let shown = SystemTime::now();
                     // A sender that is gone shows up on the network thread; nothing to do here.
-                    let _ = session.ack(header.seq);
-                    stats.record(&header, bytes, shown);
-                    if let Some(log) = self.outputs.frame_log() {
-                        log.write(&header, arrived, shown, bytes)?;
+                    let _ = session.ack(header.seq, outcome == Outcome::Damaged);
+                    if outcome != Outcome::Shown {
+                        stats.not_shown(&header);
+                    } else {
+                        // The capture time on our clock, so latency is right whatever the
+                        // sender's.
+                        let header = FrameHeader {
+                            capture_unix_us: header
+                                .capture_unix_us
+                                .saturating_add_signed(session.clock_offset_us.saturating_neg()),
+                            ..header
+                        };
+                        let shown = SystemTime::now();
+                        stats.record(&header, bytes, shown);
+                        if let Some(log) = self.outputs.frame_log() {
+                            log.write(&header, arrived, shown, bytes)?;
+                        }
                     }
                     // A full ring means the buffer is simply freed.
                     let _ = stream.free.try_send(buf);
@@ -217,28 +236,43 @@ impl Viewer {
     }
 
     /// Opens, checks, decodes, shows and records one frame message. The outer error is this
-    /// side's; the inner one is the sender's fault (a frame that does not open, check or
-    /// decode), which ends the connection like a bad message.
+    /// side's; the inner one is the sender's fault (a frame that does not open or check),
+    /// which ends the connection like a bad message. A frame that passes its checks and still
+    /// does not decode is skipped, with the frames after it until a keyframe.
     fn show_frame(
         &mut self,
         stream: &mut Stream<'_>,
         session: &mut SenderSession,
         buf: &mut [u8],
-    ) -> Result<Result<FrameHeader>> {
+    ) -> Result<Result<(FrameHeader, Outcome)>> {
         let frame = match open_and_check(&stream.hello, session, buf) {
             Ok(frame) => frame,
             Err(e) => return Ok(Err(e)),
         };
         let header = frame.header;
+        if stream.damaged && !header.keyframe {
+            return Ok(Ok((header, Outcome::Skipped)));
+        }
         let picture = match stream.decoder.decode(&header, frame.data) {
             Ok(picture) => picture,
-            Err(e) => return Ok(Err(e.context(format!("frame {}", header.seq)))),
+            Err(e) => {
+                if !stream.damaged {
+                    log::warn!(
+                        "frame {}: {}; waiting for a keyframe",
+                        header.seq,
+                        error_line(&e)
+                    );
+                }
+                stream.damaged = true;
+                return Ok(Ok((header, Outcome::Damaged)));
+            }
         };
+        stream.damaged = false;
         if let Some(picture) = &picture {
             self.screen.show(picture)?;
         }
         self.outputs.record(&header, frame.data, picture.as_ref())?;
-        Ok(Ok(header))
+        Ok(Ok((header, Outcome::Shown)))
     }
 
     /// Shows "waiting for sender" (with why and since when) until a sender answers, which is

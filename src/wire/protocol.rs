@@ -33,7 +33,7 @@ const TAG_STREAM_HELLO: u32 = 0;
 const TAG_VIEWER_HELLO: u32 = 1;
 const TAG_FRAME: u32 = 2;
 /// Bytes of an encoded [`Ack`] message.
-pub const ACK_LEN: usize = 12;
+pub const ACK_LEN: usize = 13;
 /// An ack is the only message a viewer sends after its hello.
 pub const MAX_ACK_LEN: usize = ACK_LEN;
 
@@ -186,6 +186,8 @@ pub struct Frame<'a> {
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub seq: u64,
+    /// The frame did not decode: send nothing more until a keyframe, and make one soon.
+    pub keyframe_wanted: bool,
 }
 
 /// Each side's SPAKE2 message, sent in the clear right after its hello when pairing.
@@ -525,10 +527,17 @@ pub(crate) mod tests {
             ]
             .concat()
         );
-        let ack = encoded(&Message::Ack(Ack { seq: 5 }));
-        assert_eq!(ack, [&3u32.to_le_bytes()[..], &5u64.to_le_bytes()].concat());
-        assert_eq!(ack.len(), ACK_LEN);
-        assert_eq!(decode_ack(&ack), Ok(Ack { seq: 5 }));
+        let ack = Ack {
+            seq: 5,
+            keyframe_wanted: true,
+        };
+        let ack_bytes = encoded(&Message::Ack(ack));
+        assert_eq!(
+            ack_bytes,
+            [&3u32.to_le_bytes()[..], &5u64.to_le_bytes(), &[1]].concat()
+        );
+        assert_eq!(ack_bytes.len(), ACK_LEN);
+        assert_eq!(decode_ack(&ack_bytes), Ok(ack));
         assert_eq!(
             decode_ack(&viewer).unwrap_err().to_string(),
             "expected an ack, got a viewer hello"

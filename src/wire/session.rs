@@ -206,9 +206,13 @@ impl SenderSession {
         }
     }
 
-    /// Tells the sender frame `seq` is done with (shown, or decoded when headless).
-    pub fn ack(&mut self, seq: u64) -> Result<usize> {
-        let ack = Message::Ack(Ack { seq });
+    /// Tells the sender frame `seq` is done with (shown, or decoded when headless), and, when
+    /// it did not decode, that a keyframe is wanted.
+    pub fn ack(&mut self, seq: u64, keyframe_wanted: bool) -> Result<usize> {
+        let ack = Message::Ack(Ack {
+            seq,
+            keyframe_wanted,
+        });
         match &mut self.ack_sealing {
             AckSealing::Sealed(channel) => self.acks.write_sealed(&ack, channel),
             AckSealing::Clear => self.acks.write_message(&ack),

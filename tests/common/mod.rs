@@ -171,7 +171,12 @@ impl TestViewer {
 
     /// Tells the sender frame `seq` is done, as a receiver does after showing it.
     pub fn ack(&mut self, seq: u64) {
-        self.session.ack(seq).unwrap();
+        self.session.ack(seq, false).unwrap();
+    }
+
+    /// Tells the sender frame `seq` did not decode, as a receiver does: a keyframe is wanted.
+    pub fn ack_wanting_keyframe(&mut self, seq: u64) {
+        self.session.ack(seq, true).unwrap();
     }
 
     /// Whether a frame arrives within `wait` (it is then read and dropped).

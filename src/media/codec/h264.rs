@@ -289,6 +289,10 @@ impl Decoder for H264Decoder {
             }
             Err(e) => return Err(anyhow!(e).context("decoding h264")),
         }
+        // FFmpeg conceals what it could not decode; shown, that is a smeared picture.
+        if !self.yuv.decode_error_flags().is_empty() {
+            bail!("decoding h264: the picture is damaged");
+        }
         let (width, height) = (self.yuv.width(), self.yuv.height());
         if (width, height) != (header.width, header.height) {
             bail!(
@@ -397,6 +401,33 @@ mod tests {
             assert!(quality > 30.0, "frame {seq}: {quality:.1} dB");
         }
         assert_eq!(keyframes, [0, 12], "the first frame, and the one asked for");
+    }
+
+    #[test]
+    fn a_damaged_frame_is_an_error_not_a_smeared_picture() {
+        let pattern = TestPattern::new(WIDTH, HEIGHT);
+        let mut encoder = H264.encoder(&settings()).unwrap();
+        let mut decoder = H264.decoder().unwrap();
+        for seq in 0..8 {
+            let mut picture = Vec::new();
+            pattern.render(seq, &mut picture);
+            let mut data = Vec::new();
+            let keyframe = encoder.encode(&mut picture, &mut data, false).unwrap();
+            if seq == 5 {
+                let len = data.len();
+                for byte in &mut data[len / 3..len / 2] {
+                    *byte = byte.wrapping_mul(7).wrapping_add(3);
+                }
+            }
+            let decoded = decoder.decode(&header(seq, keyframe), &data);
+            match seq {
+                5 => assert_eq!(
+                    decoded.err().map(|e| e.to_string()).as_deref(),
+                    Some("decoding h264: the picture is damaged")
+                ),
+                _ => assert!(decoded.unwrap().is_some(), "frame {seq}"),
+            }
+        }
     }
 
     #[test]

@@ -109,6 +109,22 @@ impl Slot {
         }
     }
 
+    /// Its consumer could not decode a frame: what waits (unless a keyframe) is dropped, and it
+    /// gets nothing more until the next keyframe, which the capture loop is then asked for.
+    pub fn restart_at_keyframe(&self) {
+        let mut state = self.lock();
+        let dropped = match state.waiting.front() {
+            Some(first) if first.header.keyframe => 0,
+            _ => {
+                state.needs_keyframe = true;
+                std::mem::take(&mut state.waiting).len()
+            }
+        };
+        drop(state);
+        self.skipped.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.demand.signal();
+    }
+
     /// Waiting for a keyframe: it joined, or had to drop a frame others depend on.
     pub(super) fn wants_keyframe(&self) -> bool {
         let state = self.lock();

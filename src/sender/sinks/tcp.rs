@@ -82,6 +82,9 @@ impl TcpViewer {
                 if in_flight.back().is_none_or(|(last, _)| ack.seq > *last) {
                     bail!("it acknowledged frame {} before it was sent", ack.seq);
                 }
+                if ack.keyframe_wanted {
+                    self.slot.restart_at_keyframe();
+                }
                 // The receiver acks every frame it shows, in order: this is the oldest.
                 if let Some((_, bytes)) = in_flight.pop_front() {
                     self.slot.delivered(bytes);
