@@ -171,14 +171,13 @@ fn the_receiver_records_h264_as_it_came_into_a_file_that_plays() {
 fn a_viewer_that_asks_for_a_keyframe_gets_one_within_a_second_and_nothing_broken_before() {
     let sender = h264_sender(10.0);
     let mut viewer = TestViewer::connect(sender.addr);
-    let mut seq = 0;
     for _ in 0..10 {
-        seq = viewer.frame().unwrap().header.seq;
+        let seq = viewer.frame().unwrap().header.seq;
         viewer.ack(seq);
     }
     // Past the first keyframe; the next regular one is 10 s away.
     let asked = Instant::now();
-    seq = viewer.frame().unwrap().header.seq;
+    let seq = viewer.frame().unwrap().header.seq;
     viewer.ack_wanting_keyframe(seq);
     // One frame may already be on its way; after it, only a keyframe.
     let mut after = Vec::new();
