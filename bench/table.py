@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264 on a thin link). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -169,7 +169,93 @@ row(
     "+ < 50 ms",
 )
 
-# 7. H.264 on a link that drops from 8 to 1.5 Mbit/s: auto against a fixed rate.
+def p99(values):
+    values = sorted(values)
+    return values[int(len(values) * 0.99)] if values else float("nan")
+
+
+def lines(name):
+    return [json.loads(line) for line in (out / name).read_text().splitlines() if line.strip()]
+
+
+# 7. H.264 efficiency on real footage (vtest.avi): the bytes H.264 needs for JPEG q80's PSNR
+# (interpolated between the two rates that bracket it), and the ffmpeg CLI at the same rates.
+measured = lines("efficiency.jsonl")
+jpeg_q80 = next(m for m in measured if m["codec"] == "jpeg")
+h264 = sorted((m for m in measured if m["codec"] == "h264"), key=lambda m: m["psnr_db"])
+target = jpeg_q80["psnr_db"]
+bracket = [(a, b) for a, b in zip(h264, h264[1:]) if a["psnr_db"] <= target <= b["psnr_db"]]
+if bracket:
+    (a, b), = bracket[:1]
+    share = (target - a["psnr_db"]) / (b["psnr_db"] - a["psnr_db"])
+    equal = a["bytes_per_frame"] + share * (b["bytes_per_frame"] - a["bytes_per_frame"])
+    ours = f"{equal:,.0f} B a frame"
+    ratio = f"{equal / jpeg_q80['bytes_per_frame']:.2f}"
+else:
+    ours, ratio = f"not bracketed by {', '.join(m['setting'] for m in h264)}", ""
+row(
+    f"h264 on real footage (vtest.avi 768x576): bytes at JPEG q80's {target:.2f} dB",
+    ours,
+    f"{jpeg_q80['bytes_per_frame']:,.0f} B JPEG q80",
+    ratio,
+    "≤ 0.25",
+)
+for reference in lines("efficiency_ffmpeg.jsonl"):
+    mine = next((m for m in h264 if m["setting"] == reference["setting"].split()[0]), None)
+    if mine is None:
+        continue
+    row(
+        f"… at {reference['setting']}: bytes, PSNR (BGR as shown)",
+        f"{mine['bytes_per_frame']:,.0f} B, {mine['psnr_db']:.2f} dB",
+        f"{reference['bytes_per_frame']:,.0f} B, {reference['psnr_db']:.2f} dB ffmpeg -c:v libx264 -preset veryfast -tune zerolatency",
+        f"{mine['bytes_per_frame'] / reference['bytes_per_frame']:.2f}, {mine['psnr_db'] - reference['psnr_db']:+.2f} dB",
+        "within 10%",
+    )
+
+# 8. H.264 at 1280x720, 30 fps, on loopback: latency and CPU, against JPEG q80.
+loop = {codec: (load(f"loop_{codec}"), load(f"sender_loop_{codec}")) for codec in ("h264", "jpeg")}
+
+
+def cpu(report):
+    return report["cpu_seconds"] / report["seconds"] if report["seconds"] else float("nan")
+
+
+(h264_rx, h264_tx), (jpeg_rx, jpeg_tx) = loop["h264"], loop["jpeg"]
+row(
+    "h264 1280x720 30 fps (real footage), loopback: latency p50 / p99",
+    f"{h264_rx['latency_ms']['p50']:.1f} / {h264_rx['latency_ms']['p99']:.1f} ms",
+    f"{jpeg_rx['latency_ms']['p50']:.1f} / {jpeg_rx['latency_ms']['p99']:.1f} ms jpeg q80",
+    "",
+    "p50 < 15, p99 < 30 ms",
+)
+row(
+    "… CPU, cores: sender / receiver (the sender's includes decoding the MJPEG clip)",
+    f"{cpu(h264_tx):.2f} / {cpu(h264_rx):.2f}",
+    f"{cpu(jpeg_tx):.2f} / {cpu(jpeg_rx):.2f} jpeg q80",
+    "",
+    "≤ 0.50 / ≤ 0.33",
+)
+row(
+    "… bit rate",
+    f"{h264_rx['bytes'] * 8 / 1000 / h264_rx['seconds']:.0f} kbit/s",
+    f"{jpeg_rx['bytes'] * 8 / 1000 / jpeg_rx['seconds']:.0f} kbit/s jpeg q80",
+    f"{h264_rx['bytes'] / jpeg_rx['bytes'] * jpeg_rx['seconds'] / h264_rx['seconds']:.2f}",
+    "",
+)
+
+# 9. --bitrate auto on thin links.
+for mbit in (8, 4, 2):
+    link = load(f"link_{mbit}")
+    used = link["bytes"] * 8 / 1e6 / link["seconds"] if link["seconds"] else 0.0
+    row(
+        f"h264 --bitrate auto, {mbit} Mbit/s link: p99 / frames shown / link use",
+        f"{link['latency_ms']['p99']:.0f} ms / {accepted(link):.0%} / {used:.2f} Mbit/s",
+        f"{load(f'sender_link_{mbit}')['bitrate_kbps']} kbit/s chosen at the end",
+        f"{used / mbit:.2f}",
+        "p99 < 250 ms, ≥ 90%",
+    )
+
+# 10. H.264 on a link that drops from 8 to 1.5 Mbit/s: auto against a fixed rate.
 for rate in ("auto", "6000"):
     drop_us = int((out / f"drop_{rate}_us").read_text())
     with open(out / f"drop_{rate}.csv") as f:
@@ -178,11 +264,6 @@ for rate in ("auto", "6000"):
     settled = [s for s in after if s[0] > drop_us + 3_000_000]
     gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:]) if b[0] > drop_us]
     report = load(f"drop_{rate}")
-
-    def p99(values):
-        values = sorted(values)
-        return values[int(len(values) * 0.99)] if values else float("nan")
-
     span = (settled[-1][0] - settled[0][0]) / 1e6 if len(settled) > 1 else 0
     use = sum(s[2] for s in settled) * 8 / 1000 / span if span else 0
     label = "--bitrate auto" if rate == "auto" else f"--bitrate {rate}"
@@ -200,6 +281,19 @@ for rate in ("auto", "6000"):
         "",
         "≤ 1000 ms; ≥ 80%",
     )
+
+# 11. Joining: a receiver started, to its first picture shown (median of 5).
+join = {}
+for codec in ("h264", "jpeg"):
+    took = sorted(int(line) / 1000 for line in (out / f"join_{codec}_us").read_text().split())
+    join[codec] = took[len(took) // 2]
+row(
+    "joining h264 with --keyframe-interval 10: start to first picture (median of 5)",
+    f"{join['h264']:.0f} ms",
+    f"{join['jpeg']:.0f} ms jpeg (every frame a keyframe)",
+    f"+{join['h264'] - join['jpeg']:.0f} ms",
+    "a few hundred ms",
+)
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")

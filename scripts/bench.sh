@@ -11,12 +11,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=10
+# H.264 rates (kbit/s) for vtest.avi: through camstream's codec, and through the ffmpeg CLI.
+efficiency_rates="700 1000 1300 1800 2500"
+reference_rates="1000 1800"
 if [[ "${1:-}" == "--short" ]]; then
   seconds=3
+  efficiency_rates="1000 1800"
+  reference_rates="1000"
 fi
 
 bash scripts/setup.sh --bench
-cargo build --release --quiet --bins --example codec_rate
+cargo build --release --quiet --bins --example codec_rate --example codec_efficiency
 venv=target/bench-venv
 if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import imagezmq, numpy' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -98,7 +103,7 @@ stop() {
   done
 }
 
-echo "bench: 1/7 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/11 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -113,7 +118,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/7 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/11 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -135,7 +140,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/7 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/11 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -164,7 +169,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/7 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/11 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -182,7 +187,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/7 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/11 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -191,7 +196,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/7 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/11 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -218,17 +223,50 @@ for mode in clear paired; do
   stop "$sender"
 done
 
-echo "bench: 7/7 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
-# A clip that needs its bits: FFmpeg's synthetic testsrc2 with moving noise (not real footage).
-clip=target/bench-noisy-720p.avi
+# Real footage for H.264 (issue 13): vtest.avi from Debian's opencv-doc package, a street filmed
+# from a fixed camera (768x576, 10 fps, 795 frames), and a 1280x720 copy of it that the senders
+# play at 30 fps (each frame once, so the motion is three times as fast as filmed).
+vtest=/usr/share/doc/opencv-doc/examples/data/vtest.avi
+clip=target/bench-vtest-720p.avi
 if [[ ! -s "$clip" ]]; then
-  ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1280x720:rate=30" \
-    -vf "noise=alls=10:allf=t+u" -t 10 -c:v mjpeg -q:v 3 "$clip"
+  ffmpeg -hide_banner -loglevel error -y -i "$vtest" -vf scale=1280:720:flags=lanczos \
+    -c:v mjpeg -q:v 2 "$clip"
 fi
+
+echo "bench: 7/11 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
+# shellcheck disable=SC2086  # the rates are meant to split
+"$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates >"$out/efficiency.jsonl"
+for rate in $reference_rates; do
+  python3 bench/ffmpeg_reference.py "$vtest" "$rate" >>"$out/efficiency_ffmpeg.jsonl"
+done
+
+echo "bench: 8/11 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
+for codec in h264 jpeg; do
+  start_sender "loop_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --quality 80
+  start_receiver "loop_$codec"
+  run=$receiver
+  sleep "$seconds"
+  stop "$run"
+  stop "$sender"
+done
+
+echo "bench: 9/11 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
+for mbit in 8 4 2; do
+  ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate "${mbit}mbit" burst 32kbit latency 50ms
+  netns=csb-snd listen=10.201.0.1:0 start_sender "link_$mbit" --source "$clip" --loop --fps 30 \
+    --codec h264
+  netns=csb-rcv start_receiver "link_$mbit"
+  run=$receiver
+  sleep "$((seconds > 3 ? seconds : 5))"
+  stop "$run"
+  stop "$sender"
+done
+
+echo "bench: 10/11 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
 for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
-  netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --codec h264 \
-    --bitrate "$rate"
+  netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --fps 30 \
+    --codec h264 --bitrate "$rate"
   netns=csb-rcv start_receiver "drop_$rate" --frame-log "$out/drop_$rate.csv"
   run=$receiver
   sleep 5
@@ -236,6 +274,22 @@ for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc change dev csb-veth0 root tbf rate 1500kbit burst 32kbit latency 50ms
   sleep "$((seconds > 3 ? seconds : 6))"
   stop "$run"
+  stop "$sender"
+done
+
+echo "bench: 11/11 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
+for codec in h264 jpeg; do
+  start_sender "join_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --keyframe-interval 10
+  sleep 2
+  for _ in $(seq 5); do
+    # A viewer every 1.5 s, as they come: not inside the sender's one-keyframe-a-second limit.
+    sleep 1.5
+    begun=$(date +%s%6N)
+    # shellcheck disable=SC2046
+    "$bin/receiver" --connect "$addr" --headless --once --frames 1 $(pairing) </dev/null \
+      >/dev/null 2>>"$out/join_$codec.log"
+    echo "$(($(date +%s%6N) - begun))" >>"$out/join_${codec}_us"
+  done
   stop "$sender"
 done
 

@@ -102,6 +102,8 @@ pub struct ReceiverReport {
     /// The sender's clock minus the receiver's (the last connection's), which every latency
     /// above is corrected by.
     pub clock_offset_ms: f64,
+    /// CPU time the whole process used so far (user + system), to compare runs.
+    pub cpu_seconds: f64,
 }
 
 impl ReceiverStats {
@@ -171,6 +173,7 @@ impl ReceiverStats {
             damaged: self.damaged,
             reconnects: self.reconnects,
             clock_offset_ms: (self.clock_offset_us as f64 / 10.0).round() / 100.0,
+            cpu_seconds: round3(process_cpu_seconds()),
         }
     }
 }
