@@ -29,7 +29,7 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import imagezmq, nu
 fi
 
 bin=target/release
-out=$(mktemp -d)
+out=$(mktemp -d -t camstream-bench.XXXXXX)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -INT "$pid" 2>/dev/null || true; done
@@ -50,6 +50,8 @@ pairing() {
 start_sender() {
   local name=$1
   shift
+  # Made here, so the wait below never reads it before the background job has opened it.
+  : >"$out/sender_$name.log"
   # shellcheck disable=SC2046  # pairing's words are meant to split
   ${netns:+ip netns exec $netns} "$bin/sender" --listen "${listen:-127.0.0.1:0}" --no-preview --stats $(pairing) "$@" \
     </dev/null >"$out/sender_$name.json" 2>"$out/sender_$name.log" &

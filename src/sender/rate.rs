@@ -1,19 +1,23 @@
 //! `--bitrate auto`: the encoder's bit rate fitted to what the viewers can take, from what the
 //! sender already sees. Every viewer acks each frame it has shown, and its slot counts the
-//! frames it had to skip because it was still busy with one: bytes acked over time are its
-//! delivery rate, and a viewer that skipped frames in a period was limited by its link (or its
-//! machine) at that rate.
+//! frames that had to queue, or were skipped, because it was still busy: a viewer whose frames
+//! queued or were skipped in a period was limited by its link (or its machine). Its delivery
+//! rate is the bytes it acked over the time some frame of ours was on its way to it (sent and
+//! not yet acked). Counting only that busy time matters: a viewer that skipped waits for a
+//! keyframe with an idle link, and counting that time would take its link for slower than it
+//! is, and the rate would ratchet down.
 //!
 //! The policy, every half second:
-//! - if some viewers skipped frames, aim at 85% of the slowest of them, leaving out any viewer
-//!   far below the others (under a third of their median rate): that one keeps skipping to
-//!   keyframes instead of dragging everyone down;
-//! - if none has skipped for two seconds, raise the rate by 15%, to find out whether the links
-//!   take more;
+//! - if some viewers were limited, aim at 85% of the slowest of them (the best of its limited
+//!   periods in the last two seconds; rising by at most 15% and falling by at most half a
+//!   period), leaving out any viewer far below the others (under a third of their median rate):
+//!   that one keeps skipping to keyframes instead of dragging everyone down;
+//! - if none has been limited for two seconds, raise the rate by 15% a period, to find out
+//!   whether the links take more; by 4% once near what they took when last limited;
 //! - always within bounds that fit the picture (a sixteenth to twice the fixed default).
 
 use super::sinks::{Feedback, SinkId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How often the rate is looked at.
@@ -24,6 +28,23 @@ const CALM: Duration = Duration::from_secs(2);
 const HEADROOM: f64 = 0.85;
 /// The factor a calm rate is raised by each period.
 const STEP_UP: f64 = 1.15;
+/// The factor a calm rate is raised by each period once it is near what the links took when
+/// last limited: going past it costs a burst of latency, so the rate feels its way there.
+const PROBE_STEP: f64 = 1.04;
+/// The most a rate falls in one period. A link that has just narrowed loses packets, and while
+/// TCP recovers them (a retransmission timeout is 200 ms or more) the delivery rate looks far
+/// lower than the link's: halving, and looking again, does not overshoot into the floor.
+const STEP_DOWN: f64 = 0.5;
+/// How long a limited period's delivery rate is remembered. A link that loses packets (a
+/// narrowing link, a burst too large for a router's queue) stalls while TCP recovers them, and
+/// the periods around it deliver less than the link takes: the best of the last two seconds is
+/// what it takes, as BBR keeps the best of its recent samples.
+const MEMORY: Duration = Duration::from_secs(2);
+/// The share of a period a viewer's link must have been busy with our frames for its delivery
+/// rate to measure the link. Frames that come 33 ms apart each cross an idle link faster than
+/// the link's steady rate (a router's token bucket, a radio's burst): only a link kept busy
+/// shows what it takes.
+const SATURATED: f64 = 0.8;
 /// A viewer under this share of the others' median rate does not set the rate.
 const FAR_BELOW: f64 = 1.0 / 3.0;
 
@@ -35,6 +56,10 @@ pub struct RateControl {
     last: HashMap<SinkId, Feedback>,
     last_look: Instant,
     last_limited: Instant,
+    /// The slowest limited viewer's delivery rate in each recent limited period, kbit/s.
+    limited: VecDeque<(Instant, f64)>,
+    /// What the links took, by the last limited period's reckoning.
+    takes_kbps: Option<f64>,
 }
 
 impl RateControl {
@@ -48,6 +73,8 @@ impl RateControl {
             last: HashMap::new(),
             last_look: now,
             last_limited: now,
+            limited: VecDeque::new(),
+            takes_kbps: None,
         }
     }
 
@@ -65,34 +92,66 @@ impl RateControl {
         let feedback = feedback();
         self.last_look = now;
         let seconds = elapsed.as_secs_f64();
-        // Each viewer's delivery rate this period (kbit/s), and whether it skipped frames.
-        let samples: Vec<(f64, bool)> = feedback
+        // Each viewer's delivery rate this period (kbit/s), and whether it fell behind.
+        let samples: Vec<Sample> = feedback
             .iter()
             .filter_map(|now| {
-                let before = self.last.get(&now.id)?;
+                let (now, before) = (now.counters, self.last.get(&now.id)?.counters);
                 let bytes = now.delivered.saturating_sub(before.delivered);
-                let kbps = bytes as f64 * 8.0 / 1000.0 / seconds;
-                Some((kbps, now.skipped > before.skipped))
+                let busy = now.busy_us.saturating_sub(before.busy_us) as f64 / 1e6;
+                let kbps = bytes as f64 * 8.0 / 1000.0 / busy.max(seconds / 10.0);
+                let skipped = now.skipped > before.skipped;
+                Some(Sample {
+                    kbps,
+                    behind: skipped || now.queued > before.queued,
+                    skipped,
+                    saturated: busy >= seconds * SATURATED,
+                })
             })
             .collect();
         self.last = feedback.iter().map(|f| (f.id, *f)).collect();
-        let wanted = match median(samples.iter().map(|(kbps, _)| *kbps).collect()) {
-            Some(median) => samples
-                .iter()
-                .filter(|(kbps, skipped)| *skipped && *kbps >= median * FAR_BELOW)
-                .map(|(kbps, _)| kbps * HEADROOM)
-                .reduce(f64::min),
-            None => None,
-        };
-        let next = match wanted {
-            Some(kbps) => {
+        let median = median(samples.iter().map(|s| s.kbps).collect())?;
+        let behind: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.behind && s.kbps >= median * FAR_BELOW)
+            .collect();
+        let current = f64::from(self.current_kbps);
+        let next = match behind.is_empty() {
+            false => {
+                // No rise while some viewer falls behind.
                 self.last_limited = now;
-                kbps.round() as u32
+                // What the links take, from the slowest viewer whose link was kept busy: the
+                // best of the recent such periods.
+                let slowest = behind
+                    .iter()
+                    .filter(|s| s.saturated)
+                    .map(|s| s.kbps)
+                    .reduce(f64::min);
+                self.limited
+                    .retain(|(at, _)| now.saturating_duration_since(*at) < MEMORY);
+                let mut aim = current;
+                if let Some(kbps) = slowest {
+                    let takes = self.limited.iter().map(|(_, k)| *k).fold(kbps, f64::max);
+                    self.limited.push_back((now, kbps));
+                    self.takes_kbps = Some(takes);
+                    aim = takes * HEADROOM;
+                }
+                // Skipping (stuck behind for longer than a burst) always brings the rate down:
+                // a link that loses packets stalls without looking busy.
+                if behind.iter().any(|s| s.skipped) {
+                    aim = aim.min(current * HEADROOM);
+                }
+                aim.clamp(current * STEP_DOWN, current * STEP_UP).round() as u32
             }
-            None if now.saturating_duration_since(self.last_limited) >= CALM => {
-                (f64::from(self.current_kbps) * STEP_UP).round() as u32
+            true if now.saturating_duration_since(self.last_limited) >= CALM => {
+                // Near what the links took when last limited, feel for more gently.
+                let near = self
+                    .takes_kbps
+                    .is_some_and(|takes| current * STEP_UP > takes * HEADROOM);
+                let step = if near { PROBE_STEP } else { STEP_UP };
+                (current * step).round() as u32
             }
-            None => return None,
+            true => return None,
         }
         .clamp(self.min_kbps, self.max_kbps);
         (next != self.current_kbps).then(|| {
@@ -100,6 +159,18 @@ impl RateControl {
             next
         })
     }
+}
+
+/// One viewer's period.
+struct Sample {
+    /// Bytes it acked over the time our frames were on their way to it.
+    kbps: f64,
+    /// Frames queued for it, or were skipped.
+    behind: bool,
+    /// Frames were skipped: it was behind for longer than a burst.
+    skipped: bool,
+    /// Its link was busy with our frames most of the period.
+    saturated: bool,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -110,88 +181,145 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sender::sinks::Counters;
 
-    /// A controller and a clock; `look` feeds it each viewer's (skipped, delivered bytes) so far.
+    /// One viewer's period: what it took, and how.
+    #[derive(Clone, Copy)]
+    struct Period {
+        kbps: u64,
+        skipped: u64,
+        queued: u64,
+        /// Share of the period its link was busy with our frames.
+        busy: f64,
+    }
+
+    const CALM_PERIOD: Period = Period {
+        kbps: 600,
+        skipped: 0,
+        queued: 0,
+        busy: 0.3,
+    };
+
+    /// Frames queued for it, on a link kept busy: it takes `kbps`, and no more.
+    fn behind(kbps: u64) -> Period {
+        Period {
+            kbps,
+            skipped: 0,
+            queued: 3,
+            busy: 1.0,
+        }
+    }
+
+    /// A controller, a clock, and each viewer's counters so far.
     struct Run {
         control: RateControl,
         now: Instant,
+        counters: Vec<Counters>,
     }
 
     impl Run {
-        fn new(start_kbps: u32) -> Run {
+        fn new(start_kbps: u32, viewers: usize) -> Run {
             let now = Instant::now();
-            Run {
+            let mut run = Run {
                 control: RateControl::new(start_kbps, now),
                 now,
-            }
+                counters: vec![Counters::default(); viewers],
+            };
+            assert_eq!(
+                run.look(&vec![CALM_PERIOD; viewers]),
+                None,
+                "the first look takes note"
+            );
+            run
         }
 
-        fn look(&mut self, viewers: &[(u64, u64)]) -> Option<u32> {
+        /// The next period, as each viewer saw it; the controller's answer.
+        fn look(&mut self, periods: &[Period]) -> Option<u32> {
             self.now += PERIOD;
-            let feedback: Vec<Feedback> = viewers
-                .iter()
-                .enumerate()
-                .map(|(id, &(skipped, delivered))| Feedback {
+            for (counters, period) in self.counters.iter_mut().zip(periods) {
+                counters.delivered += period.kbps * 1000 / 8 / 2;
+                counters.skipped += period.skipped;
+                counters.queued += period.queued;
+                counters.busy_us += (PERIOD.as_micros() as f64 * period.busy) as u64;
+            }
+            let feedback: Vec<Feedback> = (self.counters.iter().enumerate())
+                .map(|(id, counters)| Feedback {
                     id: SinkId(id as u64),
-                    skipped,
-                    delivered,
+                    counters: *counters,
                 })
                 .collect();
             self.control.update(self.now, || feedback)
         }
     }
 
-    /// Bytes delivered in one period at `kbps`.
-    fn period_bytes(kbps: u64) -> u64 {
-        kbps * 1000 / 8 / 2
+    #[test]
+    fn a_viewer_behind_on_a_busy_link_brings_the_rate_just_under_what_it_takes() {
+        let mut run = Run::new(2500, 1);
+        // It takes 1000 kbit/s: aim at 850, falling by half a period at most.
+        assert_eq!(run.look(&[behind(1000)]), Some(1250));
+        assert_eq!(run.look(&[behind(1000)]), Some(850));
+        assert_eq!(run.look(&[behind(1000)]), None);
     }
 
     #[test]
-    fn a_limited_viewer_sets_the_rate_just_under_what_it_takes() {
-        let mut run = Run::new(2500);
-        assert_eq!(run.look(&[(0, 0)]), None, "the first look only takes note");
-        // It took 1000 kbit/s and skipped frames: aim at 850.
-        assert_eq!(run.look(&[(5, period_bytes(1000))]), Some(850));
-        // Below the bound: a sixteenth of the start.
-        let delivered = period_bytes(1000) + period_bytes(50);
-        assert_eq!(run.look(&[(9, delivered)]), Some(156));
-    }
-
-    #[test]
-    fn a_calm_rate_climbs_after_two_seconds_up_to_twice_the_start() {
-        let mut run = Run::new(1000);
-        run.look(&[(0, 0)]);
-        assert_eq!(run.look(&[(1, period_bytes(800))]), Some(680));
-        let mut delivered = period_bytes(800);
-        let mut rates = Vec::new();
-        for _ in 0..20 {
-            delivered += period_bytes(600);
-            if let Some(kbps) = run.look(&[(1, delivered)]) {
-                rates.push(kbps);
-            }
+    fn a_viewer_behind_with_an_idle_link_holds_the_rate_and_skipping_lowers_it() {
+        let mut run = Run::new(1000, 1);
+        // Frames queued while its link was mostly idle (a hiccup of its own): its few bytes
+        // say nothing of the link, so the rate holds, and does not rise 2 s on either.
+        let hiccup = Period {
+            kbps: 5000,
+            queued: 2,
+            ..CALM_PERIOD
+        };
+        assert_eq!(run.look(&[hiccup]), None);
+        for _ in 0..3 {
+            assert_eq!(run.look(&[CALM_PERIOD]), None);
         }
-        assert_eq!(rates[0], 782, "the first rise, 2 s after the last skip");
+        // Skipping, though, always lowers it: a link recovering lost packets stalls without
+        // looking busy.
+        let skipping = Period {
+            skipped: 4,
+            ..hiccup
+        };
+        assert_eq!(run.look(&[skipping]), Some(850));
+    }
+
+    #[test]
+    fn a_calm_rate_climbs_after_two_seconds_gently_near_what_the_link_took() {
+        let mut run = Run::new(1000, 1);
+        assert_eq!(run.look(&[behind(800)]), Some(680));
+        let rates: Vec<u32> = (0..24).filter_map(|_| run.look(&[CALM_PERIOD])).collect();
+        assert_eq!(rates[0], 707, "2 s after: near the 800 it took, by 4%");
         assert!(rates.windows(2).all(|w| w[1] > w[0]), "{rates:?}");
-        assert_eq!(rates[rates.len() - 1], 2000);
+        assert!(rates[7] < 1000, "4 s of feeling its way: {rates:?}");
+        // Far below what a link took (after a loss that cut it hard), it climbs by 15%.
+        let mut run = Run::new(1000, 1);
+        let skipping = Period {
+            skipped: 4,
+            ..CALM_PERIOD
+        };
+        let cut: Vec<u32> = (0..4).filter_map(|_| run.look(&[skipping])).collect();
+        assert_eq!(cut, [850, 723, 615, 523]);
+        let rates: Vec<u32> = (0..30).filter_map(|_| run.look(&[CALM_PERIOD])).collect();
+        assert_eq!(rates[0], 601, "15% up: no link was ever measured");
+        assert_eq!(*rates.last().unwrap(), 2000, "up to twice the start");
     }
 
     #[test]
     fn a_viewer_far_below_the_others_does_not_drag_them_down() {
-        let mut run = Run::new(4000);
-        run.look(&[(0, 0), (0, 0), (0, 0)]);
-        // Two take 3000 kbit/s without skipping; one on a bad link takes 300 and skips.
-        let seen = [
-            (0, period_bytes(3000)),
-            (0, period_bytes(3000)),
-            (7, period_bytes(300)),
-        ];
-        assert_eq!(run.look(&seen), None);
+        let mut run = Run::new(4000, 3);
+        // Two take 3000 kbit/s at ease; one on a bad link takes 300 and skips.
+        let easy = Period {
+            kbps: 3000,
+            ..CALM_PERIOD
+        };
+        let bad = Period {
+            skipped: 7,
+            ..behind(300)
+        };
+        assert_eq!(run.look(&[easy, easy, bad]), None);
         // One within reach of the others (2000 of 3000) does set the rate.
-        let seen = [
-            (0, 2 * period_bytes(3000)),
-            (3, period_bytes(3000) + period_bytes(2000)),
-            (9, 2 * period_bytes(300)),
-        ];
-        assert_eq!(run.look(&seen), Some(1700));
+        assert_eq!(run.look(&[easy, behind(2000), bad]), Some(2000));
+        assert_eq!(run.look(&[easy, behind(2000), bad]), Some(1700));
     }
 }

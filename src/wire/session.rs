@@ -93,11 +93,22 @@ impl FrameSeals {
     }
 }
 
-/// The sender's side of one viewer after the handshake.
+/// The sender's side of one viewer after the handshake: its two directions, apart, so acks can
+/// be read (on a thread of their own) as they come while frames go out.
 pub struct ViewerSession<'s> {
+    pub acks: AckReader<'s>,
+    pub frames: FrameWriter<'s>,
+}
+
+/// Reads a viewer's acks.
+pub struct AckReader<'s> {
     reader: MessageReader<&'s TcpStream>,
+    sealing: AckSealing,
+}
+
+/// Sends a viewer its frames.
+pub struct FrameWriter<'s> {
     writer: MessageWriter<&'s TcpStream>,
-    acks: AckSealing,
     /// Paired: the seals its frames share with the other paired viewers.
     frame_seals: Option<Arc<FrameSeals>>,
 }
@@ -106,20 +117,23 @@ impl<'s> ViewerSession<'s> {
     pub(crate) fn new(
         reader: MessageReader<&'s TcpStream>,
         writer: MessageWriter<&'s TcpStream>,
-        acks: AckSealing,
+        sealing: AckSealing,
         frame_seals: Option<Arc<FrameSeals>>,
     ) -> Self {
         ViewerSession {
-            reader,
-            writer,
-            acks,
-            frame_seals,
+            acks: AckReader { reader, sealing },
+            frames: FrameWriter {
+                writer,
+                frame_seals,
+            },
         }
     }
+}
 
+impl AckReader<'_> {
     /// The viewer's next ack, or `None` when it closed the connection cleanly.
     pub fn read_ack(&mut self) -> Result<Option<Ack>> {
-        let payload = match &mut self.acks {
+        let payload = match &mut self.sealing {
             AckSealing::Sealed(channel) => self.reader.read_sealed(MAX_ACK_LEN, channel),
             AckSealing::Clear => self.reader.read_payload(MAX_ACK_LEN),
         };
@@ -130,7 +144,9 @@ impl<'s> ViewerSession<'s> {
             protocol::decode_ack(payload).context("reading its ack")?,
         ))
     }
+}
 
+impl FrameWriter<'_> {
     /// Sends one frame; returns the bytes it took on the wire.
     pub fn send_frame(&mut self, header: &FrameHeader, data: &[u8]) -> Result<usize> {
         match &self.frame_seals {

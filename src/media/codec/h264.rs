@@ -228,7 +228,7 @@ fn set_rate(context: &mut codec::context::Context, kbps: u32) {
         let context = context.as_mut_ptr();
         (*context).bit_rate = bits;
         (*context).rc_max_rate = bits;
-        (*context).rc_buffer_size = (bits / 2) as i32;
+        (*context).rc_buffer_size = (bits / 6) as i32;
     }
 }
 

@@ -12,7 +12,7 @@
 mod slot;
 pub mod tcp;
 
-pub use slot::{Policy, Slot};
+pub use slot::{Counters, Policy, Slot};
 
 use crate::lock;
 use crate::wire::protocol::FrameHeader;
@@ -78,20 +78,25 @@ pub trait Prepare: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SinkId(pub u64);
 
-/// What an active sink's counters say so far: frames it never got, and bytes it confirmed.
+/// What an active sink's counters say so far, and its link's when it can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feedback {
     pub id: SinkId,
-    pub skipped: u64,
-    pub delivered: u64,
+    pub counters: Counters,
+}
+
+/// How the registry deals with one sink besides its slot.
+pub struct Hooks {
+    /// Done to each frame before it is offered (once for all sinks that share it).
+    pub prepare: Option<Arc<dyn Prepare>>,
+    /// Cuts the sink off when the stream ends and it does not leave by itself.
+    pub disconnect: Box<dyn Fn() + Send + Sync>,
 }
 
 struct Entry {
     id: SinkId,
     slot: Arc<Slot>,
-    prepare: Option<Arc<dyn Prepare>>,
-    /// Cuts the sink off (a viewer that stopped reading, or never said hello).
-    disconnect: Box<dyn Fn() + Send + Sync>,
+    hooks: Hooks,
     /// Frames go to it from now on.
     active: bool,
 }
@@ -117,15 +122,8 @@ impl Sinks {
         lock(&self.registry)
     }
 
-    /// Registers a sink; it gets frames once [`Sinks::activate`] is called. `prepare` is done
-    /// to each frame before it is offered (once for all sinks that share it); `disconnect` cuts
-    /// the sink off when the stream ends and it does not leave by itself.
-    pub fn join(
-        &self,
-        policy: Policy,
-        prepare: Option<Arc<dyn Prepare>>,
-        disconnect: Box<dyn Fn() + Send + Sync>,
-    ) -> (SinkId, Arc<Slot>) {
+    /// Registers a sink; it gets frames once [`Sinks::activate`] is called.
+    pub fn join(&self, policy: Policy, hooks: Hooks) -> (SinkId, Arc<Slot>) {
         let slot = Arc::new(Slot::new(policy, Arc::clone(&self.demand)));
         let mut registry = self.lock();
         if registry.closed {
@@ -136,8 +134,7 @@ impl Sinks {
         registry.entries.push(Entry {
             id,
             slot: Arc::clone(&slot),
-            prepare,
-            disconnect,
+            hooks,
             active: false,
         });
         (id, slot)
@@ -196,8 +193,7 @@ impl Sinks {
         active
             .map(|e| Feedback {
                 id: e.id,
-                skipped: e.slot.skipped(),
-                delivered: e.slot.delivered_bytes(),
+                counters: e.slot.counters(),
             })
             .collect()
     }
@@ -217,7 +213,7 @@ impl Sinks {
     pub fn publish(&self, frame: &Arc<EncodedFrame>) -> Result<usize> {
         let mut preparations: Vec<Arc<dyn Prepare>> = Vec::new();
         for entry in self.lock().entries.iter().filter(|e| e.active) {
-            let Some(prepare) = &entry.prepare else {
+            let Some(prepare) = &entry.hooks.prepare else {
                 continue;
             };
             let known = preparations
@@ -267,7 +263,7 @@ impl Sinks {
     /// Cuts off the sinks still registered.
     pub fn disconnect_all(&self) {
         for entry in &self.lock().entries {
-            (entry.disconnect)();
+            (entry.hooks.disconnect)();
         }
     }
 }
@@ -294,7 +290,11 @@ mod tests {
     }
 
     fn join(sinks: &Sinks) -> (SinkId, Arc<Slot>) {
-        sinks.join(Policy::Newest, None, Box::new(|| {}))
+        let hooks = Hooks {
+            prepare: None,
+            disconnect: Box::new(|| {}),
+        };
+        sinks.join(Policy::Live, hooks)
     }
 
     #[test]

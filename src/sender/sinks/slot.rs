@@ -5,17 +5,25 @@ use crate::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long frames that depend on others may queue for a `Live` consumer: enough to carry it
+/// through a keyframe's burst, short enough that it stays live.
+pub const MAX_BACKLOG: Duration = Duration::from_millis(200);
 
 /// What a slot does with a frame its consumer is not ready for.
 ///
 /// A frame that another depends on (not a keyframe) is never dropped alone: whatever policy
 /// drops one then waits for the next keyframe, so a consumer never gets a frame it cannot
-/// decode. With JPEG and raw every frame is a keyframe, so `Newest` is plain newest-only.
+/// decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// One frame waits: a newer keyframe replaces it. For viewers, who want to be live.
-    Newest,
+    /// For viewers, who want to be live. A keyframe replaces everything waiting. A frame that
+    /// depends on others queues behind them while the oldest has waited less than
+    /// [`MAX_BACKLOG`] (a keyframe's burst passes without a break); past that, what waits is
+    /// dropped and the consumer skips to the next keyframe. With JPEG and raw every frame is a
+    /// keyframe, so this is plain newest-only.
+    Live,
     /// Up to this many frames wait, in order. When full, a new frame is dropped and the slot
     /// then waits for the next keyframe, which replaces all that waits: a publisher gets every
     /// frame it can, and one that stays behind skips ahead.
@@ -24,10 +32,24 @@ pub enum Policy {
 
 #[derive(Default)]
 struct SlotState {
-    waiting: VecDeque<Arc<EncodedFrame>>,
+    /// Frames not yet taken, and when each was offered.
+    waiting: VecDeque<(Arc<EncodedFrame>, Instant)>,
     /// A frame was dropped (or none taken yet): only a keyframe may come next.
     needs_keyframe: bool,
     closing: bool,
+}
+
+/// A slot's counters, each growing from 0 since it joined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames its consumer never got.
+    pub skipped: u64,
+    /// Frames that queued behind another.
+    pub queued: u64,
+    /// Bytes its consumer confirmed.
+    pub delivered: u64,
+    /// Microseconds its link was busy with frames (from sent to acknowledged).
+    pub busy_us: u64,
 }
 
 /// One consumer's mailbox.
@@ -36,8 +58,12 @@ pub struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
     skipped: AtomicU64,
-    /// Bytes of frames its consumer confirmed it got (a viewer's acks): its delivery rate.
+    /// Frames that had to queue behind another: its consumer was busy.
+    queued: AtomicU64,
+    /// Bytes of frames its consumer confirmed it got (a viewer's acks), and for how long its link
+    /// was busy with them: its delivery rate.
     delivered: AtomicU64,
+    busy_us: AtomicU64,
     demand: Arc<Demand>,
 }
 
@@ -51,7 +77,9 @@ impl Slot {
             }),
             ready: Condvar::new(),
             skipped: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
             demand,
         }
     }
@@ -62,30 +90,47 @@ impl Slot {
 
     /// Takes `frame` as the policy says; never blocks.
     pub(super) fn offer(&self, frame: Arc<EncodedFrame>) {
+        let now = Instant::now();
         let mut state = self.lock();
         let mut dropped = 0;
-        let full = match self.policy {
-            Policy::Newest => !state.waiting.is_empty(),
-            Policy::Queue(capacity) => state.waiting.len() >= capacity,
-        };
-        if full && frame.header.keyframe {
-            dropped += state.waiting.len();
-            state.waiting.clear();
-        } else if full {
-            // What waits still decodes; what follows needs this frame, so waits for a keyframe.
-            state.needs_keyframe = true;
-        }
+        let mut queued = 0;
         if frame.header.keyframe {
+            // A keyframe needs nothing before it: the newest live picture, and where to restart.
+            let full = match self.policy {
+                Policy::Live => !state.waiting.is_empty(),
+                Policy::Queue(capacity) => state.waiting.len() >= capacity,
+            };
+            if full {
+                dropped += state.waiting.len();
+                state.waiting.clear();
+            }
             state.needs_keyframe = false;
+        } else if !state.needs_keyframe {
+            let room = match (self.policy, state.waiting.front()) {
+                (_, None) => true,
+                (Policy::Live, Some((_, since))) => now.duration_since(*since) < MAX_BACKLOG,
+                (Policy::Queue(capacity), Some(_)) => state.waiting.len() < capacity,
+            };
+            if !room {
+                // What follows needs this frame, so the consumer skips to the next keyframe: a
+                // live one drops its stale backlog too, a queue still sends what it holds.
+                if self.policy == Policy::Live {
+                    dropped += state.waiting.len();
+                    state.waiting.clear();
+                }
+                state.needs_keyframe = true;
+            }
         }
         if state.needs_keyframe {
             dropped += 1;
         } else {
-            state.waiting.push_back(frame);
+            queued += usize::from(!state.waiting.is_empty());
+            state.waiting.push_back((frame, now));
             self.ready.notify_one();
         }
         drop(state);
         self.skipped.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.queued.fetch_add(queued as u64, Ordering::Relaxed);
     }
 
     pub(super) fn close(&self) {
@@ -97,7 +142,7 @@ impl Slot {
     pub fn next(&self) -> Option<Arc<EncodedFrame>> {
         let mut state = self.lock();
         loop {
-            if let Some(frame) = state.waiting.pop_front() {
+            if let Some((frame, _)) = state.waiting.pop_front() {
                 drop(state);
                 self.demand.signal();
                 return Some(frame);
@@ -114,7 +159,7 @@ impl Slot {
     pub fn restart_at_keyframe(&self) {
         let mut state = self.lock();
         let dropped = match state.waiting.front() {
-            Some(first) if first.header.keyframe => 0,
+            Some((first, _)) if first.header.keyframe => 0,
             _ => {
                 state.needs_keyframe = true;
                 std::mem::take(&mut state.waiting).len()
@@ -141,13 +186,22 @@ impl Slot {
         self.skipped.load(Ordering::Relaxed)
     }
 
-    /// Counts `bytes` of frames the consumer confirmed.
-    pub fn delivered(&self, bytes: usize) {
+    /// Counts `bytes` of frames the consumer confirmed, and `busy`, how long its link was busy
+    /// with our frames since the last count.
+    pub fn delivered(&self, bytes: usize, busy: Duration) {
         self.delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.busy_us
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub(super) fn delivered_bytes(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+    /// What its counters say so far.
+    pub(super) fn counters(&self) -> Counters {
+        Counters {
+            skipped: self.skipped(),
+            queued: self.queued.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            busy_us: self.busy_us.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -194,8 +248,8 @@ mod tests {
     }
 
     #[test]
-    fn newest_keeps_the_newest_keyframe() {
-        let slot = slot(Policy::Newest);
+    fn live_keeps_the_newest_keyframe() {
+        let slot = slot(Policy::Live);
         for seq in 0..5 {
             slot.offer(frame(seq, true));
         }
@@ -204,22 +258,43 @@ mod tests {
     }
 
     #[test]
-    fn newest_never_hands_out_a_frame_whose_reference_was_dropped() {
-        let slot = slot(Policy::Newest);
+    fn live_queues_a_burst_briefly_and_never_hands_out_a_frame_whose_reference_was_dropped() {
+        let slot = slot(Policy::Live);
         // A newcomer waits for a keyframe.
         slot.offer(frame(0, false));
         slot.offer(frame(1, true));
         assert_eq!(slot.next().unwrap().header.seq, 1);
+        // A busy consumer: 3 and 4 queue behind 2, in order.
         slot.offer(frame(2, false));
-        // 2 waits, so 3 (which needs 2) is dropped, and so is 4: 5 is the next keyframe.
         slot.offer(frame(3, false));
         slot.offer(frame(4, false));
         assert_eq!(slot.next().unwrap().header.seq, 2);
-        slot.offer(frame(5, true));
+        assert_eq!(slot.counters().queued, 2);
+        // Still busy past the backlog's limit: what waits is stale and goes, with 5, and 6
+        // (which needs 5): 7 is the next keyframe.
+        std::thread::sleep(MAX_BACKLOG);
+        slot.offer(frame(5, false));
         slot.offer(frame(6, false));
-        assert_eq!(taken(&slot), [5]);
-        // 0, 3, 4 dropped; 6 dropped because 5 was still waiting.
-        assert_eq!(slot.skipped(), 4);
+        assert!(slot.wants_keyframe());
+        slot.offer(frame(7, true));
+        slot.offer(frame(8, false));
+        assert_eq!(taken(&slot), [7, 8]);
+        // 0; 3, 4, 5 and 6.
+        assert_eq!(slot.skipped(), 5);
+    }
+
+    #[test]
+    fn a_consumer_that_could_not_decode_restarts_at_the_next_keyframe() {
+        let slot = slot(Policy::Live);
+        slot.offer(frame(0, true));
+        assert_eq!(slot.next().unwrap().header.seq, 0);
+        slot.offer(frame(1, false));
+        slot.restart_at_keyframe();
+        assert!(slot.wants_keyframe());
+        slot.offer(frame(2, false));
+        slot.offer(frame(3, true));
+        assert_eq!(taken(&slot), [3]);
+        assert_eq!(slot.skipped(), 2);
     }
 
     #[test]

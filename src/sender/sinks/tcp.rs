@@ -2,15 +2,16 @@
 //! frames from its slot, at most [`FRAMES_IN_FLIGHT`] unacknowledged, so neither a queue of ours
 //! nor the kernel's socket buffers can hold old frames for it.
 
-use super::{EncodedFrame, Policy, Prepare, SinkId, Sinks, Slot};
+use super::{EncodedFrame, Hooks, Policy, Prepare, SinkId, Sinks, Slot};
+use crate::lock;
 use crate::wire::handshake::{greet_viewer, Greeting};
-use crate::wire::session::FrameSeals;
-use anyhow::{bail, Result};
+use crate::wire::session::{AckReader, FrameSeals, FrameWriter, ViewerSession};
+use anyhow::{anyhow, bail, Result};
 use std::collections::VecDeque;
-use std::io::Read;
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// Frames a viewer may hold unacknowledged. Two keep the link busy (one on the wire while the
 /// viewer shows the other) without letting a queue of old frames build anywhere.
@@ -38,15 +39,17 @@ impl TcpViewer {
     ) -> std::io::Result<TcpViewer> {
         stream.set_nonblocking(false)?;
         let handle = stream.try_clone()?;
-        let disconnect = Box::new(move || {
-            // Already closed is fine.
-            let _ = handle.shutdown(Shutdown::Both);
-        });
-        // Paired: every frame is sealed once, ahead, for all viewers.
-        let seal_ahead = greeting
-            .frame_seals()
-            .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>);
-        let (id, slot) = sinks.join(Policy::Newest, seal_ahead, disconnect);
+        let hooks = Hooks {
+            // Paired: every frame is sealed once, ahead, for all viewers.
+            prepare: greeting
+                .frame_seals()
+                .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>),
+            disconnect: Box::new(move || {
+                // Already closed is fine.
+                let _ = handle.shutdown(Shutdown::Both);
+            }),
+        };
+        let (id, slot) = sinks.join(Policy::Live, hooks);
         Ok(TcpViewer { stream, id, slot })
     }
 
@@ -61,42 +64,153 @@ impl TcpViewer {
 
     /// Greets the viewer, then sends it frames until the stream ends or it leaves. `connected`
     /// is called once the handshake is done, `frame_sent` with the bytes of each frame sent.
+    /// Its acks are read on a thread of their own, as they come: they give credit for the next
+    /// frame, and when each came says how long the link was busy with our frames.
     pub fn serve(
         &self,
         greeting: &Greeting,
         sinks: &Sinks,
         connected: impl FnOnce(),
-        mut frame_sent: impl FnMut(usize),
+        frame_sent: impl FnMut(usize),
     ) -> Result<Ending> {
-        let mut session = greet_viewer(&self.stream, greeting)?;
+        let ViewerSession { mut acks, frames } = greet_viewer(&self.stream, greeting)?;
         sinks.activate(self.id);
         connected();
-        // Frames sent and not yet acknowledged: sequence number and bytes.
-        let mut in_flight: VecDeque<(u64, usize)> = VecDeque::new();
+        let flight = Flight::default();
+        thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let read = read_acks(&mut acks, &flight, &self.slot);
+                // The writer may be waiting for credit, or for a frame: neither is coming.
+                flight.reader_done();
+                self.slot.close();
+                read
+            });
+            let written = self.write_frames(frames, &flight, frame_sent);
+            if matches!(written, Ok(Ending::StreamEnded)) {
+                // The viewer closes its side once it has the last frame; its last acks are read
+                // until then, so what it sends never meets a closed socket (which would reset
+                // the connection, and the last frame with it).
+                let _ = self.stream.shutdown(Shutdown::Write);
+                let _ = self.stream.set_read_timeout(Some(Duration::from_secs(1)));
+            } else {
+                // Already closed is fine.
+                let _ = self.stream.shutdown(Shutdown::Both);
+            }
+            let read = reader
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("its ack reader panicked")));
+            match (written, read) {
+                (Ok(Ending::StreamEnded), _) => Ok(Ending::StreamEnded),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(Ending::ViewerLeft), Ok(())) => Ok(Ending::ViewerLeft),
+            }
+        })
+    }
+
+    /// Sends frames from the slot, each when the viewer has room for it, until the stream ends
+    /// or the viewer is gone.
+    fn write_frames(
+        &self,
+        mut frames: FrameWriter<'_>,
+        flight: &Flight,
+        mut frame_sent: impl FnMut(usize),
+    ) -> Result<Ending> {
         loop {
             // Credit first, then the frame: what is sent is the newest when the viewer can take it.
-            while in_flight.len() as u64 >= FRAMES_IN_FLIGHT {
-                let Some(ack) = session.read_ack()? else {
-                    return Ok(Ending::ViewerLeft);
-                };
-                if in_flight.back().is_none_or(|(last, _)| ack.seq > *last) {
-                    bail!("it acknowledged frame {} before it was sent", ack.seq);
-                }
-                if ack.keyframe_wanted {
-                    self.slot.restart_at_keyframe();
-                }
-                // The receiver acks every frame it shows, in order: this is the oldest.
-                if let Some((_, bytes)) = in_flight.pop_front() {
-                    self.slot.delivered(bytes);
-                }
+            if !flight.wait_for_room() {
+                return Ok(Ending::ViewerLeft);
             }
-            let Some(frame) = self.slot.next() else { break };
-            let bytes = session.send_frame(&frame.header, &frame.data)?;
+            let Some(frame) = self.slot.next() else {
+                return Ok(match flight.is_reader_done() {
+                    true => Ending::ViewerLeft,
+                    false => Ending::StreamEnded,
+                });
+            };
+            // In flight before it is written: its ack may come before the write returns.
+            flight.sending(frame.header.seq, frame.data.len());
+            let bytes = frames.send_frame(&frame.header, &frame.data)?;
             frame_sent(bytes);
-            in_flight.push_back((frame.header.seq, bytes));
         }
-        close_gracefully(&self.stream);
-        Ok(Ending::StreamEnded)
+    }
+}
+
+/// Reads the viewer's acks until it closes the connection (`Ok`) or breaks the protocol.
+fn read_acks(acks: &mut AckReader<'_>, flight: &Flight, slot: &Slot) -> Result<()> {
+    while let Some(ack) = acks.read_ack()? {
+        let (bytes, busy) = flight.acked(ack.seq)?;
+        slot.delivered(bytes, busy);
+        if ack.keyframe_wanted {
+            slot.restart_at_keyframe();
+        }
+    }
+    Ok(())
+}
+
+/// The frames a viewer has been sent and not yet acknowledged, shared by its writer and its
+/// ack reader.
+#[derive(Default)]
+struct Flight {
+    state: Mutex<FlightState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct FlightState {
+    /// Sequence number and bytes of each frame, oldest first.
+    frames: VecDeque<(u64, usize)>,
+    /// Since when the link has been busy with our frames, not yet counted.
+    busy_from: Option<Instant>,
+    reader_done: bool,
+}
+
+impl Flight {
+    fn lock(&self) -> MutexGuard<'_, FlightState> {
+        lock(&self.state)
+    }
+
+    /// Waits until fewer than [`FRAMES_IN_FLIGHT`] frames are unacknowledged; false if the
+    /// reader is done (the viewer is gone).
+    fn wait_for_room(&self) -> bool {
+        let mut state = self.lock();
+        while state.frames.len() as u64 >= FRAMES_IN_FLIGHT && !state.reader_done {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        !state.reader_done
+    }
+
+    fn sending(&self, seq: u64, bytes: usize) {
+        let mut state = self.lock();
+        if state.frames.is_empty() {
+            state.busy_from = Some(Instant::now());
+        }
+        state.frames.push_back((seq, bytes));
+    }
+
+    /// Frame `seq` was acknowledged: the oldest in flight, as a viewer acks in order. Returns
+    /// its bytes, and how long the link was busy with our frames since last counted.
+    fn acked(&self, seq: u64) -> Result<(usize, Duration)> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.frames.back().is_none_or(|(last, _)| seq > *last) {
+            bail!("it acknowledged frame {seq} before it was sent");
+        }
+        let (_, bytes) = state.frames.pop_front().unwrap_or_default();
+        let busy = state
+            .busy_from
+            .map_or(Duration::ZERO, |from| now.saturating_duration_since(from));
+        state.busy_from = (!state.frames.is_empty()).then_some(now);
+        drop(state);
+        self.changed.notify_all();
+        Ok((bytes, busy))
+    }
+
+    fn reader_done(&self) {
+        self.lock().reader_done = true;
+        self.changed.notify_all();
+    }
+
+    fn is_reader_done(&self) -> bool {
+        self.lock().reader_done
     }
 }
 
@@ -104,16 +218,4 @@ impl Prepare for FrameSeals {
     fn prepare(&self, frame: &EncodedFrame) -> Result<()> {
         self.seal_ahead(&frame.header, &frame.data)
     }
-}
-
-/// Ends our side and waits briefly for the viewer to close its own, so the last frame is not
-/// lost to a reset from unread data.
-fn close_gracefully(stream: &TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut sink = [0u8; 256];
-    let mut reader = stream;
-    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
 }
