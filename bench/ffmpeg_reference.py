@@ -1,7 +1,7 @@
 """The ffmpeg CLI's libx264 on a clip, as the reference camstream's H.264 is judged against.
 
 Encodes CLIP at KBIT kbit/s with the settings camstream uses (preset veryfast, tune zerolatency,
-constant rate with a half-second VBV buffer, a keyframe every 2 s), decodes it back, and prints
+constant rate with a VBV buffer of five frames, a keyframe every 2 s), decodes it back, and prints
 one JSON line like examples/codec_efficiency's: bytes a frame, and the mean over frames of the
 PSNR of the decoded BGR picture against the source's BGR picture.
 
@@ -30,7 +30,7 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", clip, "-an",
          "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-         "-b:v", f"{kbit}k", "-maxrate", f"{kbit}k", "-bufsize", f"{kbit // 2}k",
+         "-b:v", f"{kbit}k", "-maxrate", f"{kbit}k", "-bufsize", f"{kbit * 5 / fps:.0f}k",
          "-g", str(round(2 * fps)), "-pix_fmt", "yuv420p", "-f", "h264", str(encoded)],
         check=True)
     stats = Path(tmp) / "psnr.log"

@@ -18,6 +18,11 @@ use h264_reader::rbsp::{decode_nal, BitReader};
 
 /// x264's speed preset, chosen by measuring (see the README).
 const PRESET: &str = "veryfast";
+/// The encoder's VBV buffer, in frames: how far a frame (a keyframe) may overshoot the average.
+/// Five frames' worth keeps a keyframe's burst short enough for a thin link's router queue (half
+/// a second's worth lost packets there and stalled TCP), while a smaller buffer starves
+/// keyframes of bits.
+const VBV_FRAMES: i64 = 5;
 /// Types of the NAL units that are a sequence and a picture parameter set.
 const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
@@ -116,6 +121,8 @@ fn picture_size(nal: &[u8]) -> Option<(u32, u32)> {
 struct H264Encoder {
     encoder: ffmpeg::encoder::Video,
     bitrate_kbps: u32,
+    /// Frames a second, as rate control counts them.
+    fps: i32,
     to_yuv: scaling::Context,
     bgr: frame::Video,
     yuv: frame::Video,
@@ -143,7 +150,7 @@ impl H264Encoder {
         video.set_format(Pixel::YUV420P);
         video.set_time_base(Rational::new(1, fps));
         video.set_frame_rate(Some(Rational::new(fps, 1)));
-        set_rate(&mut video, settings.bitrate_kbps);
+        set_rate(&mut video, settings.bitrate_kbps, fps);
         video.set_gop(
             (settings.keyframe_interval * f64::from(fps))
                 .round()
@@ -171,6 +178,7 @@ impl H264Encoder {
         Ok(H264Encoder {
             encoder,
             bitrate_kbps: settings.bitrate_kbps,
+            fps,
             to_yuv,
             bgr: frame::Video::new(Pixel::BGR24, width, height),
             yuv: frame::Video::new(Pixel::YUV420P, width, height),
@@ -215,20 +223,20 @@ impl Encoder for H264Encoder {
         self.bitrate_kbps = kbps;
         // FFmpeg's libx264 wrapper compares these with its own before every frame and
         // reconfigures x264 when they changed.
-        set_rate(&mut self.encoder, kbps);
+        set_rate(&mut self.encoder, kbps, self.fps);
     }
 }
 
-/// Sets the encoder's average and peak rate to `kbps`, with a VBV buffer of half a second: it
-/// bounds how far a frame may overshoot, so a link just wide enough is not flooded.
-fn set_rate(context: &mut codec::context::Context, kbps: u32) {
+/// Sets the encoder's average and peak rate to `kbps`, with a VBV buffer of
+/// [`VBV_FRAMES`] frames' worth of bits at `fps`.
+fn set_rate(context: &mut codec::context::Context, kbps: u32, fps: i32) {
     let bits = i64::from(kbps) * 1000;
     // SAFETY: the context is valid for as long as we hold it; these are plain integer fields.
     unsafe {
         let context = context.as_mut_ptr();
         (*context).bit_rate = bits;
         (*context).rc_max_rate = bits;
-        (*context).rc_buffer_size = (bits / 6) as i32;
+        (*context).rc_buffer_size = (bits * VBV_FRAMES / i64::from(fps.max(1))) as i32;
     }
 }
 
