@@ -172,7 +172,7 @@ impl H264Encoder {
             Pixel::YUV420P,
             width,
             height,
-            scaling::Flags::BILINEAR,
+            to_yuv_flags(),
         )
         .context("setting up the BGR to YUV conversion")?;
         Ok(H264Encoder {
@@ -238,6 +238,19 @@ fn set_rate(context: &mut codec::context::Context, kbps: u32, fps: i32) {
         (*context).rc_max_rate = bits;
         (*context).rc_buffer_size = (bits * VBV_FRAMES / i64::from(fps.max(1))) as i32;
     }
+}
+
+/// How swscale turns BGR into YUV 4:2:0 and back, chosen by measuring PSNR as a viewer sees
+/// it, BGR against BGR (see the README): exact rounding and full chroma interpolation, bicubic
+/// for the chroma subsampling. Against plain bilinear they add 0.8 dB on vtest.avi and 1.5 dB at
+/// 720p, for about 1 ms more to convert a 720p frame on the sender and 2.3 ms on the receiver
+/// (bicubic there would add 0.2 dB more for another 2.5 ms).
+fn to_yuv_flags() -> scaling::Flags {
+    scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
+}
+
+fn to_bgr_flags() -> scaling::Flags {
+    scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
 }
 
 /// Copies tightly packed BGR rows into a frame whose rows may be padded.
@@ -319,7 +332,7 @@ impl Decoder for H264Decoder {
                     Pixel::BGR24,
                     width,
                     height,
-                    scaling::Flags::BILINEAR,
+                    to_bgr_flags(),
                 )
                 .context("setting up the YUV to BGR conversion")?,
                 frame::Video::new(Pixel::BGR24, width, height),
