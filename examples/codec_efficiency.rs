@@ -3,7 +3,11 @@
 //! back counts), and its PSNR taken against the source picture, as a viewer would see it.
 //!
 //! Usage: cargo run --release --example codec_efficiency -- CLIP QUALITY KBIT [KBIT ...]
+//!        [--source-bgr PATH]
 //! Prints one JSON line per setting: {"codec", "setting", "bytes_per_frame", "psnr_db"}.
+//! `--source-bgr` also writes the source pictures, as camstream read them, to PATH as raw BGR
+//! (the first line printed then gives their size and rate), so a reference encoder can be fed
+//! exactly the same pictures (`bench/ffmpeg_reference.py`).
 //! The bench uses `vtest.avi` from Debian's opencv-doc package (768x576, 10 fps, a street
 //! filmed from a fixed camera).
 
@@ -16,9 +20,14 @@ use camstream::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use std::time::Duration;
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let dump = match args.iter().position(|a| a == "--source-bgr") {
+        Some(at) if at + 1 < args.len() => Some(args.drain(at..at + 2).nth(1).unwrap_or_default()),
+        Some(_) => bail!("--source-bgr needs a path"),
+        None => None,
+    };
     let [clip, quality, rates @ ..] = args.as_slice() else {
-        bail!("usage: codec_efficiency CLIP QUALITY KBIT [KBIT ...]");
+        bail!("usage: codec_efficiency CLIP QUALITY KBIT [KBIT ...] [--source-bgr PATH]");
     };
     let mut source = Source::open(&SourceSpec::Location(clip.clone()))?;
     let (width, height) = source.size();
@@ -30,6 +39,10 @@ fn main() -> Result<()> {
             break;
         }
         pictures.push(picture);
+    }
+    if let Some(path) = dump {
+        std::fs::write(&path, pictures.concat())?;
+        println!("{{\"source_bgr\":{path:?},\"width\":{width},\"height\":{height},\"fps\":{fps}}}");
     }
     let settings = EncoderSettings {
         width,

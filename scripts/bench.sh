@@ -237,10 +237,12 @@ fi
 
 echo "bench: 7/11 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
 # shellcheck disable=SC2086  # the rates are meant to split
-"$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates >"$out/efficiency.jsonl"
+"$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates --source-bgr "$out/vtest.bgr" \
+  >"$out/efficiency.jsonl"
 for rate in $reference_rates; do
-  python3 bench/ffmpeg_reference.py "$vtest" "$rate" >>"$out/efficiency_ffmpeg.jsonl"
+  python3 bench/ffmpeg_reference.py "$out/efficiency.jsonl" "$rate" >>"$out/efficiency_ffmpeg.jsonl"
 done
+rm "$out/vtest.bgr"
 
 echo "bench: 8/11 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
 for codec in h264 jpeg; do
