@@ -242,9 +242,10 @@ fn set_rate(context: &mut codec::context::Context, kbps: u32, fps: i32) {
 
 /// How swscale turns BGR into YUV 4:2:0 and back, chosen by measuring PSNR as a viewer sees
 /// it, BGR against BGR (see the README): exact rounding and full chroma interpolation, bicubic
-/// for the chroma subsampling. Against plain bilinear they add 0.8 dB on vtest.avi and 1.5 dB at
-/// 720p, for about 1 ms more to convert a 720p frame on the sender and 2.3 ms on the receiver
-/// (bicubic there would add 0.2 dB more for another 2.5 ms).
+/// for the chroma subsampling. Against plain bilinear they add 0.8 dB on vtest.avi (and the same
+/// flags with bilinear both ways 1.5 dB on it scaled to 720p), for about 1 ms more to convert a
+/// 720p frame on the sender and 2.3 ms on the receiver (bicubic there would add 0.25 dB more for
+/// another 2.5 ms).
 fn to_yuv_flags() -> scaling::Flags {
     scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
 }
