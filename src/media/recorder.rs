@@ -158,45 +158,7 @@ impl PictureWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::codec::EncoderSettings;
-    use crate::media::pattern::TestPattern;
-    use crate::wire::protocol::tests::sample_header;
     use ffmpeg_next as ffmpeg;
-
-    const WIDTH: u32 = 160;
-    const HEIGHT: u32 = 120;
-
-    /// Thirty H.264 frames of the test pattern at 30 fps, keyframes at 0 and 12.
-    fn h264_frames() -> Vec<(FrameHeader, Vec<u8>)> {
-        let settings = EncoderSettings {
-            width: WIDTH,
-            height: HEIGHT,
-            quality: 80,
-            fps: 30.0,
-            keyframe_interval: 10.0,
-            bitrate_kbps: 500,
-        };
-        let mut encoder = codec::format(Codec::H264).encoder(&settings).unwrap();
-        let pattern = TestPattern::new(WIDTH, HEIGHT);
-        (0..30)
-            .map(|seq| {
-                let mut picture = Vec::new();
-                pattern.render(seq, &mut picture);
-                let mut data = Vec::new();
-                let keyframe = encoder.encode(&mut picture, &mut data, seq == 12).unwrap();
-                let header = FrameHeader {
-                    seq,
-                    capture_unix_us: sample_header().capture_unix_us + seq * 33_333,
-                    width: WIDTH,
-                    height: HEIGHT,
-                    codec: Codec::H264,
-                    keyframe,
-                    ..sample_header()
-                };
-                (header, data)
-            })
-            .collect()
-    }
 
     /// The NAL units of an Annex B frame, without their start codes (nor the zero in front of
     /// a 4-byte one).
@@ -249,12 +211,13 @@ mod tests {
 
     #[test]
     fn h264_is_recorded_as_it_came_from_the_first_keyframe_on() {
-        let frames = h264_frames();
+        // Thirty frames, keyframes at 0 and 12.
+        let frames = codec::h264_test_stream(30, 12);
         let dir = std::env::temp_dir().join(format!("camstream-remux-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for name in ["out.mp4", "out.mkv"] {
             let path = dir.join(name);
-            let hello = StreamHello::new(WIDTH, HEIGHT, Codec::H264, 30.0);
+            let hello = StreamHello::new(160, 120, Codec::H264, 30.0);
             let mut recorder = Recorder::create(&path, &hello, 30.0).unwrap();
             // Joined mid-stream: frames 5 to 11 depend on a keyframe the file never got.
             for (header, data) in &frames[5..] {

@@ -357,7 +357,7 @@ impl Decoder for H264Decoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::codec::check_frame;
     use crate::media::pattern::TestPattern;
@@ -382,12 +382,30 @@ mod tests {
     fn header(seq: u64, keyframe: bool) -> FrameHeader {
         FrameHeader {
             seq,
+            capture_unix_us: sample_header().capture_unix_us + seq * 33_333,
             width: WIDTH,
             height: HEIGHT,
             codec: Codec::H264,
             keyframe,
             ..sample_header()
         }
+    }
+
+    /// `count` frames of a 160x120 test pattern stream at 30 fps, keyframes where asked.
+    pub(crate) fn test_stream(count: u64, keyframe_at: u64) -> Vec<(FrameHeader, Vec<u8>)> {
+        let pattern = TestPattern::new(WIDTH, HEIGHT);
+        let mut encoder = H264.encoder(&settings()).unwrap();
+        (0..count)
+            .map(|seq| {
+                let mut picture = Vec::new();
+                pattern.render(seq, &mut picture);
+                let mut data = Vec::new();
+                let keyframe = encoder
+                    .encode(&mut picture, &mut data, seq == keyframe_at)
+                    .unwrap();
+                (header(seq, keyframe), data)
+            })
+            .collect()
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Nothing else in the program names a codec beyond the wire format and the option parsing.
 
 mod h264;
+#[cfg(test)]
+pub(crate) use h264::tests::test_stream as h264_test_stream;
 mod jpeg;
 mod raw;
 
