@@ -3,6 +3,7 @@
 //! when something fails; its stdout is piped, for `--stats`.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -39,9 +40,11 @@ impl Program {
             Some((_, file)) => file.to_owned(),
             None => name,
         };
+        // Its own process group, so a wrapper's child (faketime's) goes with it on drop.
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
@@ -108,9 +111,15 @@ impl Program {
     }
 
     /// Kills the program and waits for it.
+    /// Kills it, and whatever it started (a wrapper's child: faketime's).
     pub fn kill(mut self) {
-        self.child.kill().unwrap();
+        self.kill_group();
         self.child.wait().unwrap();
+    }
+
+    fn kill_group(&mut self) {
+        // SAFETY: a signal to the process group the child leads (see `start`).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
     }
 
     /// Closes its stdin, waits for it to exit and returns its status, all of its stdout, and
@@ -137,7 +146,7 @@ impl Program {
 impl Drop for Program {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            self.kill_group();
             let _ = self.child.wait();
         }
     }
