@@ -241,17 +241,15 @@ fn set_rate(context: &mut codec::context::Context, kbps: u32, fps: i32) {
 }
 
 /// How swscale turns BGR into YUV 4:2:0 and back, chosen by measuring PSNR as a viewer sees
-/// it, BGR against BGR (see the README): exact rounding and full chroma interpolation, bicubic
-/// for the chroma subsampling. Against plain bilinear they add 0.8 dB on vtest.avi (and the same
-/// flags with bilinear both ways 1.5 dB on it scaled to 720p), for about 1 ms more to convert a
-/// 720p frame on the sender and 2.3 ms on the receiver (bicubic there would add 0.25 dB more for
-/// another 2.5 ms).
+/// it, BGR against BGR (see the README): exact rounding, bicubic chroma, and full chroma
+/// interpolation into YUV. Against plain bilinear they add 0.8–1.0 dB on vtest.avi, for about
+/// 1.1 ms more to convert a 720p frame on the sender and 1.4 ms on the receiver.
 fn to_yuv_flags() -> scaling::Flags {
     scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
 }
 
 fn to_bgr_flags() -> scaling::Flags {
-    scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
+    scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND
 }
 
 /// Copies tightly packed BGR rows into a frame whose rows may be padded.
