@@ -20,15 +20,18 @@
 //!   clean close told apart from a cut); [`wire::secure`] (pairing code, SPAKE2, keys, sealing;
 //!   bytes only); [`wire::handshake`] (hellos and pairing, written once) ending in a
 //!   [`wire::session`] whose frame and ack calls are the same paired or not.
-//! - [`media`]: everything OpenCV. [`media::source`] is the one way pictures come in (cameras and
-//!   streams read on their own thread by [`media::live`], files, the [`media::pattern`]);
-//!   [`media::codec`] is the codec seam: one file per codec with its encoder, its decoder and
-//!   its bitstream checks, chosen in one place; [`media::window`] and [`media::recorder`].
+//! - [`media`]: everything OpenCV and FFmpeg. [`media::source`] is the one way pictures come in
+//!   (cameras and streams read on their own thread by [`media::live`], files, the
+//!   [`media::pattern`]); [`media::codec`] is the codec seam: one file per codec with its
+//!   encoder, its decoder and its bitstream checks, chosen in one place; [`media::window`]; and
+//!   [`media::recorder`], which keeps H.264 as it came (libavformat) and re-encodes the rest.
 //! - [`sender`]: `run` wires a source to the sinks. [`sender`]'s capture loop paces the source
 //!   and encodes each frame once, forcing a keyframe when a viewer waits for one and, with
 //!   `--bitrate auto`, fitting the bit rate to what the viewers' acks say they take; its admission decides who may connect (`--allow`, lockouts,
 //!   `--max-viewers`) and logs refusals sparingly; [`sender::sinks`] holds a slot per consumer
-//!   with a drop policy, and [`sender::sinks::tcp`] is the per-viewer protocol.
+//!   with a drop policy, and [`sender::sinks::tcp`] is the per-viewer protocol (a writer, and a
+//!   thread reading the acks as they come, which is how the rate control knows how long frames
+//!   were on their way).
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
 //!   thread reads frames, its screen and outputs show, record and log them.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
@@ -42,7 +45,8 @@
 //! stream parameters) and, once it has the viewer's hello, a `Clock` reading (from which the
 //! receiver learns the sender's clock offset, NTP-style); then the sender sends `Frame`s
 //! (sequence number, capture time, size, pixel format, codec, keyframe flag, bytes) and the
-//! receiver answers each frame it has shown with an `Ack`. A close
+//! receiver answers each frame it has shown with an `Ack` (which asks for a keyframe when the
+//! frame did not decode). A close
 //! between messages ends the stream; a close inside one is an error.
 //!
 //! # Pairing and encryption
@@ -61,8 +65,9 @@
 //! checked frame into zero or one picture. The capture loop and the receiver call them through
 //! [`media::codec`] without naming a codec: a new codec is a new file there plus one arm in
 //! [`media::codec::format()`] (and its variant in the wire format, its flag value). Every consumer of encoded frames on the sender is a sink with a
-//! [`sender::sinks::Slot`] and a [`sender::sinks::Policy`]: newest-only for viewers (a dropped
-//! frame that others depend on waits for the next keyframe), a short queue for a publisher; work
+//! [`sender::sinks::Slot`] and a [`sender::sinks::Policy`]: live for viewers (a keyframe
+//! replaces what waits; frames that depend on others queue for at most 200 ms, then the viewer
+//! skips to the next keyframe; so newest-only for JPEG and raw), a short queue for a publisher; work
 //! a kind of sink needs once per frame (sealing) is its [`sender::sinks::Prepare`]. A new kind of
 //! viewer is a new file in `sender/sinks/` that joins the registry.
 //!

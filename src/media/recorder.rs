@@ -1,5 +1,5 @@
 //! `--record`: files of the video as it arrived; the container follows the file's extension.
-//! A codec a container can hold (H.264) is written as it came, not re-encoded ([`super::remux`]);
+//! A codec a container can hold (H.264) is written as it came, not re-encoded (`remux`);
 //! the pictures of any other are re-encoded by OpenCV.
 
 use super::codec;

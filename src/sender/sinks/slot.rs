@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// How long frames that depend on others may queue for a `Live` consumer: enough to carry it
 /// through a keyframe's burst, short enough that it stays live.
-pub const MAX_BACKLOG: Duration = Duration::from_millis(200);
+const MAX_BACKLOG: Duration = Duration::from_millis(200);
 
 /// What a slot does with a frame its consumer is not ready for.
 ///
@@ -19,8 +19,8 @@ pub const MAX_BACKLOG: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     /// For viewers, who want to be live. A keyframe replaces everything waiting. A frame that
-    /// depends on others queues behind them while the oldest has waited less than
-    /// [`MAX_BACKLOG`] (a keyframe's burst passes without a break); past that, what waits is
+    /// depends on others queues behind them while the oldest has waited less than 200 ms
+    /// (`MAX_BACKLOG`: a keyframe's burst passes without a break); past that, what waits is
     /// dropped and the consumer skips to the next keyframe. With JPEG and raw every frame is a
     /// keyframe, so this is plain newest-only.
     Live,
