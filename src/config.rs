@@ -258,13 +258,18 @@ impl PairingMode {
     }
 }
 
-/// A pairing code as typed: surrounding blanks dropped, letters lower-cased (codes are read out
-/// loud and typed on phones), never empty.
+/// A pairing code as typed: letters lower-cased, and the words joined by one hyphen whatever
+/// separates them (codes are read out loud, "34 droll crow", and typed on phones: spaces,
+/// underscores and hyphens are the same); never empty.
 pub fn parse_code(text: &str) -> Result<String, String> {
-    let code = text.trim().to_lowercase();
-    match code.is_empty() {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == '-' || c == '_')
+        .filter(|word| !word.is_empty())
+        .collect();
+    match words.is_empty() {
         true => Err("invalid pairing code: it is empty".to_owned()),
-        false => Ok(code),
+        false => Ok(words.join("-")),
     }
 }
 
@@ -274,11 +279,20 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(
-            parse_code(" 7-Crossover-Clockwork\n").unwrap(),
-            "7-crossover-clockwork"
-        );
+        for typed in [
+            " 7-Crossover-Clockwork\n",
+            "7 crossover clockwork",
+            "7_CROSSOVER_clockwork",
+            "  7 -- crossover\tclockwork ",
+        ] {
+            assert_eq!(
+                parse_code(typed).unwrap(),
+                "7-crossover-clockwork",
+                "{typed:?}"
+            );
+        }
         assert!(parse_code("  ").unwrap_err().contains("empty"));
+        assert!(parse_code(" - _ ").unwrap_err().contains("empty"));
     }
 
     #[test]

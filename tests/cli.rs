@@ -450,3 +450,28 @@ fn latency_is_right_when_the_senders_clock_is_5_s_off() {
         sender.kill();
     }
 }
+
+#[test]
+fn a_code_typed_as_it_is_read_out_pairs() {
+    let (_sender, addr) = spawn_sender(&[]);
+    let typed = common::TEST_CODE
+        .replacen('-', " ", 1)
+        .replace('-', "_")
+        .to_uppercase();
+    let output = command(
+        RECEIVER,
+        &[
+            "--connect",
+            &addr,
+            "--headless",
+            "--once",
+            "--frames",
+            "3",
+            "--code",
+            &typed,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{typed}: {}", stderr(&output));
+}
