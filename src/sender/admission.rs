@@ -3,9 +3,10 @@
 //! minute per address and kind, so a flood of connections cannot flood the log.
 
 use super::sinks::tcp::{Ending, TcpViewer};
-use super::{Shared, WRITER_THREAD};
+use super::{web, Shared, WRITER_THREAD};
 use crate::wire::handshake::NotAViewer;
 use crate::wire::secure;
+use crate::wire::sniff::Peer;
 use crate::{error_line, is_disconnect, lock, Stop};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
@@ -184,7 +185,24 @@ fn admit(
     let spawned = thread::Builder::new()
         .name(WRITER_THREAD.to_owned())
         .spawn(move || {
-            serve_and_log(&viewer, peer, &shared);
+            // The one place a connection is told apart: a receiver, or a browser.
+            match viewer.kind() {
+                Ok(Peer::Camstream) => serve_and_log(&viewer, peer, &shared),
+                Ok(Peer::Http) => match web::turn_away(viewer.stream()) {
+                    Ok(()) => shared.admission.complain(peer, "web", || {
+                        format!("told a web client at {peer} that this sender serves no page")
+                    }),
+                    Err(e) => shared.admission.complain(peer, "web", || {
+                        format!("web client at {peer}: {}", error_line(&e))
+                    }),
+                },
+                Ok(Peer::Tls) => shared.admission.complain(peer, "tls", || {
+                    format!("refused a TLS client at {peer} (a browser at https://?): this sender speaks camstream, and serves no page yet")
+                }),
+                Err(e) => shared.admission.complain(peer, "handshake", || {
+                    format!("refused connection from {peer}: {}", error_line(&e))
+                }),
+            }
             shared
                 .counters
                 .frames_skipped

@@ -5,11 +5,14 @@
 //! - `admission.rs`: the accept loop, who may connect, lockouts, and refusals logged sparingly.
 //! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
 //!   the per-viewer protocol.
+//! - `web.rs`: what a browser that reaches the port is told (each connection is told apart by
+//!   its first byte, [`crate::wire::sniff`]).
 
 mod admission;
 mod capture;
 mod rate;
 pub mod sinks;
+mod web;
 
 pub use sinks::tcp::FRAMES_IN_FLIGHT;
 

@@ -8,10 +8,13 @@
 //! - [`secure`]: the pairing code, SPAKE2, the keys, sealing and opening (bytes only).
 //! - [`handshake`]: hellos and pairing, written once for both programs and the tests;
 //!   [`session`]: what a connection is after it, frames one way and acks the other.
+//! - [`sniff`]: what a connection is from its first byte (camstream, TLS, HTTP), so one port
+//!   serves them all.
 
 pub mod connection;
 pub mod handshake;
 pub mod protocol;
 pub mod secure;
 pub mod session;
+pub mod sniff;
 pub mod stream;

@@ -4,9 +4,10 @@
 
 use super::{EncodedFrame, Hooks, Policy, Prepare, SinkId, Sinks, Slot};
 use crate::lock;
-use crate::wire::handshake::{greet_viewer, Greeting};
+use crate::wire::handshake::{greet_viewer, Greeting, NotAViewer, HANDSHAKE_TIMEOUT};
 use crate::wire::session::{AckReader, FrameSeals, FrameWriter, ViewerSession};
-use anyhow::{anyhow, bail, Result};
+use crate::wire::sniff::{self, Peer};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -55,6 +56,24 @@ impl TcpViewer {
 
     pub fn id(&self) -> SinkId {
         self.id
+    }
+
+    /// What the peer is, from the first byte it sends (it sends first: a receiver its hello, a
+    /// browser its request); a peer that says nothing for the handshake's time is no viewer.
+    pub fn kind(&self) -> Result<Peer> {
+        self.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let mut first = [0u8; 1];
+        match self.stream.peek(&mut first) {
+            Ok(0) => Err(anyhow!("it closed the connection before saying hello")),
+            Ok(_) => Ok(sniff::classify(first[0])),
+            Err(e) => Err(anyhow!(e).context("waiting for its hello")),
+        }
+        .context(NotAViewer)
+    }
+
+    /// The connection, for a peer that turned out to be no viewer.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Frames it never got.
