@@ -419,22 +419,7 @@ fn latency_is_right_when_the_senders_clock_is_5_s_off() {
         let mut shifted = command("faketime", &args);
         shifted.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         let (sender, addr) = started_sender(Program::start(&mut shifted));
-        let output = command(
-            RECEIVER,
-            &[
-                "--connect",
-                &addr,
-                "--headless",
-                "--once",
-                "--frames",
-                "20",
-                "--stats",
-                "--code",
-                common::TEST_CODE,
-            ],
-        )
-        .output()
-        .unwrap();
+        let output = receive(&addr, 20, common::TEST_CODE);
         assert!(output.status.success(), "{}", stderr(&output));
         let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let measured = stats["clock_offset_ms"].as_f64().unwrap();
@@ -458,20 +443,24 @@ fn a_code_typed_as_it_is_read_out_pairs() {
         .replacen('-', " ", 1)
         .replace('-', "_")
         .to_uppercase();
-    let output = command(
-        RECEIVER,
-        &[
-            "--connect",
-            &addr,
-            "--headless",
-            "--once",
-            "--frames",
-            "3",
-            "--code",
-            &typed,
-        ],
-    )
-    .output()
-    .unwrap();
+    let output = receive(&addr, 3, &typed);
     assert!(output.status.success(), "{typed}: {}", stderr(&output));
+}
+
+/// A headless receiver of `addr`, paired with `code`, that shows `frames` frames and exits,
+/// printing its `--stats`.
+fn receive(addr: &str, frames: u64, code: &str) -> Output {
+    let frames = frames.to_string();
+    let args = [
+        "--connect",
+        addr,
+        "--headless",
+        "--once",
+        "--frames",
+        &frames,
+        "--stats",
+        "--code",
+        code,
+    ];
+    command(RECEIVER, &args).output().unwrap()
 }
