@@ -33,6 +33,10 @@ out=$(mktemp -d -t camstream-bench.XXXXXX)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -INT "$pid" 2>/dev/null || true; done
+  # A program stopped before it set up its Ctrl-C handler ignores SIGINT (bash starts background
+  # jobs that way): after a moment, whatever is left is killed, so no run leaves one behind.
+  sleep 0.5
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   ip netns del csb-snd 2>/dev/null || true
   ip netns del csb-rcv 2>/dev/null || true
   rm -rf "$out"
