@@ -178,12 +178,14 @@ impl Sinks {
     }
 
     fn wants_frame(&self) -> bool {
+        self.any_active(Slot::wants_frame)
+    }
+
+    /// Whether some active sink's slot says `yes`.
+    fn any_active(&self, yes: impl Fn(&Slot) -> bool) -> bool {
         let registry = self.lock();
-        let wants = registry
-            .entries
-            .iter()
-            .any(|e| e.active && e.slot.wants_frame());
-        wants
+        let any = registry.entries.iter().any(|e| e.active && yes(&e.slot));
+        any
     }
 
     /// Every active sink's counters.
@@ -200,12 +202,7 @@ impl Sinks {
 
     /// Whether an active sink waits for a keyframe (the encoder should make one soon).
     pub fn wants_keyframe(&self) -> bool {
-        let registry = self.lock();
-        let wants = registry
-            .entries
-            .iter()
-            .any(|e| e.active && e.slot.wants_keyframe());
-        wants
+        self.any_active(Slot::wants_keyframe)
     }
 
     /// Prepares `frame` for the active sinks, then offers it to each; returns how many were
