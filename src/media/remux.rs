@@ -77,10 +77,7 @@ impl Remuxer {
         let since_first = header
             .capture_unix_us
             .saturating_sub(timing.first_capture_us);
-        let timestamp = match self.frames {
-            0 => 0,
-            _ => rescale(since_first, timing.time_base).max(timing.last_timestamp + 1),
-        };
+        let timestamp = rescale(since_first, timing.time_base).max(timing.last_timestamp + 1);
         timing.last_timestamp = timestamp;
         let mut packet = Packet::copy(data);
         packet.set_pts(Some(timestamp));
@@ -139,7 +136,8 @@ impl Remuxer {
         Ok(Timing {
             time_base,
             first_capture_us: header.capture_unix_us,
-            last_timestamp: 0,
+            // So the first frame, at 0, is after it.
+            last_timestamp: -1,
         })
     }
 
