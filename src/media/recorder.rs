@@ -160,29 +160,6 @@ mod tests {
     use super::*;
     use ffmpeg_next as ffmpeg;
 
-    /// The NAL units of an Annex B frame, without their start codes (nor the zero in front of
-    /// a 4-byte one).
-    fn annex_b_units(data: &[u8]) -> Vec<Vec<u8>> {
-        let mut units: Vec<Vec<u8>> = Vec::new();
-        let mut at = 0;
-        while at < data.len() {
-            if data[at..].starts_with(&[0, 0, 1]) {
-                if let Some(unit) = units.last_mut() {
-                    let end = unit.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-                    unit.truncate(end);
-                }
-                units.push(Vec::new());
-                at += 3;
-            } else {
-                if let Some(unit) = units.last_mut() {
-                    unit.push(data[at]);
-                }
-                at += 1;
-            }
-        }
-        units
-    }
-
     fn length_prefixed_units(mut data: &[u8]) -> Vec<Vec<u8>> {
         let mut units = Vec::new();
         while data.len() >= 4 {
@@ -227,7 +204,7 @@ mod tests {
             let stored = stored_packets(&path);
             let sent: Vec<(bool, Vec<Vec<u8>>)> = frames[12..]
                 .iter()
-                .map(|(header, data)| (header.keyframe, annex_b_units(data)))
+                .map(|(header, data)| (header.keyframe, codec::annex_b_units(data)))
                 .collect();
             assert_eq!(stored.len(), sent.len(), "{name}");
             for (seq, (stored, sent)) in (12..).zip(stored.iter().zip(&sent)) {

@@ -389,6 +389,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// The NAL units of an Annex B frame, each copied out.
+    pub(crate) fn annex_b_units(data: &[u8]) -> Vec<Vec<u8>> {
+        nal_units(data).map(<[u8]>::to_vec).collect()
+    }
+
     /// `count` frames of a 160x120 test pattern stream at 30 fps, keyframes where asked.
     pub(crate) fn test_stream(count: u64, keyframe_at: u64) -> Vec<(FrameHeader, Vec<u8>)> {
         let pattern = TestPattern::new(WIDTH, HEIGHT);

@@ -5,7 +5,7 @@
 
 mod h264;
 #[cfg(test)]
-pub(crate) use h264::tests::test_stream as h264_test_stream;
+pub(crate) use h264::tests::{annex_b_units, test_stream as h264_test_stream};
 mod jpeg;
 mod raw;
 
