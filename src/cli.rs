@@ -98,3 +98,50 @@ impl PairingArgs {
         }
     }
 }
+
+/// This machine's addresses a phone on the same network could reach: up, IPv4, not loopback or
+/// link-local, private (RFC 1918) ones first. Read from the interfaces (getifaddrs), which sends
+/// nothing on any network.
+pub fn lan_addresses() -> Vec<std::net::IpAddr> {
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let mut addresses: Vec<std::net::Ipv4Addr> = interfaces
+        .iter()
+        .filter(|i| !i.is_loopback() && !i.is_link_local())
+        .filter_map(|i| match i.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    addresses.sort_by_key(|ip| !ip.is_private());
+    addresses.dedup();
+    addresses.into_iter().map(Into::into).collect()
+}
+
+/// The page's link for a sender listening on `listen`: on its LAN address when it listens on
+/// every interface, with the pairing code in the fragment (which never leaves the browser).
+pub fn page_link(listen: std::net::SocketAddr, pairing: &PairingMode) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => lan_addresses()
+            .first()
+            .copied()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        ip => ip,
+    };
+    let address = std::net::SocketAddr::new(host, listen.port());
+    match pairing.code() {
+        Some(code) => format!("https://{address}/#code={code}"),
+        None => format!("http://{address}/"),
+    }
+}
+
+/// `text` as a QR code drawn with Unicode half blocks, light on dark, for a terminal.
+pub fn qr_code(text: &str) -> Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}

@@ -24,7 +24,8 @@
 //!   (cameras and streams read on their own thread by [`media::live`], files, the
 //!   [`media::pattern`]); [`media::codec`] is the codec seam: one file per codec with its
 //!   encoder, its decoder and its bitstream checks, chosen in one place; [`media::window`]; and
-//!   [`media::recorder`], which keeps H.264 as it came (libavformat) and re-encodes the rest.
+//!   [`media::recorder`], which keeps H.264 as it came (libavformat) and re-encodes the rest;
+//!   [`media::fmp4`] turns H.264 frames into fragmented MP4 for a browser (bytes only).
 //! - [`sender`]: `run` wires a source to the sinks. [`sender`]'s capture loop paces the source
 //!   and encodes each frame once, forcing a keyframe when a viewer waits for one and, with
 //!   `--bitrate auto`, fitting the bit rate to what the viewers' acks say they take; its admission decides who may connect (`--allow`, lockouts,

@@ -256,35 +256,6 @@ fn the_sender_shrugs_off_bad_peers_and_keeps_serving() {
 }
 
 #[test]
-fn a_browser_is_told_how_to_watch_and_a_tls_client_is_closed() {
-    let sender = start_sender(config("test:160x120", Codec::Jpeg));
-    let answer = |bytes: &[u8]| {
-        let mut stream = TcpStream::connect(sender.addr).unwrap();
-        stream.write_all(bytes).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
-    };
-    let page = answer(b"GET / HTTP/1.1\r\nHost: camera\r\n\r\n");
-    assert!(
-        page.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
-        "{page}"
-    );
-    assert!(
-        page.contains(&format!("receiver --connect {}", sender.addr)),
-        "{page}"
-    );
-    // A ClientHello's first bytes: closed, with none of the camstream hello sent to it.
-    assert_eq!(answer(&[0x16, 0x03, 0x01, 0x00, 0x05]), "");
-    let (_, frames, _) = watch(sender.addr, 3);
-    assert_eq!(frames.len(), 3);
-    assert_eq!(sender.finish().viewers, 1);
-}
-
-#[test]
 fn only_the_allowed_address_may_connect() {
     let mut config = config("test:160x120", Codec::Jpeg);
     config.allow = Some("127.0.0.2".parse().unwrap());

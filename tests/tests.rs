@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_peers;
+mod browser;
 mod cli;
 mod gui;
 mod h264;
@@ -13,3 +14,4 @@ mod loopback;
 mod protocol_props;
 mod secure;
 mod survive;
+mod web;

@@ -3,11 +3,13 @@
 use anyhow::{Context, Result};
 use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
 use camstream::prompt::Prompter;
+use camstream::sender::certificate::TlsSource;
 use camstream::sender::{self, SenderConfig};
 use camstream::wire::protocol::Codec;
 use camstream::wire::secure;
 use camstream::{cli, error_line};
 use clap::Parser;
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 
@@ -61,6 +63,16 @@ struct Args {
     no_preview: bool,
     #[command(flatten)]
     pairing: cli::PairingArgs,
+    /// The web page's TLS certificate (PEM, with its chain) [default: a self-signed one, made
+    /// at the first start and kept in ~/.config/camstream]
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Do not print the page's link as a QR code
+    #[arg(long)]
+    no_qr: bool,
     /// Print one JSON line of statistics to stdout at the end
     #[arg(long)]
     stats: bool,
@@ -99,6 +111,21 @@ fn run(args: Args) -> Result<()> {
                 "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
         }
     );
+    let listening = listener.local_addr()?;
+    let link = cli::page_link(listening, &pairing);
+    log::info!("watch in a browser: {link}");
+    if !args.no_qr && std::io::stderr().is_terminal() {
+        match cli::qr_code(&link) {
+            Ok(qr) => eprintln!("{qr}"),
+            Err(e) => log::warn!("drawing the link as a QR code: {e}"),
+        }
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(certificate), Some(key)) => TlsSource::Files { certificate, key },
+        _ => TlsSource::SelfSigned {
+            folder: TlsSource::default_folder(),
+        },
+    };
     let config = SenderConfig {
         source: args.source,
         codec: args.codec,
@@ -112,6 +139,7 @@ fn run(args: Args) -> Result<()> {
         pairing,
         keyframe_interval: args.keyframe_interval,
         bitrate: args.bitrate,
+        tls,
     };
     let report = sender::run(&config, listener, &stop)?;
     if args.stats {

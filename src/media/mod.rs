@@ -9,8 +9,11 @@
 //! - [`window`]: highgui windows and the cards shown instead of video.
 //! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
 //!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
+//! - [`fmp4`]: the frames as fragmented MP4 for a browser's Media Source Extensions (bytes
+//!   only): an init segment, then one fragment per frame.
 
 pub mod codec;
+pub mod fmp4;
 pub mod live;
 pub mod pattern;
 pub mod recorder;

@@ -18,18 +18,26 @@ const MICROSECONDS: Rational = Rational(1, 1_000_000);
 pub struct Remuxer {
     path: PathBuf,
     output: format::context::Output,
-    stored: Stored,
-    size: (u32, u32),
-    fps: f64,
+    track: Track,
     /// Set once the first keyframe has started the file.
     timing: Option<Timing>,
     frames: u64,
 }
 
-struct Timing {
+/// The one video stream a muxer holds: what [`Remuxer`] and [`super::fmp4`] tell libavformat.
+#[derive(Clone, Copy)]
+pub(super) struct Track {
+    pub stored: Stored,
+    pub size: (u32, u32),
+    /// Frames per second (0: unpaced, no rate to declare).
+    pub fps: f64,
+}
+
+/// Capture times as the container's timestamps.
+pub(super) struct Timing {
     /// The container's, chosen by its muxer.
-    time_base: Rational,
-    first_capture_us: u64,
+    pub time_base: Rational,
+    pub first_capture_us: u64,
     last_timestamp: i64,
 }
 
@@ -46,16 +54,14 @@ impl Remuxer {
         Ok(Remuxer {
             path: path.to_owned(),
             output,
-            stored,
-            size,
-            fps,
+            track: Track { stored, size, fps },
             timing: None,
             frames: 0,
         })
     }
 
     pub fn size(&self) -> (u32, u32) {
-        self.size
+        self.track.size
     }
 
     /// Adds one frame; frames before the first keyframe are left out (nothing could decode them).
@@ -72,21 +78,7 @@ impl Remuxer {
         let Some(timing) = self.timing.as_mut() else {
             return Ok(());
         };
-        // Capture times in the container's time base, strictly increasing: a sender that
-        // restarted, or a clock that stepped back, must not reorder the file.
-        let since_first = header
-            .capture_unix_us
-            .saturating_sub(timing.first_capture_us);
-        let timestamp = rescale(since_first, timing.time_base).max(timing.last_timestamp + 1);
-        timing.last_timestamp = timestamp;
-        let mut packet = Packet::copy(data);
-        packet.set_pts(Some(timestamp));
-        packet.set_dts(Some(timestamp));
-        packet.set_stream(0);
-        if header.keyframe {
-            packet.set_flags(codec::packet::Flags::KEY);
-        }
-        packet
+        packet(header, data, timing.next(header.capture_unix_us))
             .write(&mut self.output)
             .with_context(|| format!("recording to {}", self.path.display()))?;
         self.frames += 1;
@@ -95,50 +87,11 @@ impl Remuxer {
 
     /// Describes the stream to the container, from its first keyframe, and writes its header.
     fn start(&mut self, header: &FrameHeader, keyframe: &[u8]) -> Result<Timing> {
-        let mut parameters = codec::Parameters::new();
-        parameters.set_medium(media::Type::Video);
-        parameters.set_id(self.stored.codec);
-        let extradata = (self.stored.global_header)(keyframe);
-        // SAFETY: the parameters are ours; FFmpeg frees `extradata` with them, so FFmpeg
-        // allocates it, with the zeroed padding its parsers may read past the end.
-        unsafe {
-            let raw = parameters.as_mut_ptr();
-            (*raw).width = header.width as i32;
-            (*raw).height = header.height as i32;
-            let buffer =
-                ffi::av_mallocz(extradata.len() + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize);
-            if buffer.is_null() {
-                return Err(anyhow!("out of memory for the codec header"));
-            }
-            std::ptr::copy_nonoverlapping(extradata.as_ptr(), buffer.cast(), extradata.len());
-            (*raw).extradata = buffer.cast();
-            (*raw).extradata_size = extradata.len() as i32;
-        }
-        {
-            let mut stream = self
-                .output
-                .add_stream(ffmpeg::encoder::find(codec::Id::None))?;
-            stream.set_parameters(parameters);
-            stream.set_time_base(MICROSECONDS);
-            if self.fps > 0.0 {
-                stream.set_rate(Rational::from(self.fps));
-                stream.set_avg_frame_rate(Rational::from(self.fps));
-            }
-        }
+        self.track.add_to(&mut self.output, keyframe)?;
         let mut options = Dictionary::new();
         options.set("movflags", "+frag_keyframe+empty_moov+default_base_moof");
         self.output.write_header_with(options)?;
-        let time_base = self
-            .output
-            .stream(0)
-            .map(|stream| stream.time_base())
-            .unwrap_or(MICROSECONDS);
-        Ok(Timing {
-            time_base,
-            first_capture_us: header.capture_unix_us,
-            // So the first frame, at 0, is after it.
-            last_timestamp: -1,
-        })
+        Ok(Timing::new(&self.output, header.capture_unix_us))
     }
 
     /// Writes the container's index and trailer; returns the frames recorded.
@@ -152,8 +105,82 @@ impl Remuxer {
     }
 }
 
+impl Track {
+    /// Adds the stream to `output`, its codec header taken from `keyframe`; the header is not
+    /// written yet.
+    pub fn add_to(&self, output: &mut format::context::Output, keyframe: &[u8]) -> Result<()> {
+        let mut parameters = codec::Parameters::new();
+        parameters.set_medium(media::Type::Video);
+        parameters.set_id(self.stored.codec);
+        let extradata = (self.stored.global_header)(keyframe);
+        // SAFETY: the parameters are ours; FFmpeg frees `extradata` with them, so FFmpeg
+        // allocates it, with the zeroed padding its parsers may read past the end.
+        unsafe {
+            let raw = parameters.as_mut_ptr();
+            (*raw).width = self.size.0 as i32;
+            (*raw).height = self.size.1 as i32;
+            let buffer =
+                ffi::av_mallocz(extradata.len() + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize);
+            if buffer.is_null() {
+                return Err(anyhow!("out of memory for the codec header"));
+            }
+            std::ptr::copy_nonoverlapping(extradata.as_ptr(), buffer.cast(), extradata.len());
+            (*raw).extradata = buffer.cast();
+            (*raw).extradata_size = extradata.len() as i32;
+        }
+        let mut stream = output
+            .add_stream(ffmpeg::encoder::find(codec::Id::None))
+            .context("adding the video stream")?;
+        stream.set_parameters(parameters);
+        stream.set_time_base(MICROSECONDS);
+        if self.fps > 0.0 {
+            stream.set_rate(Rational::from(self.fps));
+            stream.set_avg_frame_rate(Rational::from(self.fps));
+        }
+        Ok(())
+    }
+}
+
+impl Timing {
+    /// Times frames from `first_capture_us` on, in the time base the muxer chose for stream 0
+    /// when it wrote its header.
+    pub fn new(output: &format::context::Output, first_capture_us: u64) -> Timing {
+        let time_base = output
+            .stream(0)
+            .map(|stream| stream.time_base())
+            .unwrap_or(MICROSECONDS);
+        Timing {
+            time_base,
+            first_capture_us,
+            // So the first frame, at 0, is after it.
+            last_timestamp: -1,
+        }
+    }
+
+    /// A frame's timestamp: its capture time in the container's time base, strictly increasing
+    /// (a sender that restarted, or a clock that stepped back, must not reorder the frames).
+    pub fn next(&mut self, capture_unix_us: u64) -> i64 {
+        let since_first = capture_unix_us.saturating_sub(self.first_capture_us);
+        let timestamp = rescale(since_first, self.time_base).max(self.last_timestamp + 1);
+        self.last_timestamp = timestamp;
+        timestamp
+    }
+}
+
+/// A frame as a packet of stream 0 at `timestamp`.
+pub(super) fn packet(header: &FrameHeader, data: &[u8], timestamp: i64) -> Packet {
+    let mut packet = Packet::copy(data);
+    packet.set_pts(Some(timestamp));
+    packet.set_dts(Some(timestamp));
+    packet.set_stream(0);
+    if header.keyframe {
+        packet.set_flags(codec::packet::Flags::KEY);
+    }
+    packet
+}
+
 /// Microseconds in `time_base` units, rounded to the nearest.
-fn rescale(microseconds: u64, time_base: Rational) -> i64 {
+pub(super) fn rescale(microseconds: u64, time_base: Rational) -> i64 {
     let microseconds = i64::try_from(microseconds).unwrap_or(i64::MAX);
     // SAFETY: arithmetic only.
     unsafe { ffi::av_rescale_q(microseconds, MICROSECONDS.into(), time_base.into()) }

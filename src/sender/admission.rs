@@ -1,19 +1,23 @@
-//! Who gets in: the accept loop, the checks on every new connection (`--allow`, wrong-code
-//! lockouts, `--max-viewers`), one writer thread per viewer admitted, and refusals logged once a
-//! minute per address and kind, so a flood of connections cannot flood the log.
+//! Who gets in: the accept loop, the checks on every new connection (`--allow`, a bound on
+//! connections), one thread per connection that tells a receiver from a browser by its first
+//! byte, the checks on viewers (wrong-code lockouts, `--max-viewers` seats, counted for every
+//! kind of viewer), and refusals logged once a minute per address and kind, so a flood of
+//! connections cannot flood the log.
 
 use super::sinks::tcp::{Ending, TcpViewer};
+use super::sinks::Sinks;
 use super::{web, Shared, WRITER_THREAD};
-use crate::wire::handshake::NotAViewer;
+use crate::wire::handshake::{NotAViewer, HANDSHAKE_TIMEOUT};
 use crate::wire::secure;
-use crate::wire::sniff::Peer;
+use crate::wire::sniff::{self, Peer};
 use crate::{error_line, is_disconnect, lock, Stop};
+use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,13 +34,39 @@ const MAX_REMEMBERED_COMPLAINTS: usize = 1024;
 const MAX_LOCKOUT: Duration = Duration::from_secs(60);
 /// After a failed accept (out of file descriptors and the like), wait this long and try again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// Connections served at once beyond `--max-viewers`: a page loading its files, a login, a
+/// snapshot, a peer still to say what it is.
+pub const SPARE_CONNECTIONS: usize = 8;
 
 /// What the sender checks new connections against.
 pub(super) struct Admission {
     allow: Option<IpAddr>,
     max_viewers: usize,
+    /// Viewers of every kind now.
+    seats: AtomicUsize,
+    /// Connections being served now.
+    connections: AtomicUsize,
     wrong_codes: Mutex<WrongCodes>,
     complaints: Mutex<Complaints>,
+}
+
+/// One of `--max-viewers` seats, or one connection, given back when dropped.
+pub(super) struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes one of `limit` places counted by `count`, if one is free.
+fn hold(count: &AtomicUsize, limit: usize) -> Option<Held<'_>> {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Held(count))
 }
 
 impl Admission {
@@ -44,14 +74,36 @@ impl Admission {
         Admission {
             allow,
             max_viewers,
+            seats: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             wrong_codes: Mutex::default(),
             complaints: Mutex::default(),
         }
     }
 
+    /// A viewer's seat, if fewer than `--max-viewers` watch.
+    pub(super) fn seat(&self) -> Option<Held<'_>> {
+        hold(&self.seats, self.max_viewers)
+    }
+
+    /// How long `peer` must still wait after wrong pairing codes, if at all.
+    pub(super) fn lockout(&self, peer: SocketAddr) -> Option<Duration> {
+        lock(&self.wrong_codes).lockout(canonical(peer.ip()), Instant::now())
+    }
+
+    /// Counts a wrong pairing code from `peer`; returns how many in a row.
+    pub(super) fn wrong_code(&self, peer: SocketAddr) -> u32 {
+        lock(&self.wrong_codes).failed(canonical(peer.ip()), Instant::now())
+    }
+
     /// Logs a refusal, unless the same complaint about the same address was logged in the last
     /// [`COMPLAINT_PERIOD`]: then it is only counted, and the next message says how many.
-    fn complain(&self, peer: SocketAddr, about: &'static str, message: impl FnOnce() -> String) {
+    pub(super) fn complain(
+        &self,
+        peer: SocketAddr,
+        about: &'static str,
+        message: impl FnOnce() -> String,
+    ) {
         let unsaid = lock(&self.complaints).note(canonical(peer.ip()), about, Instant::now());
         match unsaid {
             Some(0) => log::warn!("{}", message()),
@@ -63,8 +115,9 @@ impl Admission {
         }
     }
 
-    /// Whether a connection from `peer` may go on to its handshake; logs why not.
-    fn admits(&self, peer: SocketAddr, viewers: usize) -> bool {
+    /// Whether a connection from `peer` may be served, taking one of the connection places
+    /// (its thread gives it back: [`Admission::connection_place`]); logs why not.
+    fn admits(&self, peer: SocketAddr) -> bool {
         if let Some(allowed) = self.allow {
             if canonical(peer.ip()) != canonical(allowed) {
                 self.complain(peer, "--allow", || {
@@ -73,25 +126,48 @@ impl Admission {
                 return false;
             }
         }
-        if let Some(wait) = lock(&self.wrong_codes).lockout(canonical(peer.ip()), Instant::now()) {
+        let held = hold(&self.connections, self.max_viewers + SPARE_CONNECTIONS);
+        let admitted = held.is_some();
+        // The place stays taken until the connection's thread ends.
+        std::mem::forget(held);
+        if !admitted {
+            self.complain(peer, "connections", || {
+                format!(
+                    "refused connection from {peer}: already serving {} connections",
+                    self.max_viewers + SPARE_CONNECTIONS
+                )
+            });
+        }
+        admitted
+    }
+
+    /// The connection place [`Admission::admits`] took, to give back when dropped.
+    fn connection_place(&self) -> Held<'_> {
+        Held(&self.connections)
+    }
+
+    /// A seat for a receiver from `peer`, unless it is locked out or the sender is full; logs
+    /// why not.
+    fn seat_for_receiver(&self, peer: SocketAddr) -> Option<Held<'_>> {
+        if let Some(wait) = self.lockout(peer) {
             self.complain(peer, "pairing lockout", || {
                 format!(
                     "refused connection from {peer}: too many wrong pairing codes; next try allowed in {} s",
                     wait.as_secs_f64().ceil()
                 )
             });
-            return false;
+            return None;
         }
-        if viewers >= self.max_viewers {
+        let seat = self.seat();
+        if seat.is_none() {
             self.complain(peer, "--max-viewers", || {
                 format!(
                     "refused connection from {peer}: already serving {} viewers (--max-viewers)",
                     self.max_viewers
                 )
             });
-            return false;
         }
-        true
+        seat
     }
 }
 
@@ -152,70 +228,94 @@ pub(super) fn accept_loop(
         }
         writers.retain(|w| !w.is_finished());
     }
-    shared.sinks.close_all();
+    let registries = || std::iter::once(&shared.sinks).chain(&shared.side_jpeg);
+    registries().for_each(Sinks::close_all);
     let grace = match quitting.is_raised() {
         true => QUIT_GRACE,
         false => CLOSE_GRACE,
     };
-    shared.sinks.wait_until_empty(Instant::now() + grace);
-    shared.sinks.disconnect_all();
+    let deadline = Instant::now() + grace;
+    registries().for_each(|sinks| sinks.wait_until_empty(deadline));
+    registries().for_each(Sinks::disconnect_all);
     for writer in writers {
         // A writer that panicked has already lost its viewer; nothing more to do.
         let _ = writer.join();
     }
 }
 
-/// Checks a new connection and starts its writer thread.
+/// Checks a new connection and starts its thread, which tells what it is and serves it.
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Option<thread::JoinHandle<()>> {
-    if !shared.admission.admits(peer, shared.sinks.len()) {
+    // Counted here, on the accept thread, so that a flood cannot start threads without bound.
+    if !shared.admission.admits(peer) {
         return None;
     }
-    let viewer = match TcpViewer::join(stream, &shared.sinks, &shared.greeting) {
-        Ok(viewer) => viewer,
-        Err(e) => {
-            log::warn!("viewer {peer}: {e}");
-            return None;
-        }
-    };
-    let shared = Arc::clone(shared);
+    let owned = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(WRITER_THREAD.to_owned())
         .spawn(move || {
+            let shared = owned;
+            let _connection = shared.admission.connection_place();
             // The one place a connection is told apart: a receiver, or a browser.
-            match viewer.kind() {
-                Ok(Peer::Camstream) => serve_and_log(&viewer, peer, &shared),
-                Ok(Peer::Http) => match web::turn_away(viewer.stream()) {
-                    Ok(()) => shared.admission.complain(peer, "web", || {
-                        format!("told a web client at {peer} that this sender serves no page")
-                    }),
-                    Err(e) => shared.admission.complain(peer, "web", || {
-                        format!("web client at {peer}: {}", error_line(&e))
-                    }),
-                },
-                Ok(Peer::Tls) => shared.admission.complain(peer, "tls", || {
-                    format!("refused a TLS client at {peer} (a browser at https://?): this sender speaks camstream, and serves no page yet")
-                }),
+            match kind(&stream) {
+                Ok(Peer::Camstream) => {
+                    if let Some(_seat) = shared.admission.seat_for_receiver(peer) {
+                        serve_receiver(stream, peer, &shared);
+                    }
+                }
+                Ok(Peer::Http) => {
+                    web::log_served(&web::serve(stream, peer, false, &shared), peer, &shared)
+                }
+                Ok(Peer::Tls) => {
+                    web::log_served(&web::serve(stream, peer, true, &shared), peer, &shared)
+                }
                 Err(e) => shared.admission.complain(peer, "handshake", || {
                     format!("refused connection from {peer}: {}", error_line(&e))
                 }),
             }
-            shared
-                .counters
-                .frames_skipped
-                .fetch_add(viewer.skipped(), Ordering::Relaxed);
-            shared.sinks.leave(viewer.id());
         });
     match spawned {
         Ok(writer) => Some(writer),
         Err(e) => {
-            log::warn!("viewer {peer}: starting its writer: {e}");
+            drop(shared.admission.connection_place());
+            log::warn!("viewer {peer}: starting its thread: {e}");
             None
         }
     }
+}
+
+/// What the peer is, from the first byte it sends (it sends first: a receiver its hello, a
+/// browser its request); a peer that says nothing for the handshake's time is no viewer.
+fn kind(stream: &TcpStream) -> anyhow::Result<Peer> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first) {
+        Ok(0) => Err(anyhow!("it closed the connection before saying hello")),
+        Ok(_) => Ok(sniff::classify(first[0])),
+        Err(e) => Err(anyhow!(e).context("waiting for its hello")),
+    }
+    .context(NotAViewer)
+}
+
+/// Registers a receiver as a sink, serves it, and counts what it missed.
+fn serve_receiver(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let viewer = match TcpViewer::join(stream, &shared.sinks, &shared.greeting) {
+        Ok(viewer) => viewer,
+        Err(e) => {
+            log::warn!("viewer {peer}: {e}");
+            return;
+        }
+    };
+    serve_and_log(&viewer, peer, shared);
+    shared
+        .counters
+        .frames_skipped
+        .fetch_add(viewer.skipped(), Ordering::Relaxed);
+    shared.sinks.leave(viewer.id());
 }
 
 /// Serves one viewer and says how it ended.
@@ -242,8 +342,7 @@ fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
             log::info!("viewer {peer} disconnected after {sent} frames")
         }
         Err(e) if secure::is_code_mismatch(&e) => {
-            let failures =
-                lock(&admission.wrong_codes).failed(canonical(peer.ip()), Instant::now());
+            let failures = admission.wrong_code(peer);
             admission.complain(peer, "pairing", || {
                 format!("refused viewer {peer}: pairing code did not match ({failures} in a row)")
             })

@@ -4,7 +4,7 @@
 
 use super::rate::RateControl;
 use super::sinks::{BufferPool, Sinks};
-use super::{SenderConfig, PREVIEW_TITLE};
+use super::{SenderConfig, Shared, PREVIEW_TITLE};
 use crate::config::Bitrate;
 use crate::media::codec::{self, Encoder, EncoderSettings};
 use crate::media::live::REOPEN_INTERVAL;
@@ -12,9 +12,10 @@ use crate::media::source::{Next, Source};
 use crate::media::window::{draw_card, Window, WindowEvent};
 use crate::media::Picture;
 use crate::stats::{clock_time, unix_micros, SenderReport};
-use crate::wire::protocol::{FrameHeader, PixelFormat};
+use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use crate::{Stop, POLL};
 use anyhow::Result;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,14 +27,14 @@ const POOLED_BUFFERS: usize = 16;
 /// whatever the number of viewers; a request inside it waits, it is not dropped.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Streams from `source` to `sinks` until it ends, `--frames` is reached or the user quits.
+/// Streams from `source` to the shared sinks until it ends, `--frames` is reached or the user quits.
 /// `timing` is the interval frames are read at (`None`: the source's own pace, or unpaced) and
 /// the stream's frame rate as its hello says (0: unknown).
 pub(super) fn run(
     config: &SenderConfig,
     source: &mut Source,
     (pace, stream_fps): (Option<Duration>, f64),
-    sinks: &Sinks,
+    shared: &Shared,
     stop: &Stop,
     report: &mut SenderReport,
 ) -> Result<()> {
@@ -43,22 +44,26 @@ pub(super) fn run(
     };
     let (width, height) = source.size();
     let start_kbps = config.bitrate_kbps(width, height);
+    let settings = EncoderSettings {
+        width,
+        height,
+        quality: config.quality,
+        fps: stream_fps,
+        keyframe_interval: config.keyframe_interval,
+        bitrate_kbps: start_kbps,
+    };
     let mut capture = CaptureLoop {
         config,
-        sinks,
+        sinks: &shared.sinks,
+        shared,
         pace,
         preview: Preview {
             window: window.as_ref(),
             stop,
         },
-        encoder: codec::format(config.codec).encoder(&EncoderSettings {
-            width,
-            height,
-            quality: config.quality,
-            fps: stream_fps,
-            keyframe_interval: config.keyframe_interval,
-            bitrate_kbps: start_kbps,
-        })?,
+        encoder: codec::format(config.codec).encoder(&settings)?,
+        side_jpeg: None,
+        settings,
         rate: None,
         pool: BufferPool::new(POOLED_BUFFERS),
         picture: Vec::new(),
@@ -72,7 +77,13 @@ pub(super) fn run(
     if capture.encoder.bitrate_kbps().is_some() && config.bitrate == Bitrate::Auto {
         capture.rate = Some(RateControl::new(start_kbps, Instant::now()));
     }
-    while capture.turn(source, report)? == Turn::Again {}
+    if let Some(kbps) = capture.encoder.bitrate_kbps() {
+        shared
+            .counters
+            .bitrate_kbps
+            .store(kbps.into(), Ordering::Relaxed);
+    }
+    while capture.turn(source)? == Turn::Again {}
     report.bitrate_kbps = capture.encoder.bitrate_kbps();
     Ok(())
 }
@@ -86,10 +97,15 @@ enum Turn {
 
 struct CaptureLoop<'a> {
     config: &'a SenderConfig,
+    /// The stream's own sinks.
     sinks: &'a Sinks,
+    shared: &'a Shared,
     pace: Option<Duration>,
     preview: Preview<'a>,
     encoder: Box<dyn Encoder>,
+    /// JPEG for the side sinks of a stream that is not JPEG, made when first wanted.
+    side_jpeg: Option<Box<dyn Encoder>>,
+    settings: EncoderSettings,
     /// `--bitrate auto` with a codec that has a bit rate.
     rate: Option<RateControl>,
     pool: BufferPool,
@@ -107,7 +123,7 @@ struct CaptureLoop<'a> {
 
 impl CaptureLoop<'_> {
     /// Waits for the next frame to be due, reads it, and sends it.
-    fn turn(&mut self, source: &mut Source, report: &mut SenderReport) -> Result<Turn> {
+    fn turn(&mut self, source: &mut Source) -> Result<Turn> {
         if self.wait_for_due(source)? {
             return Ok(Turn::Done);
         }
@@ -133,7 +149,8 @@ impl CaptureLoop<'_> {
                 });
             }
         };
-        report.frames_captured += 1;
+        let counters = &self.shared.counters;
+        counters.frames_captured.fetch_add(1, Ordering::Relaxed);
         if let Some(window) = self.preview.window {
             let (width, height) = source.size();
             window.show(&Picture::new(width, height, &self.picture))?;
@@ -142,11 +159,8 @@ impl CaptureLoop<'_> {
             }
         }
         // Encoding for nobody is wasted work; the preview needs only the pixels.
-        if self.sinks.active() > 0 {
-            report.frames_encoded += 1;
-            if self.send(source, captured_at)? == Turn::Done {
-                return Ok(Turn::Done);
-            }
+        if self.send(source, captured_at)? == Turn::Done {
+            return Ok(Turn::Done);
         }
         self.seq += 1;
         Ok(Turn::Again)
@@ -155,7 +169,7 @@ impl CaptureLoop<'_> {
     /// Waits until the next frame is due. Returns true if the user asked to quit.
     fn wait_for_due(&mut self, source: &Source) -> Result<bool> {
         // A file waits for its first viewer, so that viewer sees it from the start.
-        while self.seq == 0 && source.is_file() && self.sinks.active() == 0 {
+        while self.seq == 0 && source.is_file() && !self.anyone_watches() {
             if !std::mem::replace(&mut self.told_waiting, true) {
                 log::info!("waiting for a receiver before playing {}", source.name());
             }
@@ -210,9 +224,35 @@ impl CaptureLoop<'_> {
         draw_card(width, height, &lines, &mut self.picture)
     }
 
-    /// Encodes the picture once and offers it to every sink.
+    /// Whether some sink, of the stream or the side JPEG, is receiving frames.
+    fn anyone_watches(&self) -> bool {
+        self.sinks.active() > 0
+            || self
+                .shared
+                .side_jpeg
+                .as_ref()
+                .is_some_and(|s| s.active() > 0)
+    }
+
+    /// Encodes the picture once for each codec some sink wants and offers it to those sinks.
     fn send(&mut self, source: &Source, captured_at: SystemTime) -> Result<Turn> {
         let (width, height) = source.size();
+        let header = FrameHeader {
+            seq: self.seq,
+            capture_unix_us: unix_micros(captured_at),
+            width,
+            height,
+            pixel_format: PixelFormat::Bgr8,
+            codec: self.config.codec,
+            keyframe: true,
+        };
+        // First, as the raw encoder takes the picture.
+        let side_offered = self.send_side_jpeg(header)?;
+        if self.sinks.active() == 0 {
+            return Ok(self.count(side_offered));
+        }
+        let counters = &self.shared.counters;
+        counters.frames_encoded.fetch_add(1, Ordering::Relaxed);
         let sinks = self.sinks;
         if let Some(kbps) = self
             .rate
@@ -221,6 +261,7 @@ impl CaptureLoop<'_> {
         {
             log::debug!("bit rate now {kbps} kbit/s");
             self.encoder.set_bitrate(kbps);
+            counters.bitrate_kbps.store(kbps.into(), Ordering::Relaxed);
         }
         let mut data = self.pool.buffer();
         let force = self.sinks.wants_keyframe()
@@ -231,24 +272,42 @@ impl CaptureLoop<'_> {
             self.last_forced_keyframe = Some(Instant::now());
         }
         let keyframe = self.encoder.encode(&mut self.picture, &mut data, force)?;
-        let header = FrameHeader {
-            seq: self.seq,
-            capture_unix_us: unix_micros(captured_at),
-            width,
-            height,
-            pixel_format: PixelFormat::Bgr8,
-            codec: self.config.codec,
-            keyframe,
+        let frame = self.pool.frame(FrameHeader { keyframe, ..header }, data);
+        let offered = self.sinks.publish(&frame)?;
+        Ok(self.count(side_offered + offered))
+    }
+
+    /// Encodes a JPEG for the side sinks, if any is receiving frames; returns how many were
+    /// offered it.
+    fn send_side_jpeg(&mut self, header: FrameHeader) -> Result<usize> {
+        let Some(side) = self.shared.side_jpeg.as_ref().filter(|s| s.active() > 0) else {
+            return Ok(0);
         };
-        let frame = self.pool.frame(header, data);
-        if self.sinks.publish(&frame)? > 0 {
+        let encoder = match &mut self.side_jpeg {
+            Some(encoder) => encoder,
+            empty => empty.insert(codec::format(Codec::Jpeg).encoder(&self.settings)?),
+        };
+        let mut data = self.pool.buffer();
+        encoder.encode(&mut self.picture, &mut data, true)?;
+        let counters = &self.shared.counters;
+        counters.jpeg_encoded.fetch_add(1, Ordering::Relaxed);
+        let header = FrameHeader {
+            codec: Codec::Jpeg,
+            ..header
+        };
+        side.publish(&self.pool.frame(header, data))
+    }
+
+    /// Counts a frame that went out to `offered` sinks towards `--frames`.
+    fn count(&mut self, offered: usize) -> Turn {
+        if offered > 0 {
             self.counted += 1;
             if self.config.frames == Some(self.counted) {
                 log::info!("sent {} frames (--frames); ending the stream", self.counted);
-                return Ok(Turn::Done);
+                return Turn::Done;
             }
         }
-        Ok(Turn::Again)
+        Turn::Again
     }
 }
 

@@ -5,18 +5,24 @@
 //! - `admission.rs`: the accept loop, who may connect, lockouts, and refusals logged sparingly.
 //! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
 //!   the per-viewer protocol.
-//! - `web.rs`: what a browser that reaches the port is told (each connection is told apart by
-//!   its first byte, [`crate::wire::sniff`]).
+//! - `web.rs`: the web side on the same port (each connection is told apart by its first byte,
+//!   [`crate::wire::sniff`]): the page, its login, `/stream.mjpg`, `/snapshot.jpg`, `/metrics`
+//!   (`metrics.rs`), over HTTPS with the certificate [`certificate`] keeps.
+//!   [`sinks::browser`] and [`sinks::mjpeg`] are its viewers.
 
 mod admission;
 mod capture;
+pub mod certificate;
+mod metrics;
 mod rate;
 pub mod sinks;
 mod web;
 
-pub use sinks::tcp::FRAMES_IN_FLIGHT;
+pub use admission::SPARE_CONNECTIONS;
+pub use sinks::flight::FRAMES_IN_FLIGHT;
 
 use crate::config::{Bitrate, PairingMode, SourceSpec};
+use crate::media::codec;
 use crate::media::source::Source;
 use crate::stats::SenderReport;
 use crate::wire::handshake::Greeting;
@@ -24,6 +30,9 @@ use crate::wire::protocol::{Codec, StreamHello};
 use crate::Stop;
 use admission::{accept_loop, AcceptWaker, Admission};
 use anyhow::{Context, Result};
+use certificate::{TlsSource, WebKeys};
+use metrics::Latencies;
+use sinks::browser::{Fragments, StreamFacts};
 use sinks::Sinks;
 use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +73,8 @@ pub struct SenderConfig {
     /// H.264's bit rate: fixed, or fitted to the viewers (`auto`, starting from one that fits
     /// the picture).
     pub bitrate: Bitrate,
+    /// Where the web side's TLS certificate comes from (unused with `--insecure`).
+    pub tls: TlsSource,
 }
 
 /// Seconds between regular keyframes when `--keyframe-interval` is not given.
@@ -88,17 +99,40 @@ impl SenderConfig {
 struct Shared {
     greeting: Greeting,
     admission: Admission,
+    /// The sinks of the stream's own encode.
     sinks: Sinks,
+    /// For a stream that is not JPEG: the sinks that want JPEG (MJPEG clients, snapshots, pages
+    /// that cannot play the stream), encoded on the side only while one is there.
+    side_jpeg: Option<Sinks>,
+    /// For an H.264 stream: its fragmented MP4 for pages.
+    fragments: Option<Arc<Fragments>>,
+    /// The web side's TLS and sessions; `None` with `--insecure` (plain HTTP, open).
+    web: Option<WebKeys>,
+    stream: StreamFacts,
     counters: Counters,
 }
 
-/// The sender's `--stats` counts that the writer threads keep.
+impl Shared {
+    /// The sinks that get JPEG frames.
+    fn jpeg_sinks(&self) -> &Sinks {
+        self.side_jpeg.as_ref().unwrap_or(&self.sinks)
+    }
+}
+
+/// The counts the capture loop and the viewers' threads keep, for `--stats` and `/metrics`.
 #[derive(Default)]
 struct Counters {
+    frames_captured: AtomicU64,
+    frames_encoded: AtomicU64,
+    /// Frames the side JPEG encode made.
+    jpeg_encoded: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     frames_skipped: AtomicU64,
     viewers_served: AtomicU64,
+    /// The encoder's bit rate now, kbit/s (0: none).
+    bitrate_kbps: AtomicU64,
+    page_latencies: std::sync::Mutex<Latencies>,
 }
 
 /// Streams from `config.source` to every viewer that connects to `listener` until the source
@@ -119,10 +153,40 @@ pub fn serve(
     listener
         .set_nonblocking(true)
         .context("setting up the listener")?;
+    let web = match config.pairing.code() {
+        Some(code) => {
+            let keys = certificate::load(&config.tls, code).context("setting up HTTPS")?;
+            log::info!(
+                "web page certificate SHA-256 fingerprint {}",
+                keys.fingerprint
+            );
+            Some(keys)
+        }
+        None => None,
+    };
+    let sinks = Sinks::default();
+    let format = codec::format(config.codec);
+    let fragments = match format.stored() {
+        Some(stored) => Some(Arc::new(Fragments::new(
+            stored,
+            (hello.width, hello.height),
+            hello.fps,
+        )?)),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         greeting: Greeting::new(&hello, &config.pairing)?,
         admission: Admission::new(config.allow, config.max_viewers),
-        sinks: Sinks::default(),
+        side_jpeg: (config.codec != Codec::Jpeg).then(|| sinks.sharing_demand()),
+        sinks,
+        fragments,
+        web,
+        stream: StreamFacts {
+            codec: config.codec.name(),
+            width: hello.width,
+            height: hello.height,
+            fps: hello.fps,
+        },
         counters: Counters::default(),
     });
     let waker = Arc::new(AcceptWaker::new().context("setting up the accept loop's waker")?);
@@ -144,7 +208,7 @@ pub fn serve(
         config,
         &mut source,
         (pace, hello.fps),
-        &shared.sinks,
+        &shared,
         stop,
         &mut report,
     );
@@ -154,6 +218,8 @@ pub fn serve(
         log::error!("the accept thread failed");
     }
     let counters = &shared.counters;
+    report.frames_captured = counters.frames_captured.load(Ordering::Relaxed);
+    report.frames_encoded = counters.frames_encoded.load(Ordering::Relaxed);
     report.frames_sent = counters.frames_sent.load(Ordering::Relaxed);
     report.bytes_sent = counters.bytes_sent.load(Ordering::Relaxed);
     report.frames_skipped = counters.frames_skipped.load(Ordering::Relaxed);

@@ -1,49 +1,486 @@
-//! Browsers and other HTTP clients that reach the sender's port. The sender serves no page for
-//! them yet: it says so in plain words, and how to watch, instead of resetting the connection.
+//! The sender's web side, on the same port as its receivers: HTTPS with the sender's
+//! certificate (plain HTTP under `--insecure`), one request per connection.
+//!
+//! - `/`, `/page.js`, `/page.css`: the page (compiled in; it loads nothing from elsewhere). It
+//!   asks for the pairing code itself, or takes it from the link's `#code=`.
+//! - `POST /login`: a right code gets a session cookie; wrong codes meet the same lockout as a
+//!   receiver's.
+//! - `/ws` (the page's stream, [`sinks::browser`]), `/stream.mjpg` ([`sinks::mjpeg`]),
+//!   `/snapshot.jpg`, `/metrics` ([`super::metrics`]): the session cookie, or HTTP basic auth
+//!   with the code as the password (curl, FFmpeg, VLC, Home Assistant), or a `401` that asks
+//!   for it.
 
-use crate::wire::handshake::HANDSHAKE_TIMEOUT;
+use super::sinks::{self, browser, Hooks, Policy};
+use super::{metrics, Shared};
+use crate::config::parse_code;
+use crate::error_line;
+use crate::stats::unix_micros;
+use crate::wire::http::{self, parse_request, response_head, Request, COOKIE};
+use crate::wire::tls::{code_matches, SESSION_SECONDS};
 use anyhow::{bail, Context, Result};
+use rustls::{ServerConnection, StreamOwned};
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, SystemTime};
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::WebSocket;
 
-/// The most of a request's head that is read.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
+const PAGE: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/page.js");
+const STYLE: &str = include_str!("page/page.css");
+/// How long a client has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `/snapshot.jpg` waits for a frame.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3);
+const REALM: &str = "Basic realm=\"camstream\"";
 
-/// Reads the request's head and answers `501 Not Implemented` with how to watch the stream.
-pub fn turn_away(stream: &TcpStream) -> Result<()> {
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    read_request_head(stream).context("reading its request")?;
-    let here = stream.local_addr()?;
-    let body = format!(
-        "This is a camstream sender. It streams to camstream's receiver:\n\n    \
-         receiver --connect {here}\n\n(with the pairing code the sender shows, unless it runs \
-         --insecure). It serves no page for browsers yet.\n"
-    );
-    let mut writer = stream;
-    write!(
-        writer,
-        "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .context("answering it")?;
-    // Already closed is fine.
-    let _ = stream.shutdown(Shutdown::Write);
+/// A connection, in the clear or through TLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.read(buf),
+            Conn::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.write(buf),
+            Conn::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.flush(),
+            Conn::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// How a web connection ended, for the log.
+pub enum Served {
+    /// A page, a login, a snapshot: nothing worth a line.
+    Quietly,
+    /// A viewer (a tab or an MJPEG client) that watched, and the frames it sent and skipped.
+    Watched { what: &'static str, sent: u64 },
+    /// Refused a code: how many wrong in a row from that address.
+    WrongCode(u32),
+}
+
+/// Serves one web connection; `tls` says whether it began with a TLS ClientHello.
+pub(super) fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+    shared: &Shared,
+) -> Result<Served> {
+    tcp.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut conn = match (tls, &shared.web) {
+        (true, Some(keys)) => {
+            let mut session = ServerConnection::new(keys.tls.clone()).context("starting TLS")?;
+            let mut tcp = tcp;
+            while session.is_handshaking() {
+                session.complete_io(&mut tcp).context("in the TLS handshake")?;
+            }
+            Conn::Tls(Box::new(StreamOwned::new(session, tcp)))
+        }
+        (true, None) => bail!(
+            "a TLS client (a browser at https://?) reached a sender running --insecure: its page is at http://"
+        ),
+        (false, _) => Conn::Plain(tcp),
+    };
+    let (request, mut rest) = match read_request(&mut conn) {
+        Ok(read) => read,
+        Err((status, e)) => {
+            let _ = answer(
+                &mut conn,
+                status,
+                "text/plain; charset=utf-8",
+                &[],
+                e.to_string().as_bytes(),
+            );
+            return Err(e);
+        }
+    };
+    if !tls && shared.web.is_some() {
+        // The same port speaks HTTPS: send the browser there.
+        let host = request.host.clone().unwrap_or_else(|| peer.to_string());
+        let location = format!("https://{host}{}", request.path);
+        answer(
+            &mut conn,
+            308,
+            "text/plain",
+            &[("Location", &location)],
+            b"",
+        )?;
+        return Ok(Served::Quietly);
+    }
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/" | "/index.html") => page(&mut conn, "text/html; charset=utf-8", PAGE),
+        ("GET", "/page.js") => page(&mut conn, "text/javascript; charset=utf-8", SCRIPT),
+        ("GET", "/page.css") => page(&mut conn, "text/css; charset=utf-8", STYLE),
+        ("POST", "/login") => {
+            while rest.len() < request.content_length {
+                let mut more = [0u8; http::MAX_REQUEST_BODY];
+                match conn.read(&mut more)? {
+                    0 => bail!("it closed the connection in the middle of its login"),
+                    n => rest.extend_from_slice(&more[..n]),
+                }
+            }
+            rest.truncate(request.content_length);
+            login(
+                &mut conn,
+                &String::from_utf8_lossy(&rest),
+                peer,
+                shared,
+                tls,
+            )
+        }
+        (_, "/ws" | "/stream.mjpg" | "/snapshot.jpg" | "/metrics") => {
+            match authorize(&request, peer, shared) {
+                Access::Granted => {}
+                Access::Refused(failures) => {
+                    unauthorized(&mut conn)?;
+                    return Ok(failures.map_or(Served::Quietly, Served::WrongCode));
+                }
+                Access::LockedOut(wait) => {
+                    locked_out(&mut conn, wait)?;
+                    return Ok(Served::Quietly);
+                }
+            }
+            match request.path.as_str() {
+                "/ws" => watch_page(conn, &request, rest, shared),
+                "/stream.mjpg" => stream_mjpeg(conn, shared),
+                "/snapshot.jpg" => snapshot(&mut conn, shared),
+                _ => {
+                    let text = metrics::render(shared);
+                    answer(
+                        &mut conn,
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        &[],
+                        text.as_bytes(),
+                    )?;
+                    Ok(Served::Quietly)
+                }
+            }
+        }
+        ("GET" | "POST", _) => {
+            answer(&mut conn, 404, "text/plain", &[], b"not found\n")?;
+            Ok(Served::Quietly)
+        }
+        _ => {
+            answer(&mut conn, 405, "text/plain", &[("Allow", "GET, POST")], b"")?;
+            Ok(Served::Quietly)
+        }
+    }
+}
+
+/// Reads a request's head; what follows it is returned too. On failure, the status to answer.
+fn read_request(conn: &mut Conn) -> std::result::Result<(Request, Vec<u8>), (u16, anyhow::Error)> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) => {
+                return Err((
+                    400,
+                    anyhow::anyhow!("it closed the connection in the middle of its request"),
+                ))
+            }
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err((408, anyhow::Error::from(e).context("reading its request"))),
+        }
+        match parse_request(&head) {
+            Ok(Some((request, length))) => return Ok((request, head.split_off(length))),
+            Ok(None) => {}
+            Err(e) => return Err((e.status(), e.into())),
+        }
+    }
+}
+
+/// Writes a whole response.
+fn answer(
+    conn: &mut Conn,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<()> {
+    let mut all = vec![("Content-Type", content_type), ("Connection", "close")];
+    all.extend_from_slice(headers);
+    conn.write_all(&response_head(status, &all, Some(body.len())))?;
+    conn.write_all(body)?;
+    conn.flush()?;
     Ok(())
 }
 
-/// Reads up to the blank line that ends a request's head.
-fn read_request_head(mut stream: &TcpStream) -> Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() >= MAX_REQUEST_HEAD {
-            bail!("its request's head is over {MAX_REQUEST_HEAD} bytes");
-        }
-        match stream.read(&mut chunk)? {
-            0 => bail!("it closed the connection in the middle of its request"),
-            n => head.extend_from_slice(&chunk[..n]),
-        }
+fn page(conn: &mut Conn, content_type: &str, body: &str) -> Result<Served> {
+    answer(
+        conn,
+        200,
+        content_type,
+        &[("Cache-Control", "no-cache")],
+        body.as_bytes(),
+    )?;
+    Ok(Served::Quietly)
+}
+
+fn unauthorized(conn: &mut Conn) -> Result<()> {
+    answer(
+        conn,
+        401,
+        "text/plain; charset=utf-8",
+        &[("WWW-Authenticate", REALM)],
+        b"this camstream sender wants its pairing code: log in on its page, or use it as the password (curl -u :CODE)\n",
+    )
+}
+
+fn locked_out(conn: &mut Conn, wait: Duration) -> Result<()> {
+    let seconds = wait.as_secs_f64().ceil().to_string();
+    let body = format!("too many wrong pairing codes: try again in {seconds} s\n");
+    answer(
+        conn,
+        429,
+        "text/plain; charset=utf-8",
+        &[("Retry-After", &seconds)],
+        body.as_bytes(),
+    )
+}
+
+/// Whether a request may have a data endpoint.
+enum Access {
+    Granted,
+    /// No credentials, or a wrong code (and how many in a row).
+    Refused(Option<u32>),
+    LockedOut(Duration),
+}
+
+fn authorize(request: &Request, peer: SocketAddr, shared: &Shared) -> Access {
+    let Some(keys) = &shared.web else {
+        return Access::Granted; // --insecure: open, as the stream is.
+    };
+    let now = unix_seconds();
+    if request
+        .session
+        .as_deref()
+        .is_some_and(|token| keys.sessions.check(token, now))
+    {
+        return Access::Granted;
     }
-    Ok(())
+    let Some(typed) = &request.basic_password else {
+        return Access::Refused(None);
+    };
+    if let Some(wait) = shared.admission.lockout(peer) {
+        return Access::LockedOut(wait);
+    }
+    match parse_code(typed).is_ok_and(|typed| code_matches(&typed, &keys.code)) {
+        true => Access::Granted,
+        false => Access::Refused(Some(shared.admission.wrong_code(peer))),
+    }
+}
+
+fn login(
+    conn: &mut Conn,
+    typed: &str,
+    peer: SocketAddr,
+    shared: &Shared,
+    tls: bool,
+) -> Result<Served> {
+    let Some(keys) = &shared.web else {
+        answer(conn, 204, "text/plain", &[], b"")?;
+        return Ok(Served::Quietly);
+    };
+    if let Some(wait) = shared.admission.lockout(peer) {
+        locked_out(conn, wait)?;
+        return Ok(Served::Quietly);
+    }
+    if !parse_code(typed).is_ok_and(|typed| code_matches(&typed, &keys.code)) {
+        let failures = shared.admission.wrong_code(peer);
+        answer(
+            conn,
+            403,
+            "text/plain; charset=utf-8",
+            &[],
+            b"pairing code did not match\n",
+        )?;
+        return Ok(Served::WrongCode(failures));
+    }
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly{secure}; SameSite=Strict; Path=/; Max-Age={SESSION_SECONDS}",
+        keys.sessions.issue(unix_seconds())
+    );
+    answer(conn, 204, "text/plain", &[("Set-Cookie", &cookie)], b"")?;
+    Ok(Served::Quietly)
+}
+
+fn unix_seconds() -> u64 {
+    unix_micros(SystemTime::now()) / 1_000_000
+}
+
+/// `/ws`: the page's own stream.
+fn watch_page(mut conn: Conn, request: &Request, rest: Vec<u8>, shared: &Shared) -> Result<Served> {
+    let Some(key) = &request.websocket_key else {
+        answer(
+            &mut conn,
+            400,
+            "text/plain",
+            &[],
+            b"a WebSocket upgrade was expected\n",
+        )?;
+        return Ok(Served::Quietly);
+    };
+    // A page from another site must not open the stream with this one's cookie.
+    let same_origin = match (&request.origin, &request.host) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, h)| h == host),
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if !same_origin {
+        answer(
+            &mut conn,
+            403,
+            "text/plain",
+            &[],
+            b"the page is from another origin\n",
+        )?;
+        return Ok(Served::Quietly);
+    }
+    let Some(_seat) = shared.admission.seat() else {
+        answer(
+            &mut conn,
+            503,
+            "text/plain",
+            &[("Retry-After", "5")],
+            b"the sender is full (--max-viewers)\n",
+        )?;
+        return Ok(Served::Quietly);
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    conn.write_all(&response_head(
+        101,
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", &accept),
+        ],
+        None,
+    ))?;
+    conn.flush()?;
+    let tcp = conn.tcp().try_clone()?;
+    let config = WebSocketConfig::default()
+        .write_buffer_size(0)
+        .max_message_size(Some(crate::wire::web::MAX_PAGE_MESSAGE))
+        .max_frame_size(Some(crate::wire::web::MAX_PAGE_MESSAGE));
+    let ws = WebSocket::from_partially_read(conn, rest, Role::Server, Some(config));
+    let feeds = browser::Feeds {
+        main: &shared.sinks,
+        jpeg: shared.jpeg_sinks(),
+        fragments: shared.fragments.as_ref(),
+    };
+    let tally = metrics::Tally(&shared.counters);
+    let (sent, skipped) = browser::serve(ws, &tcp, &shared.stream, &feeds, &tally)?;
+    shared
+        .counters
+        .frames_skipped
+        .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+    Ok(Served::Watched {
+        what: "browser",
+        sent,
+    })
+}
+
+/// `/stream.mjpg`.
+fn stream_mjpeg(mut conn: Conn, shared: &Shared) -> Result<Served> {
+    let Some(_seat) = shared.admission.seat() else {
+        answer(
+            &mut conn,
+            503,
+            "text/plain",
+            &[("Retry-After", "5")],
+            b"the sender is full (--max-viewers)\n",
+        )?;
+        return Ok(Served::Quietly);
+    };
+    let tcp = conn.tcp().try_clone()?;
+    let tally = metrics::Tally(&shared.counters);
+    let mut sent = 0;
+    let skipped = sinks::mjpeg::serve(&mut conn, &tcp, shared.jpeg_sinks(), |bytes| {
+        sent += 1;
+        browser::Tally::frame_sent(&tally, bytes);
+    })?;
+    shared
+        .counters
+        .frames_skipped
+        .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+    Ok(Served::Watched {
+        what: "MJPEG client",
+        sent,
+    })
+}
+
+/// `/snapshot.jpg`: the next JPEG frame.
+fn snapshot(conn: &mut Conn, shared: &Shared) -> Result<Served> {
+    let sinks = shared.jpeg_sinks();
+    let member = sinks.member(
+        Policy::Live,
+        Hooks {
+            kind: "snapshot",
+            prepare: None,
+            disconnect: Box::new(|| {}),
+        },
+    );
+    sinks.activate(member.id);
+    let frame = member.slot.next_within(Some(SNAPSHOT_TIMEOUT));
+    drop(member);
+    match frame {
+        Some(frame) => answer(
+            conn,
+            200,
+            "image/jpeg",
+            &[("Cache-Control", "no-store")],
+            &frame.data,
+        )?,
+        None => answer(
+            conn,
+            503,
+            "text/plain",
+            &[("Retry-After", "1")],
+            b"no frame came in time\n",
+        )?,
+    }
+    Ok(Served::Quietly)
+}
+
+/// Logs how a web connection went.
+pub(super) fn log_served(served: &Result<Served>, peer: SocketAddr, shared: &Shared) {
+    match served {
+        Ok(Served::Quietly) => {}
+        Ok(Served::Watched { what, sent }) => log::info!("{what} {peer} left after {sent} frames"),
+        Ok(Served::WrongCode(failures)) => shared.admission.complain(peer, "pairing", || {
+            format!("refused web client {peer}: pairing code did not match ({failures} in a row)")
+        }),
+        Err(e) if crate::is_disconnect(e) => {}
+        Err(e) => shared.admission.complain(peer, "web", || {
+            format!("web client {peer}: {}", error_line(e))
+        }),
+    }
 }

@@ -9,12 +9,17 @@
 //! - [`handshake`]: hellos and pairing, written once for both programs and the tests;
 //!   [`session`]: what a connection is after it, frames one way and acks the other.
 //! - [`sniff`]: what a connection is from its first byte (camstream, TLS, HTTP), so one port
-//!   serves them all.
+//!   serves them all; [`http`] (request heads, credentials, response heads), [`tls`] (the
+//!   certificate, session tokens) and [`web`] (the page's WebSocket messages) are the web
+//!   side's bytes.
 
 pub mod connection;
 pub mod handshake;
+pub mod http;
 pub mod protocol;
 pub mod secure;
 pub mod session;
 pub mod sniff;
 pub mod stream;
+pub mod tls;
+pub mod web;

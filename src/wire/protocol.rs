@@ -72,13 +72,20 @@ pub enum Codec {
     H264,
 }
 
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Codec {
+    /// Its name, as `--codec` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
             Codec::Raw => "raw",
             Codec::Jpeg => "jpeg",
             Codec::H264 => "h264",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -3,6 +3,7 @@
 //! its log collected.
 
 mod program;
+pub mod webdriver;
 
 use camstream::config::{PairingMode, SourceSpec};
 use camstream::media::codec::check_frame;
@@ -71,6 +72,8 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         pairing: PairingMode::Insecure,
         keyframe_interval: sender::DEFAULT_KEYFRAME_INTERVAL,
         bitrate: camstream::config::Bitrate::Auto,
+        // A new certificate each start, kept nowhere.
+        tls: camstream::sender::certificate::TlsSource::SelfSigned { folder: None },
     }
 }
 

@@ -68,6 +68,7 @@ impl Format for H264 {
         Some(Stored {
             codec: codec::Id::H264,
             global_header: parameter_sets,
+            mp4_codecs,
         })
     }
 }
@@ -79,6 +80,16 @@ fn parameter_sets(keyframe: &[u8]) -> Vec<u8> {
         .filter(|nal| matches!(nal.first().map(|b| b & 0x1f), Some(NAL_SPS | NAL_PPS)))
         .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
         .collect()
+}
+
+/// `avc1.PPCCLL`: the profile, constraint flags and level of a keyframe's sequence parameter
+/// set, its three bytes after the NAL header in hex, as RFC 6381 (and every browser) reads them.
+fn mp4_codecs(keyframe: &[u8]) -> Option<String> {
+    let sps = nal_units(keyframe).find(|nal| nal.first().map(|b| b & 0x1f) == Some(NAL_SPS))?;
+    let [profile, constraints, level] = sps.get(1..4)? else {
+        return None;
+    };
+    Some(format!("avc1.{profile:02x}{constraints:02x}{level:02x}"))
 }
 
 /// The NAL units of an Annex B byte stream: what follows each `00 00 01` start code.

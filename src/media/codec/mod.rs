@@ -78,6 +78,9 @@ pub struct Stored {
     pub codec: ffmpeg_next::codec::Id,
     /// The codec header a container needs (H.264's parameter sets), taken from a keyframe.
     pub global_header: fn(&[u8]) -> Vec<u8>,
+    /// The RFC 6381 `codecs` parameter of an MP4 holding these frames (`avc1.64001f`), from a
+    /// keyframe: what a browser is asked whether it can play.
+    pub mp4_codecs: fn(&[u8]) -> Option<String>,
 }
 
 /// The one place a codec is chosen.

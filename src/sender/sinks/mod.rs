@@ -9,6 +9,9 @@
 //! the next frame made while the viewer is busy with the last, and no CPU spent on frames
 //! nobody will get.
 
+pub mod browser;
+pub mod flight;
+pub mod mjpeg;
 mod slot;
 pub mod tcp;
 
@@ -74,6 +77,19 @@ pub trait Prepare: Send + Sync {
     fn prepare(&self, frame: &EncodedFrame) -> Result<()>;
 }
 
+/// A sink's place in the registry, given up when dropped.
+pub struct Member<'a> {
+    sinks: &'a Sinks,
+    pub id: SinkId,
+    pub slot: Arc<Slot>,
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        self.sinks.leave(self.id);
+    }
+}
+
 /// Names a sink in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SinkId(pub u64);
@@ -87,6 +103,8 @@ pub struct Feedback {
 
 /// How the registry deals with one sink besides its slot.
 pub struct Hooks {
+    /// What kind of viewer it is, for `/metrics` ("receiver", "browser", "mjpeg", "snapshot").
+    pub kind: &'static str,
     /// Done to each frame before it is offered (once for all sinks that share it).
     pub prepare: Option<Arc<dyn Prepare>>,
     /// Cuts the sink off when the stream ends and it does not leave by itself.
@@ -140,6 +158,16 @@ impl Sinks {
         (id, slot)
     }
 
+    /// Registers a sink that leaves when the returned [`Member`] is dropped.
+    pub fn member(&self, policy: Policy, hooks: Hooks) -> Member<'_> {
+        let (id, slot) = self.join(policy, hooks);
+        Member {
+            sinks: self,
+            id,
+            slot,
+        }
+    }
+
     /// Starts offering frames to a sink, from the next frame on.
     pub fn activate(&self, id: SinkId) {
         for entry in self.lock().entries.iter_mut().filter(|e| e.id == id) {
@@ -156,6 +184,28 @@ impl Sinks {
     /// Sinks receiving frames.
     pub fn active(&self) -> usize {
         self.lock().entries.iter().filter(|e| e.active).count()
+    }
+
+    /// Active sinks of each kind.
+    pub fn kinds(&self) -> Vec<(&'static str, usize)> {
+        let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+        for entry in self.lock().entries.iter().filter(|e| e.active) {
+            match kinds.iter_mut().find(|(kind, _)| *kind == entry.hooks.kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((entry.hooks.kind, 1)),
+            }
+        }
+        kinds
+    }
+
+    /// A second registry whose empty slots are demand for the same source as this one's (the
+    /// side JPEG encode's sinks wake an unpaced source too).
+    pub fn sharing_demand(&self) -> Sinks {
+        Sinks {
+            registry: Mutex::default(),
+            demand: Arc::clone(&self.demand),
+            left: Condvar::new(),
+        }
     }
 
     /// Sinks registered, including viewers still in their handshake.
@@ -288,6 +338,7 @@ mod tests {
 
     fn join(sinks: &Sinks) -> (SinkId, Arc<Slot>) {
         let hooks = Hooks {
+            kind: "test",
             prepare: None,
             disconnect: Box::new(|| {}),
         };

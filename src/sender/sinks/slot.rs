@@ -140,6 +140,12 @@ impl Slot {
 
     /// The next frame to send; `None` once the stream is closing and nothing is left.
     pub fn next(&self) -> Option<Arc<EncodedFrame>> {
+        self.next_within(None)
+    }
+
+    /// [`Slot::next`], giving up (`None`) after `timeout` if one is given.
+    pub fn next_within(&self, timeout: Option<Duration>) -> Option<Arc<EncodedFrame>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = self.lock();
         loop {
             if let Some((frame, _)) = state.waiting.pop_front() {
@@ -150,7 +156,17 @@ impl Slot {
             if state.closing {
                 return None;
             }
-            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = match deadline {
+                None => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    let waited = self.ready.wait_timeout(state, left);
+                    waited.map_or_else(|e| e.into_inner().0, |(state, _)| state)
+                }
+            };
         }
     }
 

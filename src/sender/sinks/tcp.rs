@@ -1,22 +1,16 @@
 //! A receiver connected over TCP, as a sink: its handshake ([`crate::wire::handshake`]), then
-//! frames from its slot, at most [`FRAMES_IN_FLIGHT`] unacknowledged, so neither a queue of ours
+//! frames from its slot, at most [`FRAMES_IN_FLIGHT`](super::flight::FRAMES_IN_FLIGHT) unacknowledged, so neither a queue of ours
 //! nor the kernel's socket buffers can hold old frames for it.
 
+use super::flight::Flight;
 use super::{EncodedFrame, Hooks, Policy, Prepare, SinkId, Sinks, Slot};
-use crate::lock;
-use crate::wire::handshake::{greet_viewer, Greeting, NotAViewer, HANDSHAKE_TIMEOUT};
+use crate::wire::handshake::{greet_viewer, Greeting};
 use crate::wire::session::{AckReader, FrameSeals, FrameWriter, ViewerSession};
-use crate::wire::sniff::{self, Peer};
-use anyhow::{anyhow, bail, Context, Result};
-use std::collections::VecDeque;
+use anyhow::{anyhow, Result};
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
-
-/// Frames a viewer may hold unacknowledged. Two keep the link busy (one on the wire while the
-/// viewer shows the other) without letting a queue of old frames build anywhere.
-pub const FRAMES_IN_FLIGHT: u64 = 2;
+use std::time::Duration;
 
 /// How a viewer's stream ended, when nothing went wrong.
 pub enum Ending {
@@ -42,6 +36,7 @@ impl TcpViewer {
         let handle = stream.try_clone()?;
         let hooks = Hooks {
             // Paired: every frame is sealed once, ahead, for all viewers.
+            kind: "receiver",
             prepare: greeting
                 .frame_seals()
                 .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>),
@@ -56,24 +51,6 @@ impl TcpViewer {
 
     pub fn id(&self) -> SinkId {
         self.id
-    }
-
-    /// What the peer is, from the first byte it sends (it sends first: a receiver its hello, a
-    /// browser its request); a peer that says nothing for the handshake's time is no viewer.
-    pub fn kind(&self) -> Result<Peer> {
-        self.stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        let mut first = [0u8; 1];
-        match self.stream.peek(&mut first) {
-            Ok(0) => Err(anyhow!("it closed the connection before saying hello")),
-            Ok(_) => Ok(sniff::classify(first[0])),
-            Err(e) => Err(anyhow!(e).context("waiting for its hello")),
-        }
-        .context(NotAViewer)
-    }
-
-    /// The connection, for a peer that turned out to be no viewer.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
     }
 
     /// Frames it never got.
@@ -163,74 +140,6 @@ fn read_acks(acks: &mut AckReader<'_>, flight: &Flight, slot: &Slot) -> Result<(
         }
     }
     Ok(())
-}
-
-/// The frames a viewer has been sent and not yet acknowledged, shared by its writer and its
-/// ack reader.
-#[derive(Default)]
-struct Flight {
-    state: Mutex<FlightState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct FlightState {
-    /// Sequence number and bytes of each frame, oldest first.
-    frames: VecDeque<(u64, usize)>,
-    /// Since when the link has been busy with our frames, not yet counted.
-    busy_from: Option<Instant>,
-    reader_done: bool,
-}
-
-impl Flight {
-    fn lock(&self) -> MutexGuard<'_, FlightState> {
-        lock(&self.state)
-    }
-
-    /// Waits until fewer than [`FRAMES_IN_FLIGHT`] frames are unacknowledged; false if the
-    /// reader is done (the viewer is gone).
-    fn wait_for_room(&self) -> bool {
-        let mut state = self.lock();
-        while state.frames.len() as u64 >= FRAMES_IN_FLIGHT && !state.reader_done {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        !state.reader_done
-    }
-
-    fn sending(&self, seq: u64, bytes: usize) {
-        let mut state = self.lock();
-        if state.frames.is_empty() {
-            state.busy_from = Some(Instant::now());
-        }
-        state.frames.push_back((seq, bytes));
-    }
-
-    /// Frame `seq` was acknowledged: the oldest in flight, as a viewer acks in order. Returns
-    /// its bytes, and how long the link was busy with our frames since last counted.
-    fn acked(&self, seq: u64) -> Result<(usize, Duration)> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.frames.back().is_none_or(|(last, _)| seq > *last) {
-            bail!("it acknowledged frame {seq} before it was sent");
-        }
-        let (_, bytes) = state.frames.pop_front().unwrap_or_default();
-        let busy = state
-            .busy_from
-            .map_or(Duration::ZERO, |from| now.saturating_duration_since(from));
-        state.busy_from = (!state.frames.is_empty()).then_some(now);
-        drop(state);
-        self.changed.notify_all();
-        Ok((bytes, busy))
-    }
-
-    fn reader_done(&self) {
-        self.lock().reader_done = true;
-        self.changed.notify_all();
-    }
-
-    fn is_reader_done(&self) -> bool {
-        self.lock().reader_done
-    }
 }
 
 impl Prepare for FrameSeals {

@@ -1,0 +1,90 @@
+//! `/stream.mjpg` as a sink: multipart JPEG for `<img>`, VLC, FFmpeg, OpenCV and Home
+//! Assistant. These clients send no acks, so the kernel bounds the latency instead: the socket
+//! takes a new part only once less than [`UNSENT_LIMIT`] of the last is unsent, and while it
+//! is full the slot keeps only the newest frame (a stalled client skips frames and slows nobody).
+//! Each part's boundary is written right after its JPEG, since browsers show a part only once
+//! the next boundary arrives.
+
+use super::{Hooks, Policy, Sinks};
+use crate::wire::http::{mjpeg_part_head, response_head};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const BOUNDARY: &str = "camstreamframe";
+/// Bytes of a part the socket may still hold unsent when the next is written.
+const UNSENT_LIMIT: libc::c_int = 16 * 1024;
+/// A client that takes nothing for this long is cut off.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Streams JPEG frames from `sinks` to `out` (the connection `tcp` carries, maybe through TLS)
+/// until the stream ends or the client goes; `frame_sent` gets each frame's bytes. Returns the
+/// frames the client never got.
+pub fn serve(
+    out: &mut impl Write,
+    tcp: &TcpStream,
+    sinks: &Sinks,
+    mut frame_sent: impl FnMut(usize),
+) -> Result<u64> {
+    limit_unsent(tcp, UNSENT_LIMIT).context("setting TCP_NOTSENT_LOWAT")?;
+    tcp.set_write_timeout(Some(SEND_TIMEOUT))?;
+    let handle = tcp.try_clone()?;
+    let member = sinks.member(
+        Policy::Live,
+        Hooks {
+            kind: "mjpeg",
+            prepare: None,
+            disconnect: Box::new(move || {
+                // Already closed is fine.
+                let _ = handle.shutdown(Shutdown::Both);
+            }),
+        },
+    );
+    let content_type = format!("multipart/x-mixed-replace;boundary={BOUNDARY}");
+    let head = response_head(
+        200,
+        &[
+            ("Content-Type", &content_type),
+            (
+                "Cache-Control",
+                "no-store, no-cache, must-revalidate, max-age=0",
+            ),
+            ("Pragma", "no-cache"),
+            ("Connection", "close"),
+        ],
+        None,
+    );
+    out.write_all(&head)?;
+    write!(out, "--{BOUNDARY}\r\n")?;
+    out.flush()?;
+    sinks.activate(member.id);
+    while let Some(frame) = member.slot.next() {
+        out.write_all(mjpeg_part_head(frame.data.len(), frame.header.capture_unix_us).as_bytes())?;
+        out.write_all(&frame.data)?;
+        write!(out, "\r\n--{BOUNDARY}\r\n")?;
+        out.flush()?;
+        frame_sent(frame.data.len());
+    }
+    Ok(member.slot.skipped())
+}
+
+/// Sets `TCP_NOTSENT_LOWAT`: the socket counts as writable only while less than `bytes` wait
+/// unsent, so a blocking write waits for the client instead of queueing frames in the kernel.
+fn limit_unsent(tcp: &TcpStream, bytes: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a valid socket and an int option of the size given.
+    let result = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match result {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

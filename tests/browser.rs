@@ -1,0 +1,185 @@
+//! A real browser watches the sender's page: headless Chromium (WebDriver, see
+//! [`crate::common::webdriver`]) opens `https://127.0.0.1:PORT/#code=CODE` and must show a
+//! moving picture, for a JPEG and an H.264 stream, at a desktop's and a phone's size; with a
+//! wrong code it shows none and asks for the code. Screenshots go to `target/browser-shots/`.
+//! Without Chromium and chromedriver the tests say so and pass, except under CI (`CI` set).
+
+use crate::common::webdriver::{self, Browser, Screen};
+use crate::common::{Program, TempDir, TEST_CODE};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One browser at a time: each is several processes, and the machines that run the tests have
+/// few cores.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+/// A browser, or `None` (with a message) when Chromium or its driver is missing outside CI.
+fn browser(screen: Screen) -> Option<Browser> {
+    if let Err(why) = webdriver::chromedriver() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the browser tests need Chromium and chromedriver under CI: {why}");
+        }
+        eprintln!("SKIPPED: browser test: {why} (apt-get install chromium chromium-driver)");
+        return None;
+    }
+    Some(Browser::start(screen).expect("starting headless Chromium"))
+}
+
+/// A test-pattern sender paired with [`TEST_CODE`], the port of its page, and the folder that
+/// keeps its certificate (not the user's config folder).
+fn sender(codec: &str) -> (Program, u16, TempDir) {
+    let config = TempDir::new(&format!("browser-{codec}-config"));
+    let sender = Program::start(
+        Command::new(env!("CARGO_BIN_EXE_sender"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "test:640x360",
+                "--no-preview",
+            ])
+            .args(["--codec", codec, "--code", TEST_CODE])
+            .env("XDG_CONFIG_HOME", &config.0)
+            .stdin(Stdio::null()),
+    );
+    let line = sender.wait_for_line("sender: listening on ");
+    let addr = line["sender: listening on ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+    (sender, port, config)
+}
+
+fn page_url(port: u16, code: &str) -> String {
+    let code = code.replace(' ', "%20");
+    format!("https://127.0.0.1:{port}/#code={code}")
+}
+
+/// target/browser-shots/NAME.png, beside the test binary's target/debug.
+fn shot_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).expect("target/PROFILE/deps/EXE");
+    target.join("browser-shots").join(format!("{name}.png"))
+}
+
+fn stats(browser: &Browser) -> Value {
+    browser
+        .execute(
+            "return window.camstream ? window.camstream.stats : null",
+            json!([]),
+        )
+        .unwrap()
+}
+
+/// Draws whatever shows the stream into a 32x32 canvas twice, 700 ms apart: the two sums of
+/// the pixels, and the sum of their differences.
+const TWO_LOOKS: &str = "
+    const done = arguments[arguments.length - 1];
+    const shown = ['video', 'canvas'].map((t) => document.querySelector(t)).find((e) => !e.hidden);
+    if (!shown) return done(null);
+    const small = document.createElement('canvas');
+    small.width = small.height = 32;
+    const g = small.getContext('2d');
+    const look = () => { g.drawImage(shown, 0, 0, 32, 32); return g.getImageData(0, 0, 32, 32).data; };
+    const a = look();
+    setTimeout(() => {
+        const b = look();
+        let sa = 0, sb = 0, diff = 0;
+        for (let i = 0; i < a.length; i++) { sa += a[i]; sb += b[i]; diff += Math.abs(a[i] - b[i]); }
+        done([sa, sb, diff]);
+    }, 700);";
+
+fn shows_a_moving_picture(codec: &str, screen: Screen) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(browser) = browser(screen) else {
+        return;
+    };
+    let (sender, port, _config) = sender(codec);
+    browser.goto(&page_url(port, TEST_CODE)).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut now = stats(&browser);
+    while now["shown"].as_u64().unwrap_or(0) <= 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        now = stats(&browser);
+    }
+    let looks = browser.execute_async(TWO_LOOKS, json!([])).unwrap();
+    browser
+        .screenshot(&shot_path(&format!("{codec}-{}", screen.name())))
+        .unwrap();
+    let why = || {
+        format!(
+            "page stats {now}, looks {looks}; sender log:\n{}",
+            sender.log()
+        )
+    };
+
+    assert!(
+        now["shown"].as_u64().unwrap_or(0) > 10,
+        "fewer than 11 frames shown: {}",
+        why()
+    );
+    assert_eq!(now["state"], "playing", "{}", why());
+    let expected_mode = if codec == "h264" { "mse" } else { "jpeg" };
+    assert_eq!(now["mode"], expected_mode, "{}", why());
+    let (a, b) = (&looks[0], &looks[1]);
+    assert!(
+        a.as_f64().unwrap_or(0.0) > 0.0,
+        "the picture is black: {}",
+        why()
+    );
+    assert!(
+        a != b && looks[2].as_f64().unwrap_or(0.0) > 0.0,
+        "the picture does not move: {}",
+        why()
+    );
+}
+
+#[test]
+fn a_jpeg_stream_moves_on_a_desktop() {
+    shows_a_moving_picture("jpeg", Screen::Desktop);
+}
+
+#[test]
+fn a_jpeg_stream_moves_on_a_phone() {
+    shows_a_moving_picture("jpeg", Screen::Phone);
+}
+
+#[test]
+fn an_h264_stream_moves_on_a_desktop_through_mse() {
+    shows_a_moving_picture("h264", Screen::Desktop);
+}
+
+#[test]
+fn an_h264_stream_moves_on_a_phone_through_mse() {
+    shows_a_moving_picture("h264", Screen::Phone);
+}
+
+#[test]
+fn a_wrong_code_shows_no_picture_and_asks_for_the_code() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(browser) = browser(Screen::Desktop) else {
+        return;
+    };
+    let (sender, port, _config) = sender("jpeg");
+    browser.goto(&page_url(port, "9-wrong-guess")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let now = stats(&browser);
+    let form = browser
+        .execute(
+            "const f = document.getElementById('login');
+             return f && getComputedStyle(f).display !== 'none' && f.getBoundingClientRect().width > 0",
+            json!([]),
+        )
+        .unwrap();
+    browser.screenshot(&shot_path("wrong-code")).unwrap();
+    let why = || format!("page stats {now}; sender log:\n{}", sender.log());
+    assert_eq!(now["shown"], 0, "a picture was shown: {}", why());
+    assert_eq!(now["state"], "login", "{}", why());
+    assert_eq!(form, true, "the login form is not visible: {}", why());
+}
