@@ -4,7 +4,8 @@
 # (the crypto library); with --test also Xvfb, xdotool, ImageMagick and faketime for the
 # window and clock tests, and curl, ffmpeg, Chromium and its WebDriver for the web tests; with --bench also iperf3, iproute2 (network namespaces, tc),
 # python3-venv for the benchmark's references, ffmpeg (the CLI reference for H.264) and
-# opencv-doc (vtest.avi, the real footage H.264 is measured on). Runs apt-get as root, or
+# opencv-doc (vtest.avi, the real footage H.264 is measured on), and Chromium, its WebDriver and
+# python3-selenium for the browser rows. Runs apt-get as root, or
 # through sudo when not root.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver) ;;
-    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc) ;;
+    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac
 done

@@ -33,6 +33,13 @@
 //!   with a drop policy, and [`sender::sinks::tcp`] is the per-viewer protocol (a writer, and a
 //!   thread reading the acks as they come, which is how the rate control knows how long frames
 //!   were on their way).
+//!   The same port serves browsers: each connection is told apart by its first byte
+//!   ([`wire::sniff`]), and a web one goes to the sender's web side (HTTPS with rustls, the
+//!   page, its login with the pairing code, `/stream.mjpg`, `/snapshot.jpg`, `/metrics`), whose
+//!   viewers are sinks too: [`sender::sinks::browser`] (a tab over a WebSocket, H.264 as
+//!   fragmented MP4 for Media Source Extensions, [`media::fmp4`], or JPEG) and
+//!   [`sender::sinks::mjpeg`]. A stream that is not JPEG encodes JPEG on the side only while
+//!   such a viewer wants it.
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
 //!   thread reads frames, its screen and outputs show, record and log them.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.

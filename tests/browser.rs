@@ -32,16 +32,17 @@ fn browser(screen: Screen) -> Option<Browser> {
 /// keeps its certificate (not the user's config folder).
 fn sender(codec: &str) -> (Program, u16, TempDir) {
     let config = TempDir::new(&format!("browser-{codec}-config"));
+    let (sender, port) = sender_with(codec, &config, &["--listen", "127.0.0.1:0"]);
+    (sender, port, config)
+}
+
+/// A test-pattern sender keeping its certificate in `config`, with more arguments.
+fn sender_with(codec: &str, config: &TempDir, args: &[&str]) -> (Program, u16) {
     let sender = Program::start(
         Command::new(env!("CARGO_BIN_EXE_sender"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "test:640x360",
-                "--no-preview",
-            ])
+            .args(["--source", "test:640x360", "--no-preview"])
             .args(["--codec", codec, "--code", TEST_CODE])
+            .args(args)
             .env("XDG_CONFIG_HOME", &config.0)
             .stdin(Stdio::null()),
     );
@@ -51,7 +52,7 @@ fn sender(codec: &str) -> (Program, u16, TempDir) {
         .next()
         .unwrap();
     let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    (sender, port, config)
+    (sender, port)
 }
 
 fn page_url(port: u16, code: &str) -> String {
@@ -93,6 +94,17 @@ const TWO_LOOKS: &str = "
         done([sa, sb, diff]);
     }, 700);";
 
+/// Waits up to 20 s for the page to have shown more than `frames` frames in all; its stats.
+fn wait_for_shown(browser: &Browser, frames: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut now = stats(browser);
+    while now["shown"].as_u64().unwrap_or(0) <= frames && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        now = stats(browser);
+    }
+    now
+}
+
 fn shows_a_moving_picture(codec: &str, screen: Screen) {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(browser) = browser(screen) else {
@@ -100,13 +112,7 @@ fn shows_a_moving_picture(codec: &str, screen: Screen) {
     };
     let (sender, port, _config) = sender(codec);
     browser.goto(&page_url(port, TEST_CODE)).unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut now = stats(&browser);
-    while now["shown"].as_u64().unwrap_or(0) <= 10 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        now = stats(&browser);
-    }
+    let now = wait_for_shown(&browser, 10);
     let looks = browser.execute_async(TWO_LOOKS, json!([])).unwrap();
     browser
         .screenshot(&shot_path(&format!("{codec}-{}", screen.name())))
@@ -182,4 +188,68 @@ fn a_wrong_code_shows_no_picture_and_asks_for_the_code() {
     assert_eq!(now["shown"], 0, "a picture was shown: {}", why());
     assert_eq!(now["state"], "login", "{}", why());
     assert_eq!(form, true, "the login form is not visible: {}", why());
+}
+
+#[test]
+fn the_page_plays_again_by_itself_when_the_sender_restarts() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(browser) = browser(Screen::Desktop) else {
+        return;
+    };
+    let config = TempDir::new("browser-restart-config");
+    let (first, port) = sender_with("h264", &config, &["--listen", "127.0.0.1:0"]);
+    browser.goto(&page_url(port, TEST_CODE)).unwrap();
+    let before = wait_for_shown(&browser, 10);
+    first.kill();
+    // The same port, code and certificate: the page's cookie still holds.
+    let listen = format!("127.0.0.1:{port}");
+    let (second, _) = sender_with("h264", &config, &["--listen", &listen]);
+    let shown = before["shown"].as_u64().unwrap_or(0);
+    let after = wait_for_shown(&browser, shown + 10);
+    let why = || format!("before {before}, after {after}; log:\n{}", second.log());
+    assert!(
+        after["shown"].as_u64().unwrap_or(0) > shown + 10,
+        "{}",
+        why()
+    );
+    assert_eq!(after["state"], "playing", "{}", why());
+}
+
+#[test]
+fn a_full_sender_says_so_on_the_page_which_plays_once_a_seat_is_free() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(browser) = browser(Screen::Desktop) else {
+        return;
+    };
+    let config = TempDir::new("browser-full-config");
+    let args = ["--listen", "127.0.0.1:0", "--max-viewers", "1"];
+    let (sender, port) = sender_with("jpeg", &config, &args);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut receiver = crate::common::TestViewer::connect_with(addr, &crate::common::paired());
+    assert!(receiver.frame().is_some());
+    browser.goto(&page_url(port, TEST_CODE)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let full = stats(&browser);
+    let status = browser
+        .execute(
+            "return document.getElementById('status').textContent",
+            json!([]),
+        )
+        .unwrap();
+    browser.screenshot(&shot_path("full")).unwrap();
+    let why = || format!("stats {full}, status {status}; log:\n{}", sender.log());
+    assert_eq!(full["shown"], 0, "{}", why());
+    assert_eq!(full["state"], "full", "{}", why());
+    assert!(
+        status.as_str().unwrap_or("").contains("1 of 1 viewers"),
+        "{}",
+        why()
+    );
+    drop(receiver);
+    let now = wait_for_shown(&browser, 5);
+    assert!(
+        now["shown"].as_u64().unwrap_or(0) > 5,
+        "stats {now}; log:\n{}",
+        sender.log()
+    );
 }

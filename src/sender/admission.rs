@@ -81,6 +81,10 @@ impl Admission {
         }
     }
 
+    pub(super) fn max_viewers(&self) -> usize {
+        self.max_viewers
+    }
+
     /// A viewer's seat, if fewer than `--max-viewers` watch.
     pub(super) fn seat(&self) -> Option<Held<'_>> {
         hold(&self.seats, self.max_viewers)

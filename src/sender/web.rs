@@ -22,7 +22,8 @@ use rustls::{ServerConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::WebSocket;
 
 const PAGE: &str = include_str!("page/index.html");
@@ -33,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `/snapshot.jpg` waits for a frame.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3);
 const REALM: &str = "Basic realm=\"camstream\"";
+/// The WebSocket close code that tells the page the sender is full (4000-4999 are ours).
+const SENDER_FULL: u16 = 4002;
 
 /// A connection, in the clear or through TLS.
 pub enum Conn {
@@ -364,16 +367,6 @@ fn watch_page(mut conn: Conn, request: &Request, rest: Vec<u8>, shared: &Shared)
         )?;
         return Ok(Served::Quietly);
     }
-    let Some(_seat) = shared.admission.seat() else {
-        answer(
-            &mut conn,
-            503,
-            "text/plain",
-            &[("Retry-After", "5")],
-            b"the sender is full (--max-viewers)\n",
-        )?;
-        return Ok(Served::Quietly);
-    };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     conn.write_all(&response_head(
         101,
@@ -390,7 +383,21 @@ fn watch_page(mut conn: Conn, request: &Request, rest: Vec<u8>, shared: &Shared)
         .write_buffer_size(0)
         .max_message_size(Some(crate::wire::web::MAX_PAGE_MESSAGE))
         .max_frame_size(Some(crate::wire::web::MAX_PAGE_MESSAGE));
-    let ws = WebSocket::from_partially_read(conn, rest, Role::Server, Some(config));
+    let mut ws = WebSocket::from_partially_read(conn, rest, Role::Server, Some(config));
+    let Some(_seat) = shared.admission.seat() else {
+        // Refused after the upgrade, with a reason the page can show: a browser cannot read
+        // the status of a refused upgrade, and would take it for a wrong code.
+        let full = format!(
+            "the sender is full: {0} of {0} viewers (--max-viewers)",
+            shared.admission.max_viewers()
+        );
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::Library(SENDER_FULL),
+            reason: full.into(),
+        }));
+        let _ = ws.flush();
+        return Ok(Served::Quietly);
+    };
     let feeds = browser::Feeds {
         main: &shared.sinks,
         jpeg: shared.jpeg_sinks(),

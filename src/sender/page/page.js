@@ -9,6 +9,8 @@
   const MS = window.ManagedMediaSource || window.MediaSource;
 
   const stats = { shown: 0, fps: 0, latency_ms: null, kbps: 0, mode: 'none', state: 'connecting' };
+  // The close code of a sender that is full (--max-viewers); see src/sender/web.rs.
+  const SENDER_FULL = 4002;
   const latencies = [];
   window.camstream = { stats, latencies };
 
@@ -88,18 +90,21 @@
       if (typeof ev.data === 'string') onText(JSON.parse(ev.data));
       else onBinary(ev.data);
     };
-    sock.onclose = () => { if (ws === sock) closed(); };
+    sock.onclose = (ev) => { if (ws === sock) closed(ev); };
   }
 
   function send(msg) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
   }
 
-  async function closed() {
+  async function closed(ev) {
     const hadStream = gotStream;
     ws = null;
     teardown();
-    if (!hadStream) {
+    if (ev && ev.code === SENDER_FULL) {
+      // The sender is full (--max-viewers): say so, and try again.
+      setState('full', `${ev.reason}; trying again`);
+    } else if (!hadStream) {
       // Refused (no or stale cookie) or the sender is down: a browser cannot tell which from the
       // socket, so ask for a file that needs no credentials.
       const up = await fetch('/page.css', { cache: 'no-store' }).then((r) => r.ok, () => false);
@@ -108,7 +113,7 @@
         return;
       }
     }
-    setState('connecting', 'reconnecting…');
+    if (stats.state !== 'full') setState('connecting', 'reconnecting…');
     retryTimer = setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 5000);
   }
@@ -207,9 +212,12 @@
       }
       canvas.getContext('2d').drawImage(bitmap, 0, 0);
       bitmap.close();
-      const latency = latencyUs(frame.capture, nowUs());
-      frameShown(latency);
-      ack(frame.seq, latency);
+      // Shown with the next frame the browser paints, not when drawn into the canvas.
+      requestAnimationFrame(() => {
+        const latency = latencyUs(frame.capture, nowUs());
+        frameShown(latency);
+        ack(frame.seq, latency);
+      });
     } catch (e) {
       ack(frame.seq);
     }
@@ -318,7 +326,7 @@
       video.playbackRate = 1;
       if (video.paused) video.play().catch(() => {});
     } else {
-      video.playbackRate = lag > 0.15 ? 1.1 : 1.0;
+      video.playbackRate = lag > 0.1 ? 1.1 : 1.0;
     }
     const now = performance.now();
     if (now - lastTrim > 5000 && t - 10 > b.start(0)) {
