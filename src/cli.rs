@@ -145,3 +145,30 @@ pub fn qr_code(text: &str) -> Result<String> {
         .quiet_zone(true)
         .build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_link_carries_the_code_and_draws_as_a_qr_code() {
+        let listen = "127.0.0.1:9999".parse().unwrap();
+        let code = PairingMode::Code("37-noble-otter".into());
+        let link = page_link(listen, &code);
+        assert_eq!(link, "https://127.0.0.1:9999/#code=37-noble-otter");
+        assert_eq!(
+            page_link(listen, &PairingMode::Insecure),
+            "http://127.0.0.1:9999/"
+        );
+        let every = page_link("0.0.0.0:9999".parse().unwrap(), &code);
+        assert!(!every.contains("0.0.0.0"), "{every}");
+        let qr = qr_code(&link).unwrap();
+        let rows: Vec<&str> = qr.lines().collect();
+        // Two modules a character high: a version 3 code (29 modules) plus the quiet zones.
+        assert!(rows.len() >= 15, "{qr}");
+        assert!(rows
+            .iter()
+            .all(|r| r.chars().count() == rows[0].chars().count()));
+        assert!(qr.contains('▀') || qr.contains('▄'));
+    }
+}

@@ -279,6 +279,21 @@ fn the_fuzz_seeds_are_what_their_names_say() {
             |b| matches!(protocol::decode(b), Ok(Message::StreamHello(h)) if h.check().is_err()),
         ),
         ("seed-http-response", |b| protocol::decode(b).is_err()),
+        ("seed-http-request-with-credentials", |b| {
+            matches!(camstream::wire::http::parse_request(b), Ok(Some((r, _)))
+                if r.basic_password.as_deref() == Some("7-crossover-clockwork")
+                    && r.session.as_deref() == Some("00ff"))
+        }),
+        ("seed-page-ack", |b| {
+            std::str::from_utf8(b).is_ok_and(|t| {
+                camstream::wire::web::PageMessage::parse(t).is_ok_and(|m| {
+                    m == camstream::wire::web::PageMessage::Ack {
+                        seq: 7,
+                        latency_us: Some(1500.5),
+                    }
+                })
+            })
+        }),
         ("seed-length-prefix-2-to-the-63", |b| {
             let prefix = b
                 .first_chunk::<LENGTH_PREFIX_LEN>()

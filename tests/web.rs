@@ -145,6 +145,25 @@ fn metrics_parse_as_prometheus_text() {
     assert!(value("camstream_frames_encoded_total{codec=\"h264\"}").unwrap() >= 5.0);
     assert_eq!(value("camstream_viewers{kind=\"receiver\"}"), Some(1.0));
     assert!(value("camstream_bitrate_bits_per_second").unwrap() > 100_000.0);
+    // No viewer wants JPEG: the side encode has not run.
+    assert_eq!(
+        value("camstream_frames_encoded_total{codec=\"jpeg\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        https(sender.addr, "/snapshot.jpg", &["-u", &code]).status,
+        200
+    );
+    let text = String::from_utf8(https(sender.addr, "/metrics", &["-u", &code]).body).unwrap();
+    let jpeg = check_prometheus_text(&text)
+        .into_iter()
+        .find(|(n, _)| n == "camstream_frames_encoded_total{codec=\"jpeg\"}")
+        .unwrap()
+        .1;
+    assert!(
+        (1.0..5.0).contains(&jpeg),
+        "{jpeg} JPEG frames for one snapshot"
+    );
     drop(viewer);
     sender.finish();
 }
@@ -260,5 +279,47 @@ fn an_insecure_sender_serves_its_page_and_data_in_the_clear_to_anyone() {
     assert_eq!(login.status, 204);
     // No certificate to offer: a TLS client is closed.
     assert_eq!(https(sender.addr, "/", &[]).status, 0);
+    sender.finish();
+}
+
+#[test]
+fn a_stalled_tab_does_not_slow_a_receiver() {
+    let sender = start_sender(config("test:320x240", Codec::Jpeg));
+    // A page that asks for JPEG frames, then neither reads nor acks: a frozen tab.
+    let (mut tab, _) = tungstenite::client(
+        format!("ws://{}/ws", sender.addr),
+        TcpStream::connect(sender.addr).unwrap(),
+    )
+    .unwrap();
+    let stream = tab.read().unwrap();
+    assert!(stream
+        .to_text()
+        .unwrap()
+        .starts_with(r#"{"stream":{"codec":"jpeg""#));
+    tab.send(tungstenite::Message::text(r#"{"start":{"mse":false}}"#))
+        .unwrap();
+    let mut viewer = TestViewer::connect(sender.addr);
+    let first = viewer.frame().unwrap().header.seq;
+    viewer.ack(first);
+    let started = std::time::Instant::now();
+    let mut last = first;
+    for _ in 0..30 {
+        last = viewer.frame().unwrap().header.seq;
+        viewer.ack(last);
+    }
+    // 30 frames of a 30 fps stream, none skipped, in about a second.
+    assert_eq!(last - first, 30);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let metrics = String::from_utf8(curl(sender.addr, "http", "/metrics", &[]).body).unwrap();
+    assert!(
+        metrics.contains("camstream_viewers{kind=\"browser\"} 1"),
+        "{metrics}"
+    );
+    drop(tab);
+    drop(viewer);
     sender.finish();
 }

@@ -1,6 +1,7 @@
 //! Everything the programs do with a peer's bytes before they reach OpenCV: the length check,
 //! the decoder, the hello checks, opening a sealed frame and the frame checks (against the
-//! stream, and each codec's own).
+//! stream, and each codec's own); and the web side's: a request's head, and the page's
+//! WebSocket messages.
 //! Any panic is a finding.
 #![no_main]
 
@@ -9,6 +10,7 @@ use camstream::wire::protocol::{
     self, Codec, Message, StreamHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
 };
 use camstream::wire::secure::FrameOpener;
+use camstream::wire::{http, web};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -22,6 +24,10 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = protocol::decode_paired(bytes);
     if let Ok(clock) = protocol::decode_clock(bytes) {
         let _ = clock.offset_us(u64::from_le_bytes(*bytes.first_chunk().unwrap_or(&[0; 8])));
+    }
+    let _ = http::parse_request(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = web::PageMessage::parse(text);
     }
     // What a paired receiver does with a frame before decoding it.
     let _ = FrameOpener::new(&[7; 32]).open(&mut bytes.to_vec());
