@@ -197,10 +197,19 @@ pub(super) fn serve(
 }
 
 /// Reads a request's head; what follows it is returned too. On failure, the status to answer.
+/// The whole head must come within [`REQUEST_TIMEOUT`], not each byte of it: a client that
+/// trickles bytes cannot hold a connection.
 fn read_request(conn: &mut Conn) -> std::result::Result<(Request, Vec<u8>), (u16, anyhow::Error)> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    let started = std::time::Instant::now();
     loop {
+        if started.elapsed() > REQUEST_TIMEOUT {
+            return Err((
+                408,
+                anyhow::anyhow!("its request took over {} s", REQUEST_TIMEOUT.as_secs()),
+            ));
+        }
         match conn.read(&mut chunk) {
             Ok(0) => {
                 return Err((
