@@ -2,7 +2,8 @@
 # Installs what camstream needs on Debian 12 and is missing: OpenCV, FFmpeg's libraries (H.264
 # through libavcodec's libx264 and h264 decoder, swscale) and libclang to build, gcc for AWS-LC
 # (the crypto library); with --test also Xvfb, xdotool, ImageMagick and faketime for the
-# window and clock tests, and curl, ffmpeg, Chromium and its WebDriver for the web tests; with --bench also iperf3, iproute2 (network namespaces, tc),
+# window and clock tests, curl, ffmpeg, Chromium and its WebDriver for the web tests, and nginx with its RTMP module
+# for the publishing tests; with --bench also iperf3, iproute2 (network namespaces, tc),
 # python3-venv for the benchmark's references, ffmpeg (the CLI reference for H.264) and
 # opencv-doc (vtest.avi, the real footage H.264 is measured on), and Chromium, its WebDriver and
 # python3-selenium for the browser rows. Runs apt-get as root, or
@@ -12,7 +13,7 @@ set -euo pipefail
 packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config gcc)
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver) ;;
+    --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver nginx libnginx-mod-rtmp) ;;
     --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac

@@ -233,6 +233,61 @@ pub fn parse_fps(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A media server to publish to (`--publish`): its URL and the container its protocol carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishTarget {
+    pub url: String,
+    /// FFmpeg's muxer: `flv` for RTMP, `rtsp`, `mpegts` for SRT.
+    pub container: &'static str,
+}
+
+impl PublishTarget {
+    /// The URL as logs and metrics show it: scheme, host, port and the first path segment (an
+    /// RTMP application), without the user, password, stream key or query, which are secrets.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
+        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let first = path.split('/').next().unwrap_or("");
+        let more = if path.len() > first.len() { "/…" } else { "" };
+        match first {
+            "" => format!("{scheme}://{host}"),
+            first => format!("{scheme}://{host}/{first}{more}"),
+        }
+    }
+}
+
+impl FromStr for PublishTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let scheme = text
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        let container = match scheme.as_deref() {
+            Some("rtmp" | "rtmps") => "flv",
+            Some("rtsp" | "rtsps") => "rtsp",
+            Some("srt") => "mpegts",
+            _ => {
+                return Err(format!(
+                    "invalid --publish URL \"{text}\": use rtmp://, rtsp:// or srt://, like rtmp://server/live/stream"
+                ))
+            }
+        };
+        let host = text.split_once("://").map_or("", |(_, rest)| rest);
+        if host.is_empty() || host.starts_with(['/', ':']) {
+            return Err(format!(
+                "invalid --publish URL \"{text}\": the server is missing"
+            ));
+        }
+        Ok(PublishTarget {
+            url: text.to_owned(),
+            container,
+        })
+    }
+}
+
 /// What the user chose: pair on a code and encrypt, or stream in the clear (`--insecure`).
 /// (The SPAKE2 exchange that pairing runs is `wire::secure::PairingExchange`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +331,32 @@ pub fn parse_code(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_urls() {
+        let rtmp: PublishTarget = "rtmp://user:pw@media.local:1935/live/secret-key?x=1"
+            .parse()
+            .unwrap();
+        assert_eq!(rtmp.container, "flv");
+        assert_eq!(rtmp.redacted(), "rtmp://media.local:1935/live/…");
+        let srt: PublishTarget = "srt://127.0.0.1:9000?streamid=k".parse().unwrap();
+        assert_eq!(
+            (srt.container, srt.redacted().as_str()),
+            ("mpegts", "srt://127.0.0.1:9000")
+        );
+        assert_eq!(
+            "rtsp://h/cam".parse::<PublishTarget>().unwrap().container,
+            "rtsp"
+        );
+        assert!("http://h/x"
+            .parse::<PublishTarget>()
+            .unwrap_err()
+            .contains("rtmp://"));
+        assert!("rtmp:///x"
+            .parse::<PublishTarget>()
+            .unwrap_err()
+            .contains("server is missing"));
+    }
 
     #[test]
     fn codes() {

@@ -251,6 +251,23 @@ pub struct SenderReport {
     pub seconds: f64,
     /// CPU time the whole process used (user + system), to compare runs.
     pub cpu_seconds: f64,
+    /// Each `--publish` server.
+    pub publishers: Vec<PublisherReport>,
+}
+
+/// What one publisher did.
+#[derive(Serialize, Debug, Default, PartialEq)]
+pub struct PublisherReport {
+    /// The URL without its secrets (user, password, stream key).
+    pub server: String,
+    /// "publishing", "retrying", "ended"…
+    pub state: &'static str,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames it never sent, as the server was slow or gone.
+    pub skipped: u64,
+    /// Times it started publishing (1 + reconnections).
+    pub connects: u64,
 }
 
 impl SenderReport {

@@ -12,6 +12,7 @@ mod h264;
 mod live;
 mod loopback;
 mod protocol_props;
+mod publish;
 mod secure;
 mod survive;
 mod web;

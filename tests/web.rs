@@ -142,12 +142,14 @@ fn metrics_parse_as_prometheus_text() {
     let text = String::from_utf8(metrics.body).unwrap();
     let samples = check_prometheus_text(&text);
     let value = |name: &str| samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-    assert!(value("camstream_frames_encoded_total{codec=\"h264\"}").unwrap() >= 5.0);
+    assert!(
+        value("camstream_frames_encoded_total{codec=\"h264\",encode=\"stream\"}").unwrap() >= 5.0
+    );
     assert_eq!(value("camstream_viewers{kind=\"receiver\"}"), Some(1.0));
     assert!(value("camstream_bitrate_bits_per_second").unwrap() > 100_000.0);
     // No viewer wants JPEG: the side encode has not run.
     assert_eq!(
-        value("camstream_frames_encoded_total{codec=\"jpeg\"}"),
+        value("camstream_frames_encoded_total{codec=\"jpeg\",encode=\"side\"}"),
         Some(0.0)
     );
     assert_eq!(
@@ -157,7 +159,7 @@ fn metrics_parse_as_prometheus_text() {
     let text = String::from_utf8(https(sender.addr, "/metrics", &["-u", &code]).body).unwrap();
     let jpeg = check_prometheus_text(&text)
         .into_iter()
-        .find(|(n, _)| n == "camstream_frames_encoded_total{codec=\"jpeg\"}")
+        .find(|(n, _)| n == "camstream_frames_encoded_total{codec=\"jpeg\",encode=\"side\"}")
         .unwrap()
         .1;
     assert!(

@@ -70,6 +70,10 @@ struct Args {
     /// The private key of --tls-cert (PEM)
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Also publish the stream (H.264) to a media server: rtmp://HOST/APP/KEY (nginx-rtmp,
+    /// MediaMTX, a CDN's ingest), rtsp://HOST:PORT/PATH or srt://HOST:PORT; repeatable
+    #[arg(long, value_name = "URL")]
+    publish: Vec<config::PublishTarget>,
     /// Do not print the page's link as a QR code
     #[arg(long)]
     no_qr: bool,
@@ -140,6 +144,7 @@ fn run(args: Args) -> Result<()> {
         keyframe_interval: args.keyframe_interval,
         bitrate: args.bitrate,
         tls,
+        publish: args.publish,
     };
     let report = sender::run(&config, listener, &stop)?;
     if args.stats {

@@ -17,7 +17,7 @@ pub mod fmp4;
 pub mod live;
 pub mod pattern;
 pub mod recorder;
-mod remux;
+pub mod remux;
 pub mod source;
 pub mod window;
 

@@ -3,21 +3,31 @@
 //! capture time. The file starts at a keyframe, whose parameter sets become the container's
 //! codec header. An `.mp4` is fragmented at each keyframe, so a recording cut short (a crash, a
 //! pulled plug) still plays up to its last fragment.
+//!
+//! A media server (`--publish`) is written the same way: FLV over RTMP, RTSP, MPEG-TS over SRT,
+//! sent a frame at a time as it comes.
 
 use super::codec::Stored;
+use crate::config::PublishTarget;
 use crate::wire::protocol::FrameHeader;
 use anyhow::{anyhow, Context, Result};
 use ffmpeg::{codec, ffi, format, media, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Capture times are in microseconds.
 const MICROSECONDS: Rational = Rational(1, 1_000_000);
 
-/// A file being written with encoded frames as they are.
+/// How long a server may take a write before it counts as gone (µs, FFmpeg's `rw_timeout`).
+const SERVER_TIMEOUT_US: &str = "5000000";
+
+/// A file, or a server, being written with encoded frames as they are.
 pub struct Remuxer {
-    path: PathBuf,
+    /// "recording to PATH", "publishing to URL": what its errors say.
+    what: String,
     output: format::context::Output,
+    /// Options for the container's header.
+    header_options: Vec<(&'static str, &'static str)>,
     track: Track,
     /// Set once the first keyframe has started the file.
     timing: Option<Timing>,
@@ -52,8 +62,35 @@ impl Remuxer {
             )
         })?;
         Ok(Remuxer {
-            path: path.to_owned(),
+            what: format!("recording to {}", path.display()),
             output,
+            header_options: vec![("movflags", "+frag_keyframe+empty_moov+default_base_moof")],
+            track: Track { stored, size, fps },
+            timing: None,
+            frames: 0,
+        })
+    }
+
+    /// Connects to a media server; what it is sent starts at the first keyframe.
+    pub fn publish(
+        target: &PublishTarget,
+        stored: Stored,
+        size: (u32, u32),
+        fps: f64,
+    ) -> Result<Remuxer> {
+        super::init_ffmpeg()?;
+        let what = format!("publishing to {}", target.redacted());
+        let mut options = Dictionary::new();
+        options.set("rw_timeout", SERVER_TIMEOUT_US);
+        if target.container == "mpegts" {
+            // SRT carries whole TS packets: seven to a datagram.
+            options.set("pkt_size", "1316");
+        }
+        let output = open_url(&target.url, target.container, options).context(what.clone())?;
+        Ok(Remuxer {
+            what,
+            output,
+            header_options: vec![("rtsp_transport", "tcp")],
             track: Track { stored, size, fps },
             timing: None,
             frames: 0,
@@ -72,7 +109,7 @@ impl Remuxer {
             }
             let timing = self
                 .start(header, data)
-                .with_context(|| format!("recording to {}", self.path.display()))?;
+                .with_context(|| self.what.clone())?;
             self.timing = Some(timing);
         }
         let Some(timing) = self.timing.as_mut() else {
@@ -80,7 +117,7 @@ impl Remuxer {
         };
         packet(header, data, timing.next(header.capture_unix_us))
             .write(&mut self.output)
-            .with_context(|| format!("recording to {}", self.path.display()))?;
+            .with_context(|| self.what.clone())?;
         self.frames += 1;
         Ok(())
     }
@@ -89,7 +126,9 @@ impl Remuxer {
     fn start(&mut self, header: &FrameHeader, keyframe: &[u8]) -> Result<Timing> {
         self.track.add_to(&mut self.output, keyframe)?;
         let mut options = Dictionary::new();
-        options.set("movflags", "+frag_keyframe+empty_moov+default_base_moof");
+        for (key, value) in &self.header_options {
+            options.set(key, value);
+        }
         self.output.write_header_with(options)?;
         Ok(Timing::new(&self.output, header.capture_unix_us))
     }
@@ -99,9 +138,47 @@ impl Remuxer {
         if self.timing.is_some() {
             self.output
                 .write_trailer()
-                .with_context(|| format!("finishing {}", self.path.display()))?;
+                .with_context(|| format!("finishing {}", self.what))?;
         }
         Ok(self.frames)
+    }
+}
+
+/// Opens `url` for the `container` muxer. Unlike ffmpeg-next's `output_as_with`, a muxer that
+/// makes its own connections (RTSP's) is not opened as a file first.
+fn open_url(url: &str, container: &str, options: Dictionary) -> Result<format::context::Output> {
+    let url = std::ffi::CString::new(url).context("a URL with a zero byte")?;
+    let container = std::ffi::CString::new(container).context("a container with a zero byte")?;
+    // SAFETY: FFmpeg's documented way to open an output: allocate the context for the muxer,
+    // then, unless the muxer opens its own connections (AVFMT_NOFILE), open its I/O. The
+    // context is handed to `Output`, which frees it (and closes its I/O) when dropped.
+    unsafe {
+        let mut context = std::ptr::null_mut();
+        let allocated = ffi::avformat_alloc_output_context2(
+            &mut context,
+            std::ptr::null_mut(),
+            container.as_ptr(),
+            url.as_ptr(),
+        );
+        if allocated < 0 || context.is_null() {
+            return Err(anyhow!(ffmpeg::Error::from(allocated)));
+        }
+        let output = format::context::Output::wrap(context);
+        if (*(*context).oformat).flags & ffi::AVFMT_NOFILE == 0 {
+            let mut options = options.disown();
+            let opened = ffi::avio_open2(
+                &mut (*context).pb,
+                url.as_ptr(),
+                ffi::AVIO_FLAG_WRITE,
+                std::ptr::null(),
+                &mut options,
+            );
+            ffi::av_dict_free(&mut options);
+            if opened < 0 {
+                return Err(anyhow!(ffmpeg::Error::from(opened)));
+            }
+        }
+        Ok(output)
     }
 }
 

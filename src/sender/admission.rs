@@ -232,7 +232,7 @@ pub(super) fn accept_loop(
         }
         writers.retain(|w| !w.is_finished());
     }
-    let registries = || std::iter::once(&shared.sinks).chain(&shared.side_jpeg);
+    let registries = || shared.registries();
     registries().for_each(Sinks::close_all);
     let grace = match quitting.is_raised() {
         true => QUIT_GRACE,

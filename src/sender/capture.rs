@@ -12,7 +12,7 @@ use crate::media::source::{Next, Source};
 use crate::media::window::{draw_card, Window, WindowEvent};
 use crate::media::Picture;
 use crate::stats::{clock_time, unix_micros, SenderReport};
-use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
+use crate::wire::protocol::{FrameHeader, PixelFormat};
 use crate::{Stop, POLL};
 use anyhow::Result;
 use std::sync::atomic::Ordering;
@@ -62,7 +62,7 @@ pub(super) fn run(
             stop,
         },
         encoder: codec::format(config.codec).encoder(&settings)?,
-        side_jpeg: None,
+        side_encoders: shared.sides.iter().map(|_| None).collect(),
         settings,
         rate: None,
         pool: BufferPool::new(POOLED_BUFFERS),
@@ -103,8 +103,8 @@ struct CaptureLoop<'a> {
     pace: Option<Duration>,
     preview: Preview<'a>,
     encoder: Box<dyn Encoder>,
-    /// JPEG for the side sinks of a stream that is not JPEG, made when first wanted.
-    side_jpeg: Option<Box<dyn Encoder>>,
+    /// One for each side feed ([`Shared`]'s `sides`), made when first wanted.
+    side_encoders: Vec<Option<Box<dyn Encoder>>>,
     settings: EncoderSettings,
     /// `--bitrate auto` with a codec that has a bit rate.
     rate: Option<RateControl>,
@@ -224,14 +224,9 @@ impl CaptureLoop<'_> {
         draw_card(width, height, &lines, &mut self.picture)
     }
 
-    /// Whether some sink, of the stream or the side JPEG, is receiving frames.
+    /// Whether some sink, of the stream or a side feed, is receiving frames.
     fn anyone_watches(&self) -> bool {
-        self.sinks.active() > 0
-            || self
-                .shared
-                .side_jpeg
-                .as_ref()
-                .is_some_and(|s| s.active() > 0)
+        self.shared.registries().any(|sinks| sinks.active() > 0)
     }
 
     /// Encodes the picture once for each codec some sink wants and offers it to those sinks.
@@ -247,7 +242,10 @@ impl CaptureLoop<'_> {
             keyframe: true,
         };
         // First, as the raw encoder takes the picture.
-        let side_offered = self.send_side_jpeg(header)?;
+        let mut side_offered = 0;
+        for side in 0..self.shared.sides.len() {
+            side_offered += self.send_side(side, header)?;
+        }
         if self.sinks.active() == 0 {
             return Ok(self.count(side_offered));
         }
@@ -277,25 +275,31 @@ impl CaptureLoop<'_> {
         Ok(self.count(side_offered + offered))
     }
 
-    /// Encodes a JPEG for the side sinks, if any is receiving frames; returns how many were
-    /// offered it.
-    fn send_side_jpeg(&mut self, header: FrameHeader) -> Result<usize> {
-        let Some(side) = self.shared.side_jpeg.as_ref().filter(|s| s.active() > 0) else {
+    /// Encodes the picture for side feed `side`, if any of its sinks is receiving frames;
+    /// returns how many were offered it.
+    fn send_side(&mut self, side: usize, header: FrameHeader) -> Result<usize> {
+        let (Some(feed), Some(encoder)) = (
+            self.shared.sides.get(side),
+            self.side_encoders.get_mut(side),
+        ) else {
             return Ok(0);
         };
-        let encoder = match &mut self.side_jpeg {
+        if feed.sinks.active() == 0 {
+            return Ok(0);
+        }
+        let encoder = match encoder {
             Some(encoder) => encoder,
-            empty => empty.insert(codec::format(Codec::Jpeg).encoder(&self.settings)?),
+            empty => empty.insert(codec::format(feed.codec).encoder(&self.settings)?),
         };
         let mut data = self.pool.buffer();
-        encoder.encode(&mut self.picture, &mut data, true)?;
-        let counters = &self.shared.counters;
-        counters.jpeg_encoded.fetch_add(1, Ordering::Relaxed);
+        let keyframe = encoder.encode(&mut self.picture, &mut data, feed.sinks.wants_keyframe())?;
+        feed.encoded.fetch_add(1, Ordering::Relaxed);
         let header = FrameHeader {
-            codec: Codec::Jpeg,
+            codec: feed.codec,
+            keyframe,
             ..header
         };
-        side.publish(&self.pool.frame(header, data))
+        feed.sinks.publish(&self.pool.frame(header, data))
     }
 
     /// Counts a frame that went out to `offered` sinks towards `--frames`.

@@ -61,14 +61,12 @@ pub(super) fn render(shared: &Shared) -> String {
         &one(load(&counters.frames_captured)),
     );
     let mut encoded = vec![(
-        format!("{{codec=\"{}\"}}", shared.stream.codec),
+        format!("{{codec=\"{}\",encode=\"stream\"}}", shared.stream.codec),
         load(&counters.frames_encoded) as f64,
     )];
-    if shared.side_jpeg.is_some() {
-        encoded.push((
-            "{codec=\"jpeg\"}".to_owned(),
-            load(&counters.jpeg_encoded) as f64,
-        ));
+    for side in &shared.sides {
+        let labels = format!("{{codec=\"{}\",encode=\"side\"}}", side.codec);
+        encoded.push((labels, load(&side.encoded) as f64));
     }
     family(
         "frames_encoded_total",
@@ -98,11 +96,7 @@ pub(super) fn render(shared: &Shared) -> String {
         .iter()
         .map(|kind| (format!("{{kind=\"{kind}\"}}"), 0.0))
         .collect();
-    let kinds = shared
-        .sinks
-        .kinds()
-        .into_iter()
-        .chain(shared.side_jpeg.iter().flat_map(|s| s.kinds()));
+    let kinds = shared.registries().flat_map(|sinks| sinks.kinds());
     for (kind, n) in kinds {
         if let Some((_, count)) = viewers
             .iter_mut()
@@ -124,6 +118,45 @@ pub(super) fn render(shared: &Shared) -> String {
             "gauge",
             "The bit rate the encoder aims at.",
             &one(bitrate * 1000),
+        );
+    }
+    if !shared.publishers.is_empty() {
+        let reports: Vec<_> = shared.publishers.iter().map(|(t, s)| s.report(t)).collect();
+        let per = |value: fn(&crate::stats::PublisherReport) -> f64| -> Vec<(String, f64)> {
+            reports
+                .iter()
+                .map(|r| (format!("{{server=\"{}\"}}", r.server), value(r)))
+                .collect()
+        };
+        family(
+            "publisher_up",
+            "gauge",
+            "1 while the publisher is publishing to its server.",
+            &per(|r| f64::from(u8::from(r.state == "publishing"))),
+        );
+        family(
+            "publisher_frames_total",
+            "counter",
+            "Frames sent to the server.",
+            &per(|r| r.frames as f64),
+        );
+        family(
+            "publisher_bytes_total",
+            "counter",
+            "Bytes of frames sent to the server.",
+            &per(|r| r.bytes as f64),
+        );
+        family(
+            "publisher_frames_skipped_total",
+            "counter",
+            "Frames not sent, as the server was slow or gone.",
+            &per(|r| r.skipped as f64),
+        );
+        family(
+            "publisher_connects_total",
+            "counter",
+            "Times publishing started (1 + reconnections).",
+            &per(|r| r.connects as f64),
         );
     }
     let latencies = lock(&counters.page_latencies);

@@ -21,7 +21,7 @@ mod web;
 pub use admission::SPARE_CONNECTIONS;
 pub use sinks::flight::FRAMES_IN_FLIGHT;
 
-use crate::config::{Bitrate, PairingMode, SourceSpec};
+use crate::config::{Bitrate, PairingMode, PublishTarget, SourceSpec};
 use crate::media::codec;
 use crate::media::source::Source;
 use crate::stats::SenderReport;
@@ -33,6 +33,7 @@ use anyhow::{Context, Result};
 use certificate::{TlsSource, WebKeys};
 use metrics::Latencies;
 use sinks::browser::{Fragments, StreamFacts};
+use sinks::publish::PublisherStatus;
 use sinks::Sinks;
 use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,8 @@ pub struct SenderConfig {
     pub bitrate: Bitrate,
     /// Where the web side's TLS certificate comes from (unused with `--insecure`).
     pub tls: TlsSource,
+    /// Media servers to publish to.
+    pub publish: Vec<PublishTarget>,
 }
 
 /// Seconds between regular keyframes when `--keyframe-interval` is not given.
@@ -101,21 +104,51 @@ struct Shared {
     admission: Admission,
     /// The sinks of the stream's own encode.
     sinks: Sinks,
-    /// For a stream that is not JPEG: the sinks that want JPEG (MJPEG clients, snapshots, pages
-    /// that cannot play the stream), encoded on the side only while one is there.
-    side_jpeg: Option<Sinks>,
+    /// Codecs some sinks want besides the stream's own: JPEG for MJPEG clients, snapshots and
+    /// pages that cannot play the stream; H.264 at a fixed rate for publishers. Each is encoded
+    /// on the side, once per frame, only while one of its sinks is there.
+    sides: Vec<SideFeed>,
+    /// Where JPEG frames come from: `None` for the stream itself.
+    jpeg_side: Option<usize>,
+    /// Where publishers' H.264 comes from: `None` for the stream itself.
+    publish_side: Option<usize>,
     /// For an H.264 stream: its fragmented MP4 for pages.
     fragments: Option<Arc<Fragments>>,
     /// The web side's TLS and sessions; `None` with `--insecure` (plain HTTP, open).
     web: Option<WebKeys>,
     stream: StreamFacts,
     counters: Counters,
+    /// Each `--publish` target and what its publisher is doing.
+    publishers: Vec<(PublishTarget, PublisherStatus)>,
+}
+
+/// Sinks that want another codec than the stream's.
+struct SideFeed {
+    codec: Codec,
+    sinks: Sinks,
+    /// Frames encoded for them.
+    encoded: AtomicU64,
 }
 
 impl Shared {
+    fn feed(&self, side: Option<usize>) -> &Sinks {
+        side.and_then(|i| self.sides.get(i))
+            .map_or(&self.sinks, |side| &side.sinks)
+    }
+
     /// The sinks that get JPEG frames.
     fn jpeg_sinks(&self) -> &Sinks {
-        self.side_jpeg.as_ref().unwrap_or(&self.sinks)
+        self.feed(self.jpeg_side)
+    }
+
+    /// The sinks that get H.264 at a fixed rate, for publishers.
+    fn publish_sinks(&self) -> &Sinks {
+        self.feed(self.publish_side)
+    }
+
+    /// Every registry of sinks: the stream's and the side ones.
+    fn registries(&self) -> impl Iterator<Item = &Sinks> {
+        std::iter::once(&self.sinks).chain(self.sides.iter().map(|side| &side.sinks))
     }
 }
 
@@ -124,8 +157,6 @@ impl Shared {
 struct Counters {
     frames_captured: AtomicU64,
     frames_encoded: AtomicU64,
-    /// Frames the side JPEG encode made.
-    jpeg_encoded: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     frames_skipped: AtomicU64,
@@ -174,10 +205,30 @@ pub fn serve(
         )?)),
         _ => None,
     };
+    let mut sides = Vec::new();
+    let mut side = |codec: Codec| {
+        sides.push(SideFeed {
+            codec,
+            sinks: sinks.sharing_demand(),
+            encoded: AtomicU64::new(0),
+        });
+        Some(sides.len() - 1)
+    };
+    let jpeg_side = match config.codec {
+        Codec::Jpeg => None,
+        _ => side(Codec::Jpeg),
+    };
+    // A publisher has no acks to fit a rate to: it gets the stream only at a fixed rate.
+    let publish_side = match (config.codec, config.bitrate, config.publish.is_empty()) {
+        (_, _, true) | (Codec::H264, Bitrate::Fixed(_), _) => None,
+        _ => side(Codec::H264),
+    };
     let shared = Arc::new(Shared {
         greeting: Greeting::new(&hello, &config.pairing)?,
         admission: Admission::new(config.allow, config.max_viewers),
-        side_jpeg: (config.codec != Codec::Jpeg).then(|| sinks.sharing_demand()),
+        sides,
+        jpeg_side,
+        publish_side,
         sinks,
         fragments,
         web,
@@ -188,7 +239,31 @@ pub fn serve(
             fps: hello.fps,
         },
         counters: Counters::default(),
+        publishers: config
+            .publish
+            .iter()
+            .map(|target| (target.clone(), PublisherStatus::default()))
+            .collect(),
     });
+    let publishers: Vec<thread::JoinHandle<()>> = (0..config.publish.len())
+        .map(|index| {
+            let shared = Arc::clone(&shared);
+            let track = sinks::publish::Track {
+                stored: codec::format(Codec::H264)
+                    .stored()
+                    .context("H.264 cannot be published")?,
+                size: (hello.width, hello.height),
+                fps: hello.fps,
+            };
+            thread::Builder::new()
+                .name("publisher".into())
+                .spawn(move || {
+                    let (target, status) = &shared.publishers[index];
+                    sinks::publish::run(target, &track, shared.publish_sinks(), status);
+                })
+                .context("starting a publisher")
+        })
+        .collect::<Result<_>>()?;
     let waker = Arc::new(AcceptWaker::new().context("setting up the accept loop's waker")?);
     let accepting = Stop::default();
     let acceptor = {
@@ -217,6 +292,11 @@ pub fn serve(
     if acceptor.join().is_err() {
         log::error!("the accept thread failed");
     }
+    for publisher in publishers {
+        if publisher.join().is_err() {
+            log::error!("a publisher failed");
+        }
+    }
     let counters = &shared.counters;
     report.frames_captured = counters.frames_captured.load(Ordering::Relaxed);
     report.frames_encoded = counters.frames_encoded.load(Ordering::Relaxed);
@@ -224,6 +304,11 @@ pub fn serve(
     report.bytes_sent = counters.bytes_sent.load(Ordering::Relaxed);
     report.frames_skipped = counters.frames_skipped.load(Ordering::Relaxed);
     report.viewers = counters.viewers_served.load(Ordering::Relaxed);
+    report.publishers = shared
+        .publishers
+        .iter()
+        .map(|(target, status)| status.report(target))
+        .collect();
     result.map(|()| report.finish(started))
 }
 

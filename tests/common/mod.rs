@@ -74,6 +74,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         bitrate: camstream::config::Bitrate::Auto,
         // A new certificate each start, kept nowhere.
         tls: camstream::sender::certificate::TlsSource::SelfSigned { folder: None },
+        publish: Vec::new(),
     }
 }
 
@@ -340,4 +341,113 @@ pub fn fake_camera(interval: Duration) -> (Opener, Arc<AtomicU8>) {
         _ => anyhow::bail!("no such device"),
     });
     (opener, mode)
+}
+
+/// A real media server for the tests: Debian's nginx with its RTMP module, as a plain
+/// foreground process on 127.0.0.1 from a config written here; killed when dropped.
+pub struct Nginx {
+    pub port: u16,
+    dir: TempDir,
+    program: Option<Program>,
+}
+
+impl Nginx {
+    /// Starts it on a free port, or returns `None` (saying why) when it is not installed and
+    /// the tests do not run under CI.
+    pub fn start(name: &str) -> Option<Nginx> {
+        const MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        if !std::path::Path::new(MODULE).exists() {
+            if std::env::var_os("CI").is_some() {
+                panic!("the publishing tests need nginx and libnginx-mod-rtmp under CI");
+            }
+            eprintln!("SKIPPED: no {MODULE} (apt-get install nginx libnginx-mod-rtmp)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nginx = Nginx {
+            port,
+            dir: TempDir::new(name),
+            program: None,
+        };
+        nginx.restart();
+        Some(nginx)
+    }
+
+    /// The URL of stream `name` in its `live` application.
+    pub fn url(&self, name: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{name}", self.port)
+    }
+
+    /// Kills it; a publisher then loses its server.
+    pub fn stop(&mut self) {
+        if let Some(program) = self.program.take() {
+            program.kill();
+        }
+    }
+
+    /// Starts it (again) on its port, and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let dir = &self.dir.0;
+        let config = format!(
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+             daemon off;\nmaster_process off;\nerror_log {0}/error.log;\npid {0}/nginx.pid;\n\
+             events {{}}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{1}; application live {{ live on; }} }} }}\n",
+            dir.display(),
+            self.port
+        );
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        let prefix = format!("{}/", dir.display());
+        let conf = dir.join("nginx.conf");
+        self.program = Some(Program::start(
+            std::process::Command::new("nginx")
+                .args(["-p", &prefix, "-c"])
+                .arg(&conf)
+                .args(["-e", &format!("{prefix}error.log")])
+                .stdin(std::process::Stdio::null()),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What `ffprobe` says of the first video stream at `url`: codec, width, height; `None` if it
+/// found none within its timeout.
+pub fn probe(url: &str) -> Option<(String, u32, u32)> {
+    let output = std::process::Command::new("timeout")
+        .args(["10", "ffprobe", "-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .expect("ffprobe is installed (scripts/setup.sh --test)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // MPEG-TS lists its streams again under its programs: the first line is enough.
+    let mut fields = text
+        .lines()
+        .find(|l| !l.trim().is_empty())?
+        .trim()
+        .split(',');
+    let codec = fields.next()?.to_owned();
+    let width = fields.next()?.parse().ok()?;
+    let height = fields.next()?.parse().ok()?;
+    Some((codec, width, height))
 }

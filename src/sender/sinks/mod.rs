@@ -12,6 +12,7 @@
 pub mod browser;
 pub mod flight;
 pub mod mjpeg;
+pub mod publish;
 mod slot;
 pub mod tcp;
 
@@ -290,6 +291,11 @@ impl Sinks {
         for entry in &registry.entries {
             entry.slot.close();
         }
+    }
+
+    /// Whether the stream is ending ([`Sinks::close_all`]).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Waits until every sink has left, or `deadline`.
