@@ -39,7 +39,9 @@
 //!   viewers are sinks too: [`sender::sinks::browser`] (a tab over a WebSocket, H.264 as
 //!   fragmented MP4 for Media Source Extensions, [`media::fmp4`], or JPEG) and
 //!   [`sender::sinks::mjpeg`]. A stream that is not JPEG encodes JPEG on the side only while
-//!   such a viewer wants it.
+//!   such a viewer wants it. `--publish` servers (RTMP, RTSP, SRT) are sinks as well,
+//!   [`sender::sinks::publish`], muxed by [`media::remux`], with H.264 from the stream's encode
+//!   when its rate is fixed, else from a side encode at a fixed rate.
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
 //!   thread reads frames, its screen and outputs show, record and log them.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
