@@ -1,6 +1,6 @@
 //! `/stream.mjpg` as a sink: multipart JPEG for `<img>`, VLC, FFmpeg, OpenCV and Home
 //! Assistant. These clients send no acks, so the kernel bounds the latency instead: the socket
-//! takes a new part only once less than [`UNSENT_LIMIT`] of the last is unsent, and while it
+//! takes a new part only once less than 16 KiB of the last is unsent, and while it
 //! is full the slot keeps only the newest frame (a stalled client skips frames and slows nobody).
 //! Each part's boundary is written right after its JPEG, since browsers show a part only once
 //! the next boundary arrives.
