@@ -74,6 +74,30 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_seconds():
+    """utime + stime of the processes in this process group (browser.py, chromedriver, Chromium)."""
+    total, group = 0, os.getpgid(0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy():
+    """(busy, all) jiffies of every core since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
 def metrics():
     """The sender's counters and page-latency quantiles from /metrics (Basic auth, the code)."""
     request = urllib.request.Request(metrics_url)
@@ -152,18 +176,23 @@ try:
         drain()
         shown0 = [t["stats"]["shown"] for t in tabs]
         m0, cpu0, t0 = metrics(), cpu_seconds(args.pid), time.time()
+        group0, busy0 = group_cpu_seconds(), machine_busy()
         end = t0 + seconds
         while time.time() < end:
             # Often enough that no window's 600 latencies roll over between two reads.
             time.sleep(min(2.0, max(0.0, end - time.time())))
             drain()
         m1, cpu1, t1 = metrics(), cpu_seconds(args.pid), time.time()
+        group1, busy1 = group_cpu_seconds(), machine_busy()
         delta = lambda key: m1.get(key, 0) - m0.get(key, 0)  # noqa: E731
         result[name] = {
             "start_unix_ms": t0 * 1000,
             "end_unix_ms": t1 * 1000,
             "seconds": t1 - t0,
             "cpu_seconds": cpu1 - cpu0,
+            # Chromium's (and this script's) CPU, and how busy the whole machine was (0..1).
+            "browser_cpu_seconds": group1 - group0,
+            "machine_busy": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
             "frames_captured": delta("camstream_frames_captured_total"),
             "frames_sent": delta("camstream_frames_sent_total"),
             "bytes_sent": delta("camstream_bytes_sent_total"),

@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -293,6 +293,129 @@ row(
     f"{join['jpeg']:.0f} ms jpeg (every frame a keyframe)",
     f"+{join['h264'] - join['jpeg']:.0f} ms",
     "a few hundred ms",
+)
+
+# 12. The web page in headless Chromium (issue 14, bench/browser.py). Latencies are the page's
+# own (capture → shown with the sender's clock offset), over the measured window: from 2 s after
+# every window played.
+def quantile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+def page_latencies(report, window="first", tab=0, start_s=0.0, end_s=None):
+    """The latencies (ms) one tab measured within a window, or within [start_s, end_s) of it."""
+    w = report[window]
+    start = w["start_unix_ms"] + start_s * 1000
+    end = w["end_unix_ms"] if end_s is None else w["start_unix_ms"] + end_s * 1000
+    return [v for t, v in report["latencies"][tab] if start <= t < end]
+
+
+def logged(name, window):
+    """A receiver's --frame-log within a browser.py window: its latencies (ms)."""
+    with open(out / name) as f:
+        return [float(r["latency_ms"]) for r in csv.DictReader(f)
+                if window["start_unix_ms"] <= int(r["display_unix_us"]) / 1000 < window["end_unix_ms"]]
+
+
+def shares(report, window):
+    """Each tab's frames shown in the window over the frames the sender captured meanwhile."""
+    w = report[window]
+    return [shown / w["frames_captured"] if w["frames_captured"] else 0.0 for shown in w["shown"]]
+
+
+def ms(values):
+    return f"{quantile(values, 0.5):.0f} / {quantile(values, 0.99):.0f} ms"
+
+
+web_jpeg = load("web_jpeg")
+jpeg_page = page_latencies(web_jpeg)
+jpeg_rx = logged("web_jpeg_rx.csv", web_jpeg["first"])
+row(
+    f"web page, 1280x720 jpeg 30 fps, loopback: latency p50 / p99 (page, {web_jpeg['first']['seconds']:.0f} s from 2 s after playing)",
+    ms(jpeg_page),
+    f"{ms(jpeg_rx)} receiver, same stream and seconds",
+    f"{quantile(jpeg_page, 0.99) / quantile(jpeg_rx, 0.99):.2f}" if jpeg_rx and jpeg_page else "",
+    "p99 < 150 ms",
+)
+row(
+    "… frames shown: page / receiver",
+    f"{shares(web_jpeg, 'first')[0]:.0%} / "
+    f"{len(jpeg_rx) / web_jpeg['first']['frames_captured'] if web_jpeg['first']['frames_captured'] else 0:.0%}",
+    f"{web_jpeg['first']['frames_captured']:.0f} frames made",
+    "",
+    "",
+)
+
+web_h264 = load("web_h264")
+h264_page = page_latencies(web_h264)
+long_s = web_h264["first"]["seconds"]
+part = min(60.0, long_s / 4)
+early = page_latencies(web_h264, start_s=0, end_s=part)
+late = page_latencies(web_h264, start_s=long_s - part)
+loop_h264 = load("loop_h264")
+row(
+    f"web page, h264 1280x720 30 fps (real footage) through MSE, loopback: latency p50 / p99 ({long_s:.0f} s, one tab)",
+    ms(h264_page),
+    f"{loop_h264['latency_ms']['p50']:.0f} / {loop_h264['latency_ms']['p99']:.0f} ms receiver (case 8)",
+    "",
+    "p99 < 300 ms",
+)
+row(
+    f"… p99 in the first {part:.0f} s → the last {part:.0f} s; frames shown",
+    f"{quantile(early, 0.99):.0f} → {quantile(late, 0.99):.0f} ms; {shares(web_h264, 'first')[0]:.0%}",
+    "",
+    f"{quantile(late, 0.99) / quantile(early, 0.99):.2f}" if early and late else "",
+    "not growing",
+)
+
+web_four = load("web_four")
+
+
+def cores(window):
+    return window["cpu_seconds"] / window["seconds"] if window["seconds"] else float("nan")
+
+
+one_tab, four_tabs = cores(web_h264["first"]), cores(web_four["first"])
+def busy(window):
+    """Chromium's cores and how busy the machine was, for reading the CPU figures."""
+    return f"Chromium {cores_of(window, 'browser_cpu_seconds'):.2f} cores, machine {window['machine_busy']:.0%} busy"
+
+
+def cores_of(window, key):
+    return window[key] / window["seconds"] if window["seconds"] else float("nan")
+
+
+row(
+    "… sender CPU (cores) with 4 tabs (MSE, one h264 encode)",
+    f"{four_tabs:.2f} ({busy(web_four['first'])})",
+    f"{one_tab:.2f} with 1 tab ({busy(web_h264['first'])})",
+    f"{four_tabs / one_tab:.2f}" if one_tab else "",
+    "< 1.5",
+)
+mixed = web_four["second"]
+tab_shares = shares(web_four, "second")
+rx_shares = [len(logged(f"web_four_rx_{i}.csv", mixed)) / mixed["frames_captured"] if mixed["frames_captured"] else 0.0
+             for i in range(2)]
+four_page = [v for tab in range(4) for v in page_latencies(web_four, "second", tab)]
+row(
+    "… 4 tabs and 2 receivers at once: worst share of frames shown, tabs / receivers (tabs' p99)",
+    f"{min(tab_shares):.0%} / {min(rx_shares):.0%} ({quantile(four_page, 0.99):.0f} ms)",
+    f"{mixed['frames_captured']:.0f} frames made ({busy(mixed)})",
+    "",
+    "each ≥ 90%",
+)
+
+web_link = load("web_link")
+link_page = page_latencies(web_link)
+link_4 = load("link_4")
+link_kbps = web_link["first"]["bytes_sent"] * 8 / 1000 / web_link["first"]["seconds"] if web_link["first"]["seconds"] else 0
+row(
+    "web page, h264 --bitrate auto through MSE on the 4 Mbit/s link: p50 / p99 / frames shown / sent",
+    f"{ms(link_page)} / {shares(web_link, 'first')[0]:.0%} / {link_kbps:.0f} kbit/s",
+    f"p99 {link_4['latency_ms']['p99']:.0f} ms / {accepted(link_4):.0%} receiver (case 9)",
+    f"{quantile(link_page, 0.99) / link_4['latency_ms']['p99']:.2f}" if link_page and link_4["latency_ms"]["p99"] else "",
+    "p99 < 300 ms, ≥ 90%",
 )
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "

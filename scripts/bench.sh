@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=10
+# The browser rows (case 12): seconds measured per window, and the long H.264 run (issue 14).
+web_seconds=20
+web_long=300
 # H.264 rates (kbit/s) for vtest.avi: through camstream's codec, and through the ffmpeg CLI.
 efficiency_rates="700 1000 1300 1800 2500"
 reference_rates="1000 1800"
@@ -18,6 +21,8 @@ if [[ "${1:-}" == "--short" ]]; then
   seconds=3
   efficiency_rates="1000 1800"
   reference_rates="1000"
+  web_seconds=6
+  web_long=20
 fi
 
 bash scripts/setup.sh --bench
@@ -30,13 +35,19 @@ fi
 
 bin=target/release
 out=$(mktemp -d -t camstream-bench.XXXXXX)
+# Senders keep their web page's certificate here, not in the user's config folder.
+export XDG_CONFIG_HOME="$out/config"
 pids=()
+# Process groups (a browser.py, its chromedriver and Chromium), ended as a whole.
+groups=()
 cleanup() {
+  for group in "${groups[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -INT "$pid" 2>/dev/null || true; done
   # A program stopped before it set up its Ctrl-C handler ignores SIGINT (bash starts background
   # jobs that way): after a moment, whatever is left is killed, so no run leaves one behind.
   sleep 0.5
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for group in "${groups[@]}"; do kill -KILL -- "-$group" 2>/dev/null || true; done
   ip netns del csb-snd 2>/dev/null || true
   ip netns del csb-rcv 2>/dev/null || true
   rm -rf "$out"
@@ -109,7 +120,7 @@ stop() {
   done
 }
 
-echo "bench: 1/11 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/12 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -124,7 +135,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/11 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/12 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -146,7 +157,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/11 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/12 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -175,7 +186,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/11 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/12 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -193,7 +204,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/11 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/12 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -202,7 +213,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/11 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/12 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -239,7 +250,7 @@ if [[ ! -s "$clip" ]]; then
     -c:v mjpeg -q:v 2 "$clip"
 fi
 
-echo "bench: 7/11 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
+echo "bench: 7/12 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
 # shellcheck disable=SC2086  # the rates are meant to split
 "$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates --source-bgr "$out/vtest.bgr" \
   >"$out/efficiency.jsonl"
@@ -248,7 +259,7 @@ for rate in $reference_rates; do
 done
 rm "$out/vtest.bgr"
 
-echo "bench: 8/11 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
+echo "bench: 8/12 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
 for codec in h264 jpeg; do
   start_sender "loop_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --quality 80
   start_receiver "loop_$codec"
@@ -258,7 +269,7 @@ for codec in h264 jpeg; do
   stop "$sender"
 done
 
-echo "bench: 9/11 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
+echo "bench: 9/12 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
 for mbit in 8 4 2; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate "${mbit}mbit" burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "link_$mbit" --source "$clip" --loop --fps 30 \
@@ -270,7 +281,7 @@ for mbit in 8 4 2; do
   stop "$sender"
 done
 
-echo "bench: 10/11 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
+echo "bench: 10/12 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
 for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --fps 30 \
@@ -285,7 +296,7 @@ for rate in auto 6000; do
   stop "$sender"
 done
 
-echo "bench: 11/11 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
+echo "bench: 11/12 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
 for codec in h264 jpeg; do
   start_sender "join_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --keyframe-interval 10
   sleep 2
@@ -300,5 +311,69 @@ for codec in h264 jpeg; do
   done
   stop "$sender"
 done
+
+# Case 12 (issue 14): the sender's web page in headless Chromium (bench/browser.py, Debian's
+# python3-selenium). Each browser.py leads its own process group (setsid), so ending the group
+# ends chromedriver and Chromium too; it prints the page's figures as JSON.
+start_browser() {
+  local name=$1
+  shift
+  # shellcheck disable=SC2086  # $browser_netns is one word or none
+  ${browser_netns:+ip netns exec $browser_netns} setsid /usr/bin/python3 bench/browser.py \
+    "https://$addr/#code=$code" --pid "$sender" "$@" </dev/null >"$out/$name.json" 2>"$out/$name.log" &
+  browser=$!
+  groups+=("$browser")
+}
+wait_browser() {
+  if ! wait "$browser"; then
+    echo "bench: browser.py failed:" >&2
+    cat "$out/$1.log" "$out/$1.json" >&2
+    exit 1
+  fi
+  # Whatever Chromium left behind goes with the group; then the group is no one's to end.
+  kill -KILL -- "-$browser" 2>/dev/null || true
+  groups=()
+}
+
+echo "bench: 12/12 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
+code=bench-web-code
+export TMPDIR="$out"
+# a. 1280x720 jpeg at 30 fps on loopback: a page and a receiver watch the same stream.
+start_sender web_jpeg --source test:1280x720 --codec jpeg --fps 30
+start_receiver web_jpeg_rx --frame-log "$out/web_jpeg_rx.csv"
+run=$receiver
+start_browser web_jpeg --seconds "$web_seconds"
+wait_browser web_jpeg
+stop "$run"
+stop "$sender"
+# b. h264 1280x720 at 30 fps (the clip) through MSE on loopback, one tab for $web_long s: the
+# latency, whether it grows, and the sender's CPU with one tab.
+start_sender web_h264 --source "$clip" --loop --fps 30 --codec h264
+start_browser web_h264 --seconds "$web_long"
+wait_browser web_h264
+stop "$sender"
+# c. The same with 4 tabs (the sender's CPU), then 4 tabs and 2 receivers at once.
+start_sender web_four --source "$clip" --loop --fps 30 --codec h264
+start_browser web_four --windows 4 --seconds "$web_seconds" --pause "$out/web_four.pause"
+for _ in $(seq 600); do
+  [[ -e "$out/web_four.pause" ]] || ! kill -0 "$browser" 2>/dev/null && break
+  sleep 0.1
+done
+four_rx=()
+for i in 0 1; do
+  start_receiver "web_four_rx_$i" --frame-log "$out/web_four_rx_$i.csv"
+  four_rx+=("$receiver")
+done
+touch "$out/web_four.pause.go"
+wait_browser web_four
+stop "${four_rx[@]}"
+stop "$sender"
+# d. An h264 tab in the receivers' namespace, on the 4 Mbit/s link of case 9.
+ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 4mbit burst 32kbit latency 50ms
+netns=csb-snd listen=10.201.0.1:0 start_sender web_link --source "$clip" --loop --fps 30 --codec h264
+browser_netns=csb-rcv start_browser web_link --seconds "$web_seconds"
+wait_browser web_link
+stop "$sender"
+code=""
 
 python3 bench/table.py "$out" "$seconds"

@@ -172,7 +172,17 @@
       jpegChain = jpegChain.then(() => drawJpeg(frame));
     } else if (frame.kind <= 1 && mse) {
       if (frame.kind === 0 && mse.initCapture !== null) openMse(mse.mime, [frame]); // re-muxed
-      else { mse.queue.push(frame); pump(); }
+      else {
+        // Acked as it arrives while appends keep up (setting up MSE can take longer than the
+        // sender lets frames wait, which would skip to the next keyframe); once appends fall
+        // behind, only as each is appended, so the sender sends no faster than this plays.
+        if (frame.kind === 1 && mse.queue.length < 2) {
+          frame.acked = true;
+          ack(frame.seq, lastLatencyUs);
+        }
+        mse.queue.push(frame);
+        pump();
+      }
     } else if (frame.kind !== 0) {
       ack(frame.seq); // not for this mode; never hold the sender up
     }
@@ -255,8 +265,8 @@
     const old = mse;
     mse = null;
     // Fragments that will never be appended are acked, so the sender keeps sending.
-    for (const f of old.queue) if (f.kind === 1) ack(f.seq);
-    if (old.current && old.current.kind === 1) ack(old.current.seq);
+    for (const f of old.queue) if (f.kind === 1 && !f.acked) ack(f.seq);
+    if (old.current && old.current.kind === 1 && !old.current.acked) ack(old.current.seq);
     video.removeAttribute('src');
     video.load();
     URL.revokeObjectURL(old.url);
@@ -279,7 +289,7 @@
       }
     } catch (e) {
       m.current = null;
-      if (item.kind === 1) ack(item.seq);
+      if (item.kind === 1 && !item.acked) ack(item.seq);
       failMse();
     }
   }
@@ -296,7 +306,7 @@
         video.play().catch(() => {});
       }
       if (!hasVideoFrameCallback) frameShown(latencyUs(item.capture, nowUs()));
-      ack(item.seq, lastLatencyUs);
+      if (!item.acked) ack(item.seq, lastLatencyUs);
     }
     pump();
   }
