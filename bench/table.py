@@ -418,6 +418,48 @@ row(
     "p99 < 300 ms, ≥ 90%",
 )
 
+
+def maybe(name):
+    """A case's JSON, or None when that case did not produce it (the row is then left out)."""
+    try:
+        return load(name)
+    except (OSError, ValueError):
+        return None
+
+
+published = maybe("publish_latency")
+if published:
+    row(
+        "publish to nginx-rtmp, h264 2500 kbit/s 720p30: latency to an RTMP reader p50 / p99 (after its first 2 s)",
+        f"{published['server_p50_ms']:.0f} / {published['server_p99_ms']:.0f} ms ({published['matched']} frames matched)",
+        f"{published['direct_p50_ms']:.0f} / {published['direct_p99_ms']:.0f} ms direct viewer, same frames' stream",
+        f"{published['server_p99_ms'] / published['direct_p99_ms']:.2f}" if published["direct_p99_ms"] else "",
+        "",
+    )
+with_publisher, without = maybe("sender_pub_one"), maybe("sender_pub_none")
+if with_publisher and without:
+    per = lambda r: r["cpu_seconds"] / r["seconds"] if r["seconds"] else 0.0
+    row(
+        "… sender CPU (cores) with a publisher and a viewer",
+        f"{per(with_publisher):.2f}",
+        f"{per(without):.2f} with the viewer only",
+        f"{per(with_publisher) / per(without):.2f}" if per(without) else "",
+        "",
+    )
+try:
+    counts = dict(line.split() for line in (out / "publish_readers.txt").read_text().splitlines())
+except OSError:
+    counts = {}
+if "1" in counts and "12" in counts:
+    one, twelve = int(counts["1"]), int(counts["12"])
+    row(
+        "… sender's upload to the server with 12 readers",
+        f"{twelve * 8 / 1000:.0f} kbit/s",
+        f"{one * 8 / 1000:.0f} kbit/s with 1 reader",
+        f"{twelve / one:.2f}" if one else "",
+        "< 1.3",
+    )
+
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")
 print()

@@ -26,7 +26,7 @@ if [[ "${1:-}" == "--short" ]]; then
 fi
 
 bash scripts/setup.sh --bench
-cargo build --release --quiet --bins --example codec_rate --example codec_efficiency
+cargo build --release --quiet --bins --example codec_rate --example codec_efficiency --example publish_latency
 venv=target/bench-venv
 if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import imagezmq, numpy' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -120,7 +120,7 @@ stop() {
   done
 }
 
-echo "bench: 1/12 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/13 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -135,7 +135,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/12 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/13 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -157,7 +157,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/12 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/13 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -186,7 +186,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/12 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/13 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -204,7 +204,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/12 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/13 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -213,7 +213,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/12 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/13 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -250,7 +250,7 @@ if [[ ! -s "$clip" ]]; then
     -c:v mjpeg -q:v 2 "$clip"
 fi
 
-echo "bench: 7/12 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
+echo "bench: 7/13 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
 # shellcheck disable=SC2086  # the rates are meant to split
 "$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates --source-bgr "$out/vtest.bgr" \
   >"$out/efficiency.jsonl"
@@ -259,7 +259,7 @@ for rate in $reference_rates; do
 done
 rm "$out/vtest.bgr"
 
-echo "bench: 8/12 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
+echo "bench: 8/13 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
 for codec in h264 jpeg; do
   start_sender "loop_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --quality 80
   start_receiver "loop_$codec"
@@ -269,7 +269,7 @@ for codec in h264 jpeg; do
   stop "$sender"
 done
 
-echo "bench: 9/12 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
+echo "bench: 9/13 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
 for mbit in 8 4 2; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate "${mbit}mbit" burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "link_$mbit" --source "$clip" --loop --fps 30 \
@@ -281,7 +281,7 @@ for mbit in 8 4 2; do
   stop "$sender"
 done
 
-echo "bench: 10/12 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
+echo "bench: 10/13 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
 for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --fps 30 \
@@ -296,7 +296,7 @@ for rate in auto 6000; do
   stop "$sender"
 done
 
-echo "bench: 11/12 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
+echo "bench: 11/13 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
 for codec in h264 jpeg; do
   start_sender "join_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --keyframe-interval 10
   sleep 2
@@ -335,7 +335,7 @@ wait_browser() {
   groups=()
 }
 
-echo "bench: 12/12 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
+echo "bench: 12/13 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
 code=bench-web-code
 export TMPDIR="$out"
 # a. 1280x720 jpeg at 30 fps on loopback: a page and a receiver watch the same stream.
@@ -375,5 +375,59 @@ browser_netns=csb-rcv start_browser web_link --seconds "$web_seconds"
 wait_browser web_link
 stop "$sender"
 code=""
+
+# Case 13 (issue 15): publishing to a real media server, nginx with its RTMP module, run here as a
+# foreground process on 127.0.0.1. a. How much later a frame reaches an RTMP reader than a
+# direct viewer of the same H.264 (examples/publish_latency.rs). b. The sender's CPU with and
+# without a publisher. c. The sender's upload to the server with 1 reader, then 12.
+echo "bench: 13/13 publishing to nginx-rtmp: latency against the direct path, CPU with a publisher, upload with 1 and 12 readers" >&2
+rtmp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$out/nginx"
+cat >"$out/nginx/nginx.conf" <<NGINX
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process off;
+error_log $out/nginx/error.log;
+pid $out/nginx/nginx.pid;
+events {}
+rtmp { server { listen 127.0.0.1:$rtmp_port; application live { live on; } } }
+NGINX
+nginx -p "$out/nginx/" -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" </dev/null >/dev/null 2>&1 &
+pids+=("$!")
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$rtmp_port") 2>/dev/null && break
+  sleep 0.05
+done
+rtmp="rtmp://127.0.0.1:$rtmp_port/live"
+# a. and b. (with a publisher): one sender, a direct viewer, and a reader through the server.
+start_sender pub_one --source "$clip" --loop --fps 30 --codec h264 --bitrate 2500 --publish "$rtmp/bench"
+# At least 8 s: the reader's first 2 s (its start) are left out.
+"$bin/examples/publish_latency" "$addr" "$rtmp/bench" "$((seconds < 8 ? 8 : seconds))" >"$out/publish_latency.json" 2>"$out/publish_latency.log" || true
+stop "$sender"
+# b. without: the same sender and viewer for as long.
+start_sender pub_none --source "$clip" --loop --fps 30 --codec h264 --bitrate 2500
+start_receiver pub_none_rx
+sleep "$seconds"
+stop "$receiver" "$sender"
+# c. the upload to the server, from /metrics, with 1 reader and then with 12.
+start_sender pub_readers --source "$clip" --loop --fps 30 --codec h264 --bitrate 2500 --publish "$rtmp/readers"
+published() { curl -s "http://$addr/metrics" | sed -n 's/^camstream_publisher_bytes_total{[^}]*} //p'; }
+readers=()
+add_readers() {
+  for _ in $(seq "$1"); do
+    ffmpeg -nostdin -loglevel quiet -i "$rtmp/readers" -c copy -f null - </dev/null >/dev/null 2>&1 &
+    readers+=("$!")
+    pids+=("$!")
+  done
+}
+for count in 1 12; do
+  add_readers $((count - ${#readers[@]}))
+  sleep 2
+  before=$(published)
+  sleep "$seconds"
+  echo "$count $(( ($(published) - before) / seconds ))" >>"$out/publish_readers.txt"
+done
+kill -INT "${readers[@]}" 2>/dev/null || true
+stop "$sender"
 
 python3 bench/table.py "$out" "$seconds"

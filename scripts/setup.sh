@@ -14,7 +14,7 @@ packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver nginx libnginx-mod-rtmp) ;;
-    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver) ;;
+    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver nginx libnginx-mod-rtmp curl) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac
 done
