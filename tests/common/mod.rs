@@ -276,7 +276,7 @@ pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
 /// A headless receiver of `frames` frames from `addr`, ending with its stream (`--once`).
 pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
     ReceiverConfig {
-        connect: addr.to_string().parse().unwrap(),
+        connect: camstream::config::Connect::Sender(addr.to_string().parse().unwrap()),
         bind: None,
         window: false,
         frames: Some(frames),
