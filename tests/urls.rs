@@ -373,3 +373,28 @@ fn plays_rtsp_from_a_gstreamer_server() {
     assert!(log.contains(&format!("playing {url}: 320x240")), "{log}");
     drop(server);
 }
+
+#[test]
+fn a_server_that_says_nothing_is_given_up_within_seconds() {
+    // The kernel accepts connections into the backlog; nothing ever answers them.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    for url in [
+        format!("http://127.0.0.1:{port}/stream.mjpg"),
+        format!("rtmp://127.0.0.1:{port}/live/test"),
+    ] {
+        let started = Instant::now();
+        let output = finish(receiver(&url, &["--frames", "5", "--once"]));
+        let took = started.elapsed();
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{log}");
+        assert!(
+            log.contains(&format!(
+                "receiver: error: opening stream {url}: connection timed out"
+            )),
+            "{log}"
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}: {log}");
+    }
+    drop(silent);
+}
