@@ -8,14 +8,12 @@
 
 use crate::common::{self, Program, TempDir};
 use camstream::wire::protocol::Codec;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 const RECEIVER: &str = env!("CARGO_BIN_EXE_receiver");
-const NGINX: &str = "/usr/sbin/nginx";
-const NGINX_RTMP: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 const FFMPEG: &str = "/usr/bin/ffmpeg";
 /// Debian's python, which has `gi` (a pyenv one on the PATH may not).
 const PYTHON: &str = "/usr/bin/python3";
@@ -75,19 +73,6 @@ fn have_rtsp_server() -> bool {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// Waits until something listens on `port`.
-fn wait_for_port(port: u16, server: &Program) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on {port}:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A receiver binary playing `url` with `args`, headless.
@@ -215,42 +200,6 @@ fn plays_a_senders_mjpeg_over_http_and_over_https_with_the_code_in_the_url() {
     );
 }
 
-/// nginx with its RTMP module, in the foreground on `127.0.0.1:port`, from a config in `dir`;
-/// what is published is also served as HLS at `http://127.0.0.1:http_port/hls/NAME.m3u8`.
-fn nginx(dir: &Path, port: u16, http_port: u16) -> Program {
-    let config = dir.join("nginx.conf");
-    let error_log = dir.join("error.log");
-    std::fs::write(
-        &config,
-        format!(
-            "load_module {NGINX_RTMP};\n\
-             daemon off;\n\
-             master_process off;\n\
-             error_log {};\n\
-             pid {};\n\
-             events {{}}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; \
-                 hls on; hls_path {hls}; hls_fragment 1s; hls_playlist_length 4s; }} }} }}\n\
-             http {{ access_log off; server {{ listen 127.0.0.1:{http_port}; location /hls {{ \
-                 types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} root {root}; }} }} }}\n",
-            error_log.display(),
-            dir.join("nginx.pid").display(),
-            hls = dir.join("hls").display(),
-            root = dir.display(),
-        ),
-    )
-    .unwrap();
-    let dir = dir.to_str().unwrap();
-    let error_log = error_log.to_str().unwrap();
-    // -p and -e keep it out of /usr/share/nginx and /var/log/nginx.
-    let server = Program::spawn(
-        NGINX,
-        &["-p", dir, "-e", error_log, "-c", config.to_str().unwrap()],
-    );
-    wait_for_port(port, &server);
-    server
-}
-
 /// ffmpeg publishing a 320x240 test picture, H.264 tuned for latency, to `url` over RTMP.
 fn publish(url: &str) -> Program {
     publish_to(url, "flv")
@@ -286,11 +235,15 @@ fn publish_to(url: &str, container: &str) -> Program {
 
 #[test]
 fn plays_rtmp_from_nginx_waiting_for_it_to_come_up_and_to_come_back() {
-    if !have(&[NGINX, NGINX_RTMP, FFMPEG], "the rtmp:// test") {
+    if !have(&[FFMPEG], "the rtmp:// test") {
         return;
     }
-    let port = free_port();
-    let url = format!("rtmp://127.0.0.1:{port}/live/test");
+    // Made now for its port, started once the receiver waits.
+    let Some(mut nginx) = common::Nginx::start("urls-nginx") else {
+        return;
+    };
+    nginx.stop();
+    let url = nginx.url("test");
 
     // Not up yet, with --once: one line naming the URL.
     let output = finish(receiver(&url, &["--frames", "5", "--once"]));
@@ -309,9 +262,7 @@ fn plays_rtmp_from_nginx_waiting_for_it_to_come_up_and_to_come_back() {
     // come, waits again when the publisher stops, and plays the next one.
     let player = receiver(&url, &["--frames", "90", "--stats"]);
     player.wait_for_line(&format!("waiting for {url} to come up"));
-    let dir = TempDir::new("urls-nginx");
-    let http_port = free_port();
-    let _nginx = nginx(&dir.0, port, http_port);
+    nginx.restart();
     let started = Instant::now();
     let first = publish(&url);
     player.wait_for_line(&format!("playing {url}: 320x240"));
@@ -330,7 +281,7 @@ fn plays_rtmp_from_nginx_waiting_for_it_to_come_up_and_to_come_back() {
     assert!(log.contains("is back"), "{log}");
 
     // The same stream as nginx's HLS (waited for until its first segments are written).
-    let hls = format!("http://127.0.0.1:{http_port}/hls/test.m3u8");
+    let hls = nginx.hls_url("test");
     let (stats, log) = succeeded(&finish(receiver(&hls, &["--frames", "30", "--stats"])));
     assert_played(&stats, 30, "http");
     assert!(log.contains(&format!("playing {hls}: 320x240")), "{log}");
@@ -397,4 +348,25 @@ fn a_server_that_says_nothing_is_given_up_within_seconds() {
         assert!(took < Duration::from_secs(10), "{took:?}: {log}");
     }
     drop(silent);
+}
+
+#[test]
+fn plays_what_a_sender_publishes_through_nginx() {
+    let Some(nginx) = common::Nginx::start("urls-published") else {
+        return;
+    };
+    let url = nginx.url("camera");
+    let _sender = common::start_sender(camstream::sender::SenderConfig {
+        publish: vec![url.parse().unwrap()],
+        ..common::config("test:320x240", Codec::Jpeg)
+    });
+    // Without --once: the stream is there once the sender's publisher has connected.
+    let started = Instant::now();
+    let (stats, log) = succeeded(&finish(receiver(&url, &["--frames", "30", "--stats"])));
+    eprintln!(
+        "published rtmp: 30 frames {:.2} s after the sender started",
+        started.elapsed().as_secs_f64()
+    );
+    assert_played(&stats, 30, "rtmp");
+    assert!(log.contains(&format!("playing {url}: 320x240")), "{log}");
 }
