@@ -13,7 +13,7 @@ set -euo pipefail
 packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config gcc)
 for flag in "$@"; do
   case "$flag" in
-    --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver nginx libnginx-mod-rtmp) ;;
+    --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly) ;;
     --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver nginx libnginx-mod-rtmp curl) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac

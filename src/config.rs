@@ -119,6 +119,133 @@ impl FromStr for Endpoint {
     }
 }
 
+/// What `--connect` names: a camstream sender, or a stream that a media server or an IP camera
+/// serves. A URL carries no pairing: whatever protects it is the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connect {
+    Sender(Endpoint),
+    Url(StreamUrl),
+}
+
+impl fmt::Display for Connect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connect::Sender(endpoint) => endpoint.fmt(f),
+            Connect::Url(url) => url.fmt(f),
+        }
+    }
+}
+
+impl FromStr for Connect {
+    type Err = String;
+
+    /// A URL when it has a scheme (`rtmp://...`), otherwise `HOST:PORT` of a camstream sender.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.contains("://") {
+            true => text.parse().map(Connect::Url),
+            false => text.parse().map(Connect::Sender).map_err(|e| {
+                format!("{e} (or a URL: rtmp://, rtsp://, srt://, http:// or https://)")
+            }),
+        }
+    }
+}
+
+/// The protocols a receiver plays a URL over (FFmpeg's, by the same names).
+pub const URL_SCHEMES: [&str; 5] = ["rtmp", "rtsp", "srt", "http", "https"];
+
+/// A stream's URL, as given: its scheme is one of [`URL_SCHEMES`] and it names a host. It is
+/// shown without the password it may carry (`https://:CODE@host/...`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StreamUrl {
+    text: String,
+    scheme: String,
+    /// Where the host starts and where it ends (before the path, query or fragment).
+    host: std::ops::Range<usize>,
+}
+
+impl StreamUrl {
+    /// The URL as given, password and all: what FFmpeg opens.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// `rtmp`, `rtsp`, `srt`, `http` or `https`, lower case.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether its path ends in `.m3u8` (an HLS playlist), whatever the query after it.
+    pub fn is_hls(&self) -> bool {
+        let rest = &self.text[self.host.end..];
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        path.to_ascii_lowercase().ends_with(".m3u8")
+    }
+}
+
+impl fmt::Display for StreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, &self.text[self.host.start..])
+    }
+}
+
+/// The password stays out of debug output too.
+impl fmt::Debug for StreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamUrl({self})")
+    }
+}
+
+impl FromStr for StreamUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let shown = |text: &str| match text.split_once("://") {
+            // Credentials, if any, are not echoed in the error either.
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest))
+            }
+            None => text.to_owned(),
+        };
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("invalid URL \"{}\": it has no scheme", shown(text)))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !URL_SCHEMES.contains(&scheme.as_str()) {
+            return Err(format!(
+                "unsupported URL \"{}\": use rtmp://, rtsp://, srt://, http:// or https://",
+                shown(text)
+            ));
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "invalid URL \"{}\": it has spaces or control characters",
+                shown(text)
+            ));
+        }
+        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_len];
+        let userinfo_len = authority.rfind('@').map_or(0, |at| at + 1);
+        let start = text.len() - rest.len() + userinfo_len;
+        let end = text.len() - rest.len() + authority_len;
+        let host = &text[start..end];
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split_once(']').map_or(v6, |(ip, _)| ip),
+            None => host.split(':').next().unwrap_or_default(),
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "invalid URL \"{}\": the host is missing",
+                shown(text)
+            ));
+        }
+        Ok(StreamUrl {
+            text: text.to_owned(),
+            scheme,
+            host: start..end,
+        })
+    }
+}
+
 /// Splits `host:port` or `[v6]:port`.
 fn split_host_port(text: &str) -> Option<(&str, &str)> {
     if let Some(rest) = text.strip_prefix('[') {
@@ -443,6 +570,46 @@ mod tests {
         );
         assert!(parse_port("0").is_err());
         assert!(parse_ip("abc").is_err());
+    }
+
+    #[test]
+    fn connect_takes_an_address_or_a_url() {
+        assert_eq!(
+            "127.0.0.1:9999".parse(),
+            Ok(Connect::Sender(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9999
+            }))
+        );
+        let Ok(Connect::Url(url)) = "RTMP://media.lan/live/cam".parse() else {
+            panic!("not a URL");
+        };
+        assert_eq!(url.scheme(), "rtmp");
+        assert_eq!(url.as_str(), "RTMP://media.lan/live/cam");
+        assert!(!url.is_hls());
+        let secret: StreamUrl = "https://:7-crossover-clockwork@127.0.0.1:9999/stream.mjpg"
+            .parse()
+            .unwrap();
+        assert_eq!(secret.to_string(), "https://127.0.0.1:9999/stream.mjpg");
+        assert!(!format!("{secret:?}").contains("crossover"));
+        assert!("http://[::1]:8080/live/cam.m3u8?token=1"
+            .parse::<StreamUrl>()
+            .unwrap()
+            .is_hls());
+        assert_eq!(
+            "ftp://user:pw@host/x".parse::<Connect>().unwrap_err(),
+            "unsupported URL \"ftp://host/x\": use rtmp://, rtsp://, srt://, http:// or https://"
+        );
+        assert_eq!(
+            "rtsp:///cam".parse::<Connect>().unwrap_err(),
+            "invalid URL \"rtsp:///cam\": the host is missing"
+        );
+        assert!("rtsp://user@:554/x".parse::<Connect>().is_err());
+        assert!("rtsp://cam/a b".parse::<Connect>().is_err());
+        assert!("1.2.3.4"
+            .parse::<Connect>()
+            .unwrap_err()
+            .contains("or a URL"));
     }
 
     #[test]

@@ -43,7 +43,9 @@
 //!   [`sender::sinks::publish`], muxed by [`media::remux`], with H.264 from the stream's encode
 //!   when its rate is fixed, else from a side encode at a fixed rate.
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
-//!   thread reads frames, its screen and outputs show, record and log them.
+//!   thread reads frames, its screen and outputs show, record and log them. Given a URL
+//!   (`rtmp://`, `rtsp://`, `srt://`, `http(s)://`) instead of a sender, it plays that through
+//!   [`media::url`] (FFmpeg, read as a live source), in the same window, with no latency.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
 //!   [`stats`]: the `--stats` reports and `--frame-log`.
 //!

@@ -57,6 +57,8 @@ pub struct ReceiverStats {
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
     latency_us: Histogram<u64>,
+    /// Why latency is not measured: the stream carries no capture time we can trust.
+    latency_note: Option<String>,
 }
 
 impl Default for ReceiverStats {
@@ -73,6 +75,7 @@ impl Default for ReceiverStats {
             first_frame: None,
             last_frame: None,
             latency_us: latency_histogram(),
+            latency_note: None,
         }
     }
 }
@@ -92,7 +95,11 @@ pub struct ReceiverReport {
     pub bytes: u64,
     pub seconds: f64,
     pub fps: f64,
-    pub latency_ms: LatencyReport,
+    /// `null` when the stream carries no capture time (see `latency_note`).
+    pub latency_ms: Option<LatencyReport>,
+    /// Why latency is left out, when it is; absent for a camstream sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_note: Option<String>,
     pub dropped: u64,
     /// Frames that arrived and were not shown: one that did not decode, and those that depend
     /// on it, until a keyframe.
@@ -118,6 +125,12 @@ impl ReceiverStats {
         self.clock_offset_us = clock_offset_us;
     }
 
+    /// A stream whose frames carry no capture time: latency is left out, and `note` says why.
+    pub fn new_untimed_stream(&mut self, note: String) {
+        self.last_seq = None;
+        self.latency_note = Some(note);
+    }
+
     pub fn reconnected(&mut self) {
         self.reconnects += 1;
     }
@@ -133,8 +146,10 @@ impl ReceiverStats {
         self.last_seq = Some(header.seq);
         self.first_frame.get_or_insert(now);
         self.last_frame = Some(now);
-        let latency = unix_micros(shown_at).saturating_sub(header.capture_unix_us);
-        self.latency_us.saturating_record(latency.max(1));
+        if self.latency_note.is_none() {
+            let latency = unix_micros(shown_at).saturating_sub(header.capture_unix_us);
+            self.latency_us.saturating_record(latency.max(1));
+        }
     }
 
     /// Counts a frame that arrived and was not shown (it, or one it depends on, did not decode).
@@ -163,12 +178,16 @@ impl ReceiverStats {
             bytes: self.bytes,
             seconds: round3(self.started.elapsed().as_secs_f64()),
             fps: round3(fps),
-            latency_ms: LatencyReport {
-                p50: quantile(0.5),
-                p90: quantile(0.9),
-                p99: quantile(0.99),
-                max: quantile(1.0),
+            latency_ms: match self.latency_note {
+                Some(_) => None,
+                None => Some(LatencyReport {
+                    p50: quantile(0.5),
+                    p90: quantile(0.9),
+                    p99: quantile(0.99),
+                    max: quantile(1.0),
+                }),
             },
+            latency_note: self.latency_note.clone(),
             dropped: self.dropped,
             damaged: self.damaged,
             reconnects: self.reconnects,
@@ -198,20 +217,26 @@ impl FrameLog {
         Ok(log)
     }
 
-    /// Logs frame `header`, which arrived complete at `arrived` and was shown at `shown`.
+    /// Logs frame `seq`, captured at `capture_unix_us` (left empty, with its latency, when the
+    /// stream does not say), which arrived complete at `arrived` and was shown at `shown`.
     pub fn write(
         &mut self,
-        header: &FrameHeader,
+        seq: u64,
+        capture_unix_us: Option<u64>,
         arrived: SystemTime,
         shown: SystemTime,
         bytes: usize,
     ) -> Result<()> {
         let shown_us = unix_micros(shown);
-        let latency_ms = shown_us.saturating_sub(header.capture_unix_us) as f64 / 1000.0;
+        let (capture, latency) = match capture_unix_us {
+            Some(capture) => (
+                capture.to_string(),
+                format!("{:.3}", shown_us.saturating_sub(capture) as f64 / 1000.0),
+            ),
+            None => (String::new(), String::new()),
+        };
         self.line(format_args!(
-            "{},{},{},{shown_us},{latency_ms:.3},{bytes}",
-            header.seq,
-            header.capture_unix_us,
+            "{seq},{capture},{},{shown_us},{latency},{bytes}",
             unix_micros(arrived),
         ))
     }
@@ -318,14 +343,30 @@ mod tests {
         assert_eq!(report.frames, 4);
         assert_eq!(report.bytes, 400);
         assert_eq!(report.dropped, 2);
-        assert!((report.latency_ms.max - 40.0).abs() < 0.1, "{report:?}");
-        assert!((report.latency_ms.p50 - 20.0).abs() < 0.1, "{report:?}");
+        let latency = report.latency_ms.as_ref().unwrap();
+        assert!((latency.max - 40.0).abs() < 0.1, "{report:?}");
+        assert!((latency.p50 - 20.0).abs() < 0.1, "{report:?}");
         let json = serde_json::to_string(&report).unwrap();
         assert!(
             json.starts_with("{\"frames\":4,\"bytes\":400,\"seconds\":"),
             "{json}"
         );
         assert!(json.contains("\"latency_ms\":{\"p50\":"), "{json}");
+        assert!(!json.contains("latency_note"), "{json}");
+    }
+
+    #[test]
+    fn a_stream_without_capture_times_reports_no_latency_and_why() {
+        let mut stats = ReceiverStats::default();
+        stats.new_untimed_stream("rtmp:// streams carry no capture time".into());
+        stats.record(&header(0, 0), 100, SystemTime::now());
+        let json = serde_json::to_string(&stats.report()).unwrap();
+        assert!(
+            json.contains(
+                "\"latency_ms\":null,\"latency_note\":\"rtmp:// streams carry no capture time\""
+            ),
+            "{json}"
+        );
     }
 
     #[test]
@@ -334,19 +375,23 @@ mod tests {
         let mut log = FrameLog::create(&path).unwrap();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         log.write(
-            &header(42, unix_micros(t0)),
+            42,
+            Some(unix_micros(t0)),
             t0 + Duration::from_micros(2_500),
             t0 + Duration::from_micros(12_345),
             999,
         )
         .unwrap();
+        log.write(43, None, t0, t0 + Duration::from_micros(1), 7)
+            .unwrap();
         log.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
             text,
             "seq,capture_unix_us,arrival_unix_us,display_unix_us,latency_ms,bytes\n\
-             42,1700000000000000,1700000000002500,1700000000012345,12.345,999\n"
+             42,1700000000000000,1700000000002500,1700000000012345,12.345,999\n\
+             43,,1700000000000000,1700000000000001,,7\n"
         );
     }
 
@@ -355,6 +400,6 @@ mod tests {
         let report = ReceiverStats::default().report();
         assert_eq!(report.frames, 0);
         assert_eq!(report.fps, 0.0);
-        assert_eq!(report.latency_ms.max, 0.0);
+        assert_eq!(report.latency_ms.unwrap().max, 0.0);
     }
 }

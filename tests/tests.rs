@@ -15,4 +15,5 @@ mod protocol_props;
 mod publish;
 mod secure;
 mod survive;
+mod urls;
 mod web;

@@ -1,7 +1,7 @@
 //! `receiver`: connects to a camstream sender and shows its video.
 
 use anyhow::Result;
-use camstream::config::{self, Endpoint, PairingMode};
+use camstream::config::{self, Connect, Endpoint, PairingMode};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
@@ -12,16 +12,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Show the video of a camstream sender in a window (or just receive it, with --headless).
+/// Show the video of a camstream sender in a window (or just receive it, with --headless), or
+/// play a stream that a media server or IP camera serves.
 ///
 /// Without --connect it asks for the sender's IP and port (from the terminal, or line by line
 /// from piped standard input).
 #[derive(Parser, Debug)]
 #[command(name = "receiver", version)]
 struct Args {
-    /// The sender's address, HOST:PORT
-    #[arg(long, value_name = "HOST:PORT")]
-    connect: Option<Endpoint>,
+    /// The sender's address, HOST:PORT; or a stream's URL: rtmp://, rtsp://, srt://, http(s)://
+    /// (MJPEG or HLS .m3u8), which needs no pairing code
+    #[arg(long, value_name = "HOST:PORT|URL")]
+    connect: Option<Connect>,
     /// Local address to connect from, IP[:PORT]
     #[arg(long, value_name = "IP[:PORT]", value_parser = config::parse_bind)]
     bind: Option<SocketAddr>,
@@ -83,17 +85,26 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     receiver::run(&config, &stop, stats)
 }
 
-/// Asks for what no flag gave: the sender's address, then its pairing code. The prompter (and
-/// its lock on standard input) is gone before `q` + Enter is listened for.
-fn ask_missing(args: &Args) -> Result<(Endpoint, PairingMode)> {
+/// Asks for what no flag gave: the sender's address, then its pairing code (a URL has none:
+/// `--code` and `--insecure` are ignored for one). The prompter (and its lock on standard input)
+/// is gone before `q` + Enter is listened for.
+fn ask_missing(args: &Args) -> Result<(Connect, PairingMode)> {
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
     let connect = match &args.connect {
-        Some(endpoint) => endpoint.clone(),
-        None => ask_sender(&mut prompter)?,
+        Some(connect) => connect.clone(),
+        None => Connect::Sender(ask_sender(&mut prompter)?),
     };
-    let pairing = match args.pairing.given() {
-        Some(pairing) => pairing,
-        None => PairingMode::Code(prompter.ask(
+    let pairing = match (args.pairing.given(), &connect) {
+        (Some(pairing), Connect::Sender(_)) => pairing,
+        (given, Connect::Url(url)) => {
+            if given.is_some() {
+                log::info!(
+                    "{url} is not a camstream sender: --code and --insecure do not apply to it"
+                );
+            }
+            PairingMode::Insecure
+        }
+        (None, Connect::Sender(_)) => PairingMode::Code(prompter.ask(
             "pairing code shown by the sender",
             "",
             "required",

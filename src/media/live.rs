@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A source that has delivered nothing for this long is lost, even if its read never returns.
+/// A source that has delivered nothing for this long is lost, even if its read never returns
+/// (unless its capture allows longer: [`Capture::silence_limit`]).
 pub const SIGNAL_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A lost source is tried again this often.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
@@ -21,6 +22,8 @@ pub(crate) struct LiveSource {
     size: (u32, u32),
     shared: Arc<Shared>,
     opener: Arc<Mutex<Opener>>,
+    /// Delivering nothing for this long is a loss (the capture's [`Capture::silence_limit`]).
+    silence: Duration,
     /// Frames taken so far (the `count` of the last one).
     taken: u64,
     last_frame_at: Instant,
@@ -51,6 +54,7 @@ impl LiveSource {
     pub fn start(capture: Box<dyn Capture>, opener: Opener) -> LiveSource {
         let size = capture.size();
         let name = capture.name().to_owned();
+        let silence = capture.silence_limit();
         let shared = Arc::new(Shared {
             latest: Mutex::new(Latest {
                 frame: Vec::new(),
@@ -66,6 +70,7 @@ impl LiveSource {
             size,
             shared,
             opener: Arc::new(Mutex::new(opener)),
+            silence,
             taken: 0,
             last_frame_at: Instant::now(),
         };
@@ -94,14 +99,14 @@ impl LiveSource {
             out.extend_from_slice(&latest.frame);
             return Next::Frame(latest.captured_at);
         }
-        if latest.lost.is_none() && self.last_frame_at.elapsed() > SIGNAL_TIMEOUT {
+        if latest.lost.is_none() && self.last_frame_at.elapsed() > self.silence {
             // The read has not returned: leave that reader behind and start a fresh one.
             let why = format!(
                 "it delivered nothing for {:.1} s",
-                SIGNAL_TIMEOUT.as_secs_f64()
+                self.silence.as_secs_f64()
             );
             log::warn!("{} lost: {why}; reopening it", self.name);
-            latest.lost = Some((SystemTime::now() - SIGNAL_TIMEOUT, why));
+            latest.lost = Some((SystemTime::now() - self.silence, why));
             latest.generation += 1;
             let generation = latest.generation;
             drop(latest);

@@ -5,7 +5,10 @@
 //!
 //! - [`source`]: the one way the sender reads pictures: cameras, files, URLs and the test
 //!   pattern ([`pattern`]); cameras and streams are read on their own thread by [`live`].
-//! - [`codec`]: one encoder and one decoder per codec, chosen in one place.
+//! - [`url`]: the receiver's other streams (rtmp, rtsp, srt, http MJPEG and HLS), played
+//!   through FFmpeg as a live source.
+//! - [`codec`]: one encoder and one decoder per codec, chosen in one place; `convert` turns
+//!   FFmpeg's decoded pictures into BGR for it and for [`url`].
 //! - [`window`]: highgui windows and the cards shown instead of video.
 //! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
 //!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
@@ -13,12 +16,14 @@
 //!   only): an init segment, then one fragment per frame.
 
 pub mod codec;
+mod convert;
 pub mod fmp4;
 pub mod live;
 pub mod pattern;
 pub mod recorder;
 pub mod remux;
 pub mod source;
+pub mod url;
 pub mod window;
 
 use anyhow::{anyhow, Context, Result};
@@ -72,7 +77,7 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 pub(crate) fn init_ffmpeg() -> Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = INIT.get_or_init(|| {
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
         ffmpeg_next::init().map_err(|e| e.to_string())
     });
     result.clone().map_err(|e| anyhow!("starting FFmpeg: {e}"))

@@ -22,6 +22,11 @@ pub trait Capture: Send {
     fn size(&self) -> (u32, u32);
     /// The rate the source says it runs at, if it says.
     fn native_fps(&self) -> Option<f64>;
+    /// How long it may deliver nothing before it counts as lost (a stream that comes in
+    /// bursts, like HLS, needs longer than a camera).
+    fn silence_limit(&self) -> Duration {
+        super::live::SIGNAL_TIMEOUT
+    }
     /// Reads the next picture as BGR rows into `out`. `Ok(false)`: the source ended or stopped.
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
 }
@@ -115,9 +120,15 @@ impl Source {
     /// Opening it the first time must work.
     pub fn live(mut opener: Opener) -> Result<Source> {
         let capture = opener()?;
-        Ok(Self::new(capture, false, |capture| {
+        Ok(Self::live_opened(capture, opener))
+    }
+
+    /// A source read on its own thread from `capture`, which `opener` opened and opens again
+    /// whenever it is lost.
+    pub fn live_opened(capture: Box<dyn Capture>, opener: Opener) -> Source {
+        Self::new(capture, false, |capture| {
             Reading::Live(LiveSource::start(capture, opener))
-        }))
+        })
     }
 
     pub fn name(&self) -> &str {

@@ -5,13 +5,15 @@
 //! - this file: `run`, one connection's show loop, and waiting for a lost sender;
 //! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
 //!   frames;
+//! - `url.rs`: playing a URL (rtmp, rtsp, srt, http) instead of a camstream sender;
 //! - `screen.rs`: the window and the waiting card; `outputs.rs`: `--record` and `--frame-log`.
 
 mod network;
 mod outputs;
 mod screen;
+mod url;
 
-use crate::config::{Endpoint, PairingMode};
+use crate::config::{Connect, Endpoint, PairingMode};
 use crate::media::codec::{self, Decoder};
 use crate::stats::ReceiverStats;
 use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
@@ -26,7 +28,7 @@ use screen::Screen;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Title of the viewing window.
 pub const WINDOW_TITLE: &str = "RECEIVING VIDEO";
@@ -37,8 +39,9 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// Everything the receiver needs, already validated.
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
-    pub connect: Endpoint,
-    /// Local address to connect from.
+    /// A camstream sender, or a URL to play.
+    pub connect: Connect,
+    /// Local address to connect from (a camstream sender only).
     pub bind: Option<SocketAddr>,
     pub window: bool,
     /// Exit after showing this many frames.
@@ -48,7 +51,7 @@ pub struct ReceiverConfig {
     pub frame_log: Option<PathBuf>,
     /// End when the stream ends instead of waiting for the sender to come back.
     pub once: bool,
-    /// The sender's pairing code, or `--insecure`.
+    /// The sender's pairing code, or `--insecure` (a URL has no pairing: it is not used).
     pub pairing: PairingMode,
 }
 
@@ -64,20 +67,35 @@ enum Ended {
 
 /// Connects, then shows (or just decodes) frames until `--frames` is reached, the window is
 /// closed or `stop` is raised. A stream that ends or breaks is waited for and reconnected, the
-/// window kept, unless `once` is set. The first connection must succeed: a wrong address is the
-/// user's to fix. `stats` is filled in however it ends.
+/// window kept, unless `once` is set. The first connection to a sender must succeed: a wrong
+/// address is the user's to fix; a URL's server may come later (`url.rs`). `stats` is filled in
+/// however it ends.
 pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> Result<()> {
-    let sender = config.connect.to_string();
-    let mut connection = connect_and_greet(config)?;
+    match &config.connect {
+        Connect::Sender(endpoint) => run_sender(config, endpoint, stop, stats),
+        Connect::Url(stream) => {
+            if let Some(local) = config.bind {
+                bail!("--bind {local}: a URL is played from wherever the system connects it");
+            }
+            let mut viewer = Viewer::open(config)?;
+            let result = url::play(&mut viewer, config, stream, stop, stats);
+            viewer.finish(result)
+        }
+    }
+}
+
+fn run_sender(
+    config: &ReceiverConfig,
+    endpoint: &Endpoint,
+    stop: &Stop,
+    stats: &mut ReceiverStats,
+) -> Result<()> {
+    let sender = endpoint.to_string();
+    let mut connection = connect_and_greet(config, endpoint)?;
     if !connection.session.is_paired() {
         log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
     }
-    // The frame log first: a bad path is an error before any window opens.
-    let outputs = Outputs::open(config)?;
-    let mut viewer = Viewer {
-        screen: Screen::open(config.window)?,
-        outputs,
-    };
+    let mut viewer = Viewer::open(config)?;
     let result = loop {
         let hello = connection.session.hello;
         log::info!(
@@ -109,15 +127,18 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
             Ok(Ended::Lost(e)) => error_line(&e),
         };
         log::warn!("{why}; waiting for {sender} to come back (q to quit)");
-        match viewer.wait_for_sender(config, &why, stop)? {
+        let (config, endpoint) = (config.clone(), endpoint.clone());
+        let greet = move || connect_and_greet(&config, &endpoint);
+        // A sender with another code (restarted without --code): trying the same code again
+        // would only get locked out, so the user decides.
+        let retry = |e: &anyhow::Error| !secure::is_code_mismatch(e);
+        match viewer.wait_for(&sender, &why, stop, greet, retry)? {
             Some(next) => connection = next,
             None => break Ok(()),
         }
         stats.reconnected();
     };
-    viewer.screen.close();
-    let finished = viewer.outputs.finish();
-    result.and(finished)
+    viewer.finish(result)
 }
 
 /// Where frames go, across connections.
@@ -148,6 +169,22 @@ struct Stream<'a> {
 }
 
 impl Viewer {
+    fn open(config: &ReceiverConfig) -> Result<Viewer> {
+        // The frame log first: a bad path is an error before any window opens.
+        let outputs = Outputs::open(config)?;
+        Ok(Viewer {
+            screen: Screen::open(config.window)?,
+            outputs,
+        })
+    }
+
+    /// Closes the window and finalises the files, whatever `result` the stream ended with.
+    fn finish(mut self, result: Result<()>) -> Result<()> {
+        self.screen.close();
+        let finished = self.outputs.finish();
+        result.and(finished)
+    }
+
     /// Shows one connection's frames, acking each, until it ends. Errors here are this side's
     /// (a window, the recording): the network's are [`Ended::Lost`].
     fn show_stream(
@@ -215,7 +252,8 @@ impl Viewer {
                         let shown = SystemTime::now();
                         stats.record(&header, bytes, shown);
                         if let Some(log) = self.outputs.frame_log() {
-                            log.write(&header, arrived, shown, bytes)?;
+                            let capture = Some(header.capture_unix_us);
+                            log.write(header.seq, capture, arrived, shown, bytes)?;
                         }
                     }
                     // A full ring means the buffer is simply freed.
@@ -275,58 +313,39 @@ impl Viewer {
         Ok(Ok((header, Outcome::Shown)))
     }
 
-    /// Shows "waiting for sender" (with why and since when) until a sender answers, which is
-    /// returned, or the user quits (`None`).
-    fn wait_for_sender(
+    /// Shows "waiting for the sender" (`name`, with why and since when) while `connect` is
+    /// tried again and again with backoff on another thread, until it works (what it made is
+    /// returned), fails in a way `retry` says not to try again (that error), or the user quits
+    /// (`None`).
+    fn wait_for<T: Send + 'static>(
         &mut self,
-        config: &ReceiverConfig,
+        name: &str,
         why: &str,
         stop: &Stop,
-    ) -> Result<Option<Greeted>> {
+        connect: impl FnMut() -> Result<T> + Send + 'static,
+        retry: fn(&anyhow::Error) -> bool,
+    ) -> Result<Option<T>> {
         // Dropping `cancel` stops the reconnecting thread, however this returns.
         let (cancel, cancelled) = crossbeam_channel::bounded::<()>(0);
         let (found_tx, found_rx) = crossbeam_channel::bounded(1);
-        {
-            let config = config.clone();
-            thread::spawn(move || reconnect(&config, &cancelled, &found_tx));
-        }
-        let waited = self.watch_for_sender(config, why, stop, &found_rx);
-        drop(cancel);
-        waited
-    }
-
-    fn watch_for_sender(
-        &mut self,
-        config: &ReceiverConfig,
-        why: &str,
-        stop: &Stop,
-        found: &Receiver<Result<Greeted>>,
-    ) -> Result<Option<Greeted>> {
-        let lost_at = Instant::now();
-        let mut shown_seconds = None;
-        loop {
+        thread::spawn(move || reconnect(connect, retry, &cancelled, &found_tx));
+        let lost_at = SystemTime::now();
+        let waited = loop {
             if stop.is_raised() {
-                return Ok(None);
+                break Ok(None);
             }
-            let seconds = lost_at.elapsed().as_secs();
-            if shown_seconds != Some(seconds) {
-                self.screen.show_card(&[
-                    "waiting for the sender".to_owned(),
-                    format!("{} - lost {seconds} s ago", config.connect),
-                    why.to_owned(),
-                    "reconnecting by itself; q quits".to_owned(),
-                ])?;
-                shown_seconds = Some(seconds);
-            }
-            match found.recv_timeout(POLL) {
-                Ok(connection) => return connection.map(Some),
+            self.screen.show_waiting(name, lost_at, why)?;
+            match found_rx.recv_timeout(POLL) {
+                Ok(connection) => break connection.map(Some),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => bail!("the reconnecting thread stopped"),
             }
             if self.screen.quit_asked(1)? {
-                return Ok(None);
+                break Ok(None);
             }
-        }
+        };
+        drop(cancel);
+        waited
     }
 }
 
@@ -347,20 +366,21 @@ fn open_and_check<'b>(
     }
 }
 
-/// Tries to connect again and again, waiting longer each time up to [`RECONNECT_MAX`], until a
-/// sender answers at the address or `cancelled` is (its sender dropped).
-fn reconnect(config: &ReceiverConfig, cancelled: &Receiver<()>, found: &Sender<Result<Greeted>>) {
+/// Tries `connect` again and again, waiting longer each time up to [`RECONNECT_MAX`], until it
+/// works, fails in a way `retry` rules out, or `cancelled` is (its sender dropped).
+fn reconnect<T>(
+    mut connect: impl FnMut() -> Result<T>,
+    retry: fn(&anyhow::Error) -> bool,
+    cancelled: &Receiver<()>,
+    found: &Sender<Result<T>>,
+) {
     let mut delay = RECONNECT_FIRST;
     loop {
         if cancelled.recv_timeout(delay) != Err(RecvTimeoutError::Timeout) {
             return;
         }
-        match connect_and_greet(config) {
-            Err(e) if !secure::is_code_mismatch(&e) => {
-                log::debug!("reconnecting: {}", error_line(&e))
-            }
-            // A sender found, or one with another code (restarted without --code): trying the
-            // same code again would only get locked out, so the user decides.
+        match connect() {
+            Err(e) if retry(&e) => log::debug!("reconnecting: {}", error_line(&e)),
             result => {
                 // Nobody waiting any more: the connection is simply closed.
                 let _ = found.send(result);

@@ -48,11 +48,11 @@ pub enum Incoming {
     Failed(anyhow::Error),
 }
 
-pub fn connect_and_greet(config: &ReceiverConfig) -> Result<Greeted> {
+pub fn connect_and_greet(config: &ReceiverConfig, endpoint: &Endpoint) -> Result<Greeted> {
     let started = Instant::now();
-    let stream = connect(&config.connect, config.bind)?;
+    let stream = connect(endpoint, config.bind)?;
     let session = greet_sender(stream, &config.pairing)
-        .with_context(|| format!("greeting sender {}", config.connect))?;
+        .with_context(|| format!("greeting sender {endpoint}"))?;
     Ok(Greeted {
         session,
         took: started.elapsed(),

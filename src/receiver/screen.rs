@@ -5,7 +5,7 @@ use super::WINDOW_TITLE;
 use crate::media::window::{draw_card, Window, WindowEvent};
 use crate::media::Picture;
 use anyhow::Result;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The picture shown while waiting, when no stream has said its size yet.
 const WAITING_SIZE: (u32, u32) = (640, 360);
@@ -15,6 +15,8 @@ pub struct Screen {
     /// The last stream's picture size: what the waiting card uses.
     size: Option<(u32, u32)>,
     card: Vec<u8>,
+    /// The waiting card on screen: since when it counts, and the seconds it shows.
+    waiting: Option<(SystemTime, u64)>,
 }
 
 impl Screen {
@@ -26,6 +28,7 @@ impl Screen {
             },
             size: None,
             card: Vec::new(),
+            waiting: None,
         })
     }
 
@@ -41,11 +44,28 @@ impl Screen {
         }
     }
 
-    pub fn show(&self, picture: &Picture<'_>) -> Result<()> {
+    pub fn show(&mut self, picture: &Picture<'_>) -> Result<()> {
+        self.waiting = None;
         match &self.window {
             Some(window) => window.show(picture),
             None => Ok(()),
         }
+    }
+
+    /// Shows "waiting for the sender": `name`, lost at `since`, why, and that it reconnects by
+    /// itself. Drawn again only when the seconds it shows change.
+    pub fn show_waiting(&mut self, name: &str, since: SystemTime, why: &str) -> Result<()> {
+        let seconds = since.elapsed().unwrap_or_default().as_secs();
+        if self.waiting == Some((since, seconds)) {
+            return Ok(());
+        }
+        self.waiting = Some((since, seconds));
+        self.show_card(&[
+            "waiting for the sender".to_owned(),
+            format!("{name} - lost {seconds} s ago"),
+            why.to_owned(),
+            "reconnecting by itself; q quits".to_owned(),
+        ])
     }
 
     /// Shows a card of `lines` (the first large) instead of video, at the last stream's size.

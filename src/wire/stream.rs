@@ -2,7 +2,7 @@
 //! frame's header matches the stream. Bytes only, like the rest of the wire format.
 
 use super::protocol::{
-    Codec, Frame, PixelFormat, ProtocolError, Security, StreamHello, COMPRESSED_SLACK,
+    Codec, Frame, FrameHeader, PixelFormat, ProtocolError, Security, StreamHello, COMPRESSED_SLACK,
     FRAME_OVERHEAD, MAGIC, MAX_MESSAGE_LEN, VERSION,
 };
 
@@ -17,6 +17,20 @@ impl StreamHello {
             codec,
             fps,
             security: Security::Insecure,
+        }
+    }
+
+    /// The header of frame `seq` of this stream, captured at `capture_unix_us`: a keyframe, as
+    /// every raw and JPEG frame is (an encoder that predicts says otherwise).
+    pub fn frame_header(&self, seq: u64, capture_unix_us: u64) -> FrameHeader {
+        FrameHeader {
+            seq,
+            capture_unix_us,
+            width: self.width,
+            height: self.height,
+            pixel_format: self.pixel_format,
+            codec: self.codec,
+            keyframe: true,
         }
     }
 

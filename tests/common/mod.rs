@@ -276,7 +276,7 @@ pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
 /// A headless receiver of `frames` frames from `addr`, ending with its stream (`--once`).
 pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfig {
     ReceiverConfig {
-        connect: addr.to_string().parse().unwrap(),
+        connect: camstream::config::Connect::Sender(addr.to_string().parse().unwrap()),
         bind: None,
         window: false,
         frames: Some(frames),
@@ -344,9 +344,11 @@ pub fn fake_camera(interval: Duration) -> (Opener, Arc<AtomicU8>) {
 }
 
 /// A real media server for the tests: Debian's nginx with its RTMP module, as a plain
-/// foreground process on 127.0.0.1 from a config written here; killed when dropped.
+/// foreground process on 127.0.0.1 from a config written here; killed when dropped. What is
+/// published is also served as HLS, over HTTP on `http_port` (for the receiver's tests).
 pub struct Nginx {
     pub port: u16,
+    pub http_port: u16,
     dir: TempDir,
     program: Option<Program>,
 }
@@ -363,13 +365,16 @@ impl Nginx {
             eprintln!("SKIPPED: no {MODULE} (apt-get install nginx libnginx-mod-rtmp)");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
         let mut nginx = Nginx {
-            port,
+            port: free_port(),
+            http_port: free_port(),
             dir: TempDir::new(name),
             program: None,
         };
@@ -380,6 +385,11 @@ impl Nginx {
     /// The URL of stream `name` in its `live` application.
     pub fn url(&self, name: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{name}", self.port)
+    }
+
+    /// The URL of stream `name` as HLS.
+    pub fn hls_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/hls/{name}.m3u8", self.http_port)
     }
 
     /// Kills it; a publisher then loses its server.
@@ -397,9 +407,13 @@ impl Nginx {
             "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
              daemon off;\nmaster_process off;\nerror_log {0}/error.log;\npid {0}/nginx.pid;\n\
              events {{}}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{1}; application live {{ live on; }} }} }}\n",
+             rtmp {{ server {{ listen 127.0.0.1:{1}; application live {{ live on; \
+                 hls on; hls_path {0}/hls; hls_fragment 1s; hls_playlist_length 4s; }} }} }}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{2}; location /hls {{ \
+                 types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} root {0}; }} }} }}\n",
             dir.display(),
-            self.port
+            self.port,
+            self.http_port
         );
         std::fs::write(dir.join("nginx.conf"), config).unwrap();
         let prefix = format!("{}/", dir.display());

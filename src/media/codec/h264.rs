@@ -6,6 +6,7 @@
 //! parameter set in it must give the stream's size, and a keyframe must carry one.
 
 use super::{Decoder, Encoder, EncoderSettings, Format, Stored};
+use crate::media::convert::ToBgr;
 use crate::media::{init_ffmpeg, Picture};
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{anyhow, bail, Context, Result};
@@ -251,16 +252,12 @@ fn set_rate(context: &mut codec::context::Context, kbps: u32, fps: i32) {
     }
 }
 
-/// How swscale turns BGR into YUV 4:2:0 and back, chosen by measuring PSNR as a viewer sees
+/// How swscale turns BGR into YUV 4:2:0 (and back, in `media::convert`), chosen by measuring PSNR as a viewer sees
 /// it, BGR against BGR (see the README): exact rounding, bicubic chroma, and full chroma
 /// interpolation into YUV. Against plain bilinear they add 0.8–1.0 dB on vtest.avi, for about
 /// 1.1 ms more to convert a 720p frame on the sender and 1.4 ms on the receiver.
 fn to_yuv_flags() -> scaling::Flags {
     scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
-}
-
-fn to_bgr_flags() -> scaling::Flags {
-    scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND
 }
 
 /// Copies tightly packed BGR rows into a frame whose rows may be padded.
@@ -277,10 +274,7 @@ fn copy_rows(rows: &[u8], frame: &mut frame::Video) {
 struct H264Decoder {
     decoder: ffmpeg::decoder::Video,
     yuv: frame::Video,
-    /// Made for the first decoded picture's format and size.
-    to_bgr: Option<(scaling::Context, frame::Video)>,
-    /// The picture's rows without padding, when the converted frame's rows are padded.
-    bgr: Vec<u8>,
+    to_bgr: ToBgr,
 }
 
 impl H264Decoder {
@@ -298,8 +292,7 @@ impl H264Decoder {
                 .video()
                 .context("opening the h264 decoder")?,
             yuv: frame::Video::empty(),
-            to_bgr: None,
-            bgr: Vec::new(),
+            to_bgr: ToBgr::default(),
         })
     }
 }
@@ -332,36 +325,7 @@ impl Decoder for H264Decoder {
                 header.height
             );
         }
-        let conversion = match self.to_bgr.take() {
-            Some(conversion) => conversion,
-            None => (
-                scaling::Context::get(
-                    self.yuv.format(),
-                    width,
-                    height,
-                    Pixel::BGR24,
-                    width,
-                    height,
-                    to_bgr_flags(),
-                )
-                .context("setting up the YUV to BGR conversion")?,
-                frame::Video::new(Pixel::BGR24, width, height),
-            ),
-        };
-        let (to_bgr, bgr) = self.to_bgr.insert(conversion);
-        to_bgr
-            .run(&self.yuv, bgr)
-            .context("converting YUV to BGR")?;
-        let (row, stride) = (width as usize * 3, bgr.stride(0));
-        let rows = &bgr.data(0)[..stride * height as usize];
-        if stride == row {
-            return Ok(Some(Picture::new(width, height, rows)));
-        }
-        self.bgr.clear();
-        for padded in rows.chunks_exact(stride) {
-            self.bgr.extend_from_slice(&padded[..row]);
-        }
-        Ok(Some(Picture::new(width, height, &self.bgr)))
+        self.to_bgr.convert(&self.yuv).map(Some)
     }
 }
 
