@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what camstream needs on Debian 12 and is missing: OpenCV, FFmpeg's libraries (H.264
 # through libavcodec's libx264 and h264 decoder, swscale) and libclang to build, gcc for AWS-LC
-# (the crypto library); with --test also Xvfb, xdotool, ImageMagick and faketime for the
-# window and clock tests, curl, ffmpeg, Chromium and its WebDriver for the web tests, and nginx with its RTMP module
-# for the publishing tests; with --bench also iperf3, iproute2 (network namespaces, tc),
-# python3-venv for the benchmark's references, ffmpeg (the CLI reference for H.264) and
-# opencv-doc (vtest.avi, the real footage H.264 is measured on), and Chromium, its WebDriver and
-# python3-selenium for the browser rows. Runs apt-get as root, or
-# through sudo when not root.
+# (the crypto library). With --test also: Xvfb, xdotool, ImageMagick and faketime for the window
+# and clock tests; curl, ffmpeg, Chromium and its WebDriver for the web tests; nginx with its
+# RTMP module, and GStreamer's RTSP server (python3-gi) for the publishing and URL tests. With
+# --bench also: iperf3, iproute2 (network namespaces, tc), python3-venv for the benchmark's
+# references, ffmpeg (the CLI reference for H.264), opencv-doc (vtest.avi, the real footage
+# H.264 is measured on), Chromium, its WebDriver and python3-selenium for the browser rows, and
+# nginx-rtmp and curl for the publishing rows. Runs apt-get as root, or through sudo when not
+# root.
 set -euo pipefail
 
 packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config gcc)
