@@ -39,6 +39,17 @@ fn a_jpeg_sender_publishes_h264_of_its_size_to_nginx_rtmp() {
     let sender = start_sender(publishing(Codec::Jpeg, std::slice::from_ref(&url)));
     let found = probe_within(&url, Duration::from_secs(15));
     assert_eq!(found, Some(("h264".to_owned(), 320, 240)));
+    let metrics = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{}/metrics", sender.addr))
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let server = format!("{{server=\"rtmp://127.0.0.1:{}/live/…\"}}", nginx.port);
+    assert!(
+        metrics.contains(&format!("camstream_publisher_up{server} 1")),
+        "{metrics}"
+    );
     // The receivers still get JPEG.
     let (hello, frames, _) = watch(sender.addr, 3);
     assert_eq!((hello.codec, frames.len()), (Codec::Jpeg, 3));

@@ -128,36 +128,42 @@ pub(super) fn render(shared: &Shared) -> String {
                 .map(|r| (format!("{{server=\"{}\"}}", r.server), value(r)))
                 .collect()
         };
-        family(
-            "publisher_up",
-            "gauge",
-            "1 while the publisher is publishing to its server.",
-            &per(|r| f64::from(u8::from(r.state == "publishing"))),
-        );
-        family(
-            "publisher_frames_total",
-            "counter",
-            "Frames sent to the server.",
-            &per(|r| r.frames as f64),
-        );
-        family(
-            "publisher_bytes_total",
-            "counter",
-            "Bytes of frames sent to the server.",
-            &per(|r| r.bytes as f64),
-        );
-        family(
-            "publisher_frames_skipped_total",
-            "counter",
-            "Frames not sent, as the server was slow or gone.",
-            &per(|r| r.skipped as f64),
-        );
-        family(
-            "publisher_connects_total",
-            "counter",
-            "Times publishing started (1 + reconnections).",
-            &per(|r| r.connects as f64),
-        );
+        type Value = fn(&crate::stats::PublisherReport) -> f64;
+        let families: [(&str, &str, &str, Value); 5] = [
+            (
+                "publisher_up",
+                "gauge",
+                "1 while the publisher is publishing to its server.",
+                |r| f64::from(u8::from(r.state == "publishing")),
+            ),
+            (
+                "publisher_frames_total",
+                "counter",
+                "Frames sent to the server.",
+                |r| r.frames as f64,
+            ),
+            (
+                "publisher_bytes_total",
+                "counter",
+                "Bytes of frames sent to the server.",
+                |r| r.bytes as f64,
+            ),
+            (
+                "publisher_frames_skipped_total",
+                "counter",
+                "Frames not sent, as the server was slow or gone.",
+                |r| r.skipped as f64,
+            ),
+            (
+                "publisher_connects_total",
+                "counter",
+                "Times publishing started (1 + reconnections).",
+                |r| r.connects as f64,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            family(name, kind, help, &per(value));
+        }
     }
     let latencies = lock(&counters.page_latencies);
     let mut sorted: Vec<f64> = latencies.recent.iter().copied().collect();
