@@ -1,26 +1,11 @@
 //! The real binaries as a user meets them: prompts on piped stdin, flags, one-line errors,
 //! exit codes, and the `--stats` line on stdout.
 
-use crate::common::{self, Program};
+use crate::common::{self, command, spawn_sender, started_sender, Program, RECEIVER, SENDER};
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const SENDER: &str = env!("CARGO_BIN_EXE_sender");
-const RECEIVER: &str = env!("CARGO_BIN_EXE_receiver");
-
-fn command(program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
 
 fn run_with_input(program: &str, args: &[&str], input: &str) -> Output {
     let mut child = command(program, args)
@@ -38,27 +23,6 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Starts a headless test-pattern sender on a free port and returns it with its address, read
-/// from its "listening on" line.
-fn spawn_sender(extra: &[&str]) -> (Program, String) {
-    let mut args = common::TEST_SENDER_ARGS.to_vec();
-    args.extend_from_slice(extra);
-    started_sender(Program::start(&mut command(SENDER, &args)))
-}
-
-/// A sender that has been started, with the address its "listening on" line gives.
-fn started_sender(sender: Program) -> (Program, String) {
-    let line = sender.wait_for_line("sender: listening on ");
-    let addr = line
-        .strip_prefix("sender: listening on ")
-        .expect("the line starts with it")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    (sender, addr)
 }
 
 #[test]

@@ -160,3 +160,53 @@ fn the_frame_log_has_a_line_per_frame_shown() {
     assert!(rows.windows(2).all(|w| w[0][0] < w[1][0]));
     assert_eq!(stats.report().frames, 10);
 }
+
+/// Sends `signal` ("STOP", "CONT") to a running program.
+fn signal(program: &mut Program, signal: libc::c_int) {
+    let pid = program.child().id() as libc::pid_t;
+    // SAFETY: a signal to a child this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signalling {pid}");
+}
+
+#[test]
+fn a_receiver_that_stops_gives_its_seat_back_and_reconnects_when_it_wakes() {
+    let (sender, addr) = spawn_sender(&["--max-viewers", "1", "--viewer-timeout", "2"]);
+    let receiver = |extra: &[&str]| {
+        let mut args = vec!["--connect", &addr, "--headless", "--code", TEST_CODE];
+        args.extend_from_slice(extra);
+        Program::start(&mut command(RECEIVER, &args))
+    };
+    let mut first = receiver(&[]);
+    first.wait_for_line("connected to");
+    signal(&mut first, libc::SIGSTOP);
+    let stopped = std::time::Instant::now();
+    // The seat is the stopped receiver's until the sender gives up on it (2 s).
+    let output = loop {
+        let output = receiver(&["--once", "--frames", "5", "--stats"]).wait_with_output();
+        if output.status.success() || stopped.elapsed() > Duration::from_secs(2 + 5) {
+            break output;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let waited = stopped.elapsed();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}\n{}", sender.log());
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stats["frames"], 5, "{log}");
+    assert!(
+        waited < Duration::from_secs(2 + 5),
+        "served after {waited:?}"
+    );
+    let dropped = sender.wait_for_line("stalled for 2 s; dropped");
+    assert!(dropped.contains("viewer 127.0.0.1:"), "{dropped}");
+    // Woken, the first receiver finds its connection reset and connects again by itself.
+    signal(&mut first, libc::SIGCONT);
+    let lost = first.wait_for_line("waiting for");
+    assert!(lost.contains("reset"), "{lost}");
+    let again = || first.log().matches("connected to").count() >= 2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !again() && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(again(), "{}", first.log());
+}

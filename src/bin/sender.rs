@@ -12,6 +12,7 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Stream a camera, a video file or a test pattern to camstream receivers over TCP.
 ///
@@ -58,6 +59,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = sender::DEFAULT_MAX_VIEWERS,
           value_parser = clap::value_parser!(u16).range(1..))]
     max_viewers: u16,
+    /// Drop a viewer that has taken nothing (no ack, no bytes) for this many seconds, giving its
+    /// seat back; its receiver reconnects when it wakes
+    #[arg(long, value_name = "SECONDS", default_value_t = sender::DEFAULT_VIEWER_TIMEOUT,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    viewer_timeout: u64,
     /// Do not open the preview window (quit with q + Enter or Ctrl-C)
     #[arg(long)]
     no_preview: bool,
@@ -139,6 +145,7 @@ fn run(args: Args) -> Result<()> {
         looping: args.looping,
         allow,
         max_viewers: usize::from(args.max_viewers),
+        viewer_timeout: Duration::from_secs(args.viewer_timeout),
         preview,
         pairing,
         keyframe_interval: args.keyframe_interval,

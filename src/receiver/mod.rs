@@ -228,6 +228,9 @@ impl Viewer {
         stats: &mut ReceiverStats,
     ) -> Result<Ended> {
         let wait = self.screen.frame_wait();
+        // An ack the sender's side reset: the read that follows may see only the end of the
+        // stream (the socket's error went to the ack), and this says it was not a clean one.
+        let mut reset = None;
         while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
             match stream.frames.recv_timeout(wait) {
                 Ok(Incoming::Frame { mut buf, arrived }) => {
@@ -236,8 +239,11 @@ impl Viewer {
                         Ok(shown) => shown,
                         Err(e) => return Ok(Ended::Lost(e)),
                     };
-                    // A sender that is gone shows up on the network thread; nothing to do here.
-                    let _ = session.ack(header.seq, outcome == Outcome::Damaged);
+                    // A sender that is gone shows up on the network thread, unless it reset the
+                    // connection (a sender that dropped us as stalled): then here first.
+                    if let Err(e) = session.ack(header.seq, outcome == Outcome::Damaged) {
+                        reset = reset.or(Some(e).filter(crate::is_disconnect));
+                    }
                     if outcome != Outcome::Shown {
                         stats.not_shown(&header);
                     } else {
@@ -259,7 +265,11 @@ impl Viewer {
                     // A full ring means the buffer is simply freed.
                     let _ = stream.free.try_send(buf);
                 }
-                Ok(Incoming::End) => return Ok(Ended::BySender),
+                Ok(Incoming::End) => {
+                    return Ok(reset.map_or(Ended::BySender, |e| {
+                        Ended::Lost(e.context("the sender reset the connection"))
+                    }))
+                }
                 Ok(Incoming::Failed(e)) => return Ok(Ended::Lost(e)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {

@@ -4,6 +4,7 @@
 //! kind of viewer), and refusals logged once a minute per address and kind, so a flood of
 //! connections cannot flood the log.
 
+use super::sinks::flight::stalled;
 use super::sinks::tcp::{Ending, TcpViewer};
 use super::sinks::Sinks;
 use super::{web, Shared, WRITER_THREAD};
@@ -337,11 +338,18 @@ fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
             .bytes_sent
             .fetch_add(bytes as u64, Ordering::Relaxed);
     };
-    let served = viewer.serve(&shared.greeting, &shared.sinks, connected, count_frame);
+    let served = viewer.serve(
+        &shared.greeting,
+        &shared.sinks,
+        shared.viewer_timeout,
+        connected,
+        count_frame,
+    );
     let admission = &shared.admission;
     match served {
         Ok(Ending::StreamEnded) => log::info!("viewer {peer}: stream ended after {sent} frames"),
         Ok(Ending::ViewerLeft) => log::info!("viewer {peer} left after {sent} frames"),
+        Err(e) if stalled(&e).is_some() => log_stalled("viewer", peer, &e),
         Err(e) if is_disconnect(&e) => {
             log::info!("viewer {peer} disconnected after {sent} frames")
         }
@@ -359,6 +367,13 @@ fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
             error_line(&e)
         ),
     }
+}
+
+/// Logs that a viewer (`what`: "viewer", "browser") stalled and was dropped, giving its seat
+/// back: not a refusal, so not rate-limited (a viewer can only stall once).
+pub(super) fn log_stalled(what: &str, peer: SocketAddr, error: &anyhow::Error) {
+    let seconds = stalled(error).map_or(0.0, |d| d.as_secs_f64());
+    log::warn!("{what} {peer} stalled for {seconds} s; dropped");
 }
 
 /// The sender's memory of recent complaints, per address and kind: a flood of connections

@@ -49,6 +49,10 @@ pub const PATTERN_FPS: f64 = 30.0;
 pub const WRITER_THREAD: &str = "viewer-writer";
 /// Viewers served at once when `--max-viewers` is not given.
 pub const DEFAULT_MAX_VIEWERS: u16 = 8;
+/// Seconds a viewer may take nothing before it is dropped, when `--viewer-timeout` is not
+/// given: long enough for a congested link or a busy laptop, short enough that a viewer gone to
+/// sleep does not hold its seat for long.
+pub const DEFAULT_VIEWER_TIMEOUT: u64 = 10;
 
 /// Everything the sender needs, already validated.
 #[derive(Debug, Clone)]
@@ -66,6 +70,9 @@ pub struct SenderConfig {
     pub allow: Option<IpAddr>,
     /// Connections beyond this many are refused.
     pub max_viewers: usize,
+    /// A viewer with frames in flight that takes nothing (no ack, no bytes into its socket)
+    /// for this long is dropped, giving its seat back.
+    pub viewer_timeout: Duration,
     pub preview: bool,
     /// The code viewers must pair with, or `--insecure`.
     pub pairing: PairingMode,
@@ -102,6 +109,8 @@ impl SenderConfig {
 struct Shared {
     greeting: Greeting,
     admission: Admission,
+    /// `--viewer-timeout`.
+    viewer_timeout: Duration,
     /// The sinks of the stream's own encode.
     sinks: Sinks,
     /// Codecs some sinks want besides the stream's own: JPEG for MJPEG clients, snapshots and
@@ -226,6 +235,7 @@ pub fn serve(
     let shared = Arc::new(Shared {
         greeting: Greeting::new(&hello, &config.pairing)?,
         admission: Admission::new(config.allow, config.max_viewers),
+        viewer_timeout: config.viewer_timeout,
         sides,
         jpeg_side,
         publish_side,

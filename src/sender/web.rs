@@ -10,6 +10,8 @@
 //!   with the code as the password (curl, FFmpeg, VLC, Home Assistant), or a `401` that asks
 //!   for it.
 
+use super::admission::log_stalled;
+use super::sinks::flight::stalled;
 use super::sinks::{self, browser, Hooks, Policy};
 use super::{metrics, Shared};
 use crate::config::parse_code;
@@ -413,7 +415,14 @@ fn watch_page(mut conn: Conn, request: &Request, rest: Vec<u8>, shared: &Shared)
         fragments: shared.fragments.as_ref(),
     };
     let tally = metrics::Tally(&shared.counters);
-    let (sent, skipped) = browser::serve(ws, &tcp, &shared.stream, &feeds, &tally)?;
+    let (sent, skipped) = browser::serve(
+        ws,
+        &tcp,
+        &shared.stream,
+        &feeds,
+        shared.viewer_timeout,
+        &tally,
+    )?;
     shared
         .counters
         .frames_skipped
@@ -495,6 +504,7 @@ pub(super) fn log_served(served: &Result<Served>, peer: SocketAddr, shared: &Sha
             format!("refused web client {peer}: pairing code did not match ({failures} in a row)")
         }),
         Err(e) if crate::is_disconnect(e) => {}
+        Err(e) if stalled(e).is_some() => log_stalled("browser", peer, e),
         Err(e) => shared.admission.complain(peer, "web", || {
             format!("web client {peer}: {}", error_line(e))
         }),

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use program::Program;
+pub use program::{command, spawn_sender, started_sender, Program, RECEIVER, SENDER};
 
 pub struct RunningSender {
     pub addr: SocketAddr,
@@ -67,6 +67,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         looping: false,
         allow: None,
         max_viewers: sender::DEFAULT_MAX_VIEWERS.into(),
+        viewer_timeout: Duration::from_secs(sender::DEFAULT_VIEWER_TIMEOUT),
         preview: false,
         // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
         pairing: PairingMode::Insecure,

@@ -151,3 +151,40 @@ impl Drop for Program {
         }
     }
 }
+
+pub const SENDER: &str = env!("CARGO_BIN_EXE_sender");
+pub const RECEIVER: &str = env!("CARGO_BIN_EXE_receiver");
+
+/// `program` with `args`, as a user without a display runs it: stdin closed, output piped.
+pub fn command(program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts a headless test-pattern sender on a free port and returns it with its address, read
+/// from its "listening on" line.
+pub fn spawn_sender(extra: &[&str]) -> (Program, String) {
+    let mut args = super::TEST_SENDER_ARGS.to_vec();
+    args.extend_from_slice(extra);
+    started_sender(Program::start(&mut command(SENDER, &args)))
+}
+
+/// A sender that has been started, with the address its "listening on" line gives.
+pub fn started_sender(sender: Program) -> (Program, String) {
+    let line = sender.wait_for_line("sender: listening on ");
+    let addr = line
+        .strip_prefix("sender: listening on ")
+        .expect("the line starts with it")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    (sender, addr)
+}

@@ -28,8 +28,6 @@ use tungstenite::{Message, WebSocket};
 
 /// How long a page has to say how it wants frames, and the stream to give its first keyframe.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
-/// A tab that takes nothing for this long is cut off.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fragments kept for the tabs that have yet to send them.
 const RECENT_FRAGMENTS: usize = 64;
 
@@ -57,16 +55,18 @@ pub trait Tally {
     fn latency(&self, microseconds: f64);
 }
 
-/// Serves one tab over `ws` (whose connection is `tcp`) until the stream ends or the tab goes.
-/// Returns the frames it got and those it never got.
+/// Serves one tab over `ws` (whose connection is `tcp`) until the stream ends or the tab goes;
+/// a tab that takes nothing for `stall` is cut off. Returns the frames it got and those it
+/// never got.
 pub fn serve<S: Read + Write + Send>(
     ws: WebSocket<S>,
     tcp: &TcpStream,
     stream: &StreamFacts,
     feeds: &Feeds<'_>,
+    stall: Duration,
     tally: &(impl Tally + Sync),
 ) -> Result<(u64, u64)> {
-    tcp.set_write_timeout(Some(SEND_TIMEOUT))?;
+    tcp.set_write_timeout(Some(stall))?;
     tcp.set_read_timeout(Some(START_TIMEOUT))?;
     let socket = Socket {
         ws: Mutex::new(ws),
@@ -107,7 +107,7 @@ pub fn serve<S: Read + Write + Send>(
     };
     // From now on the reader waits for bytes in `poll`, and reads without blocking.
     tcp.set_read_timeout(Some(Duration::from_millis(1)))?;
-    let flight = Flight::default();
+    let flight = Flight::new(stall);
     let fragments = feeds.fragments.filter(|_| mse);
     thread::scope(|scope| {
         let reader = scope.spawn(|| {
@@ -160,7 +160,7 @@ fn write_frames(
     let mut init_sent = false;
     let mut message = Vec::new();
     loop {
-        if !flight.wait_for_room() {
+        if !flight.wait_for_room()? {
             return Ok(sent);
         }
         let Some(frame) = first.take().or_else(|| member.slot.next()) else {
@@ -202,8 +202,8 @@ fn write_frames(
                 message.len()
             }
         };
-        flight.sending(header.seq, payload);
-        socket.send(Message::Binary(std::mem::take(&mut message).into()))?;
+        let binary = Message::Binary(std::mem::take(&mut message).into());
+        flight.send(header.seq, payload, || socket.send(binary))?;
         tally.frame_sent(payload);
         sent += 1;
     }

@@ -1,10 +1,15 @@
 //! The frames a viewer has been sent and not yet acknowledged: what lets a writer send only when
 //! the viewer has room (at most [`FRAMES_IN_FLIGHT`]), and tells, from when each ack came, how
 //! long the viewer's link was busy with our frames. Shared by every kind of viewer that acks.
+//!
+//! It is also what notices a viewer that has stalled (a laptop gone to sleep, a frozen process,
+//! a peer that pairs and then reads nothing): frames in flight and, for the viewer's timeout,
+//! neither an ack nor a write that went through. Such a viewer gives its seat back.
 
 use crate::lock;
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
+use std::io::ErrorKind;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -12,44 +17,96 @@ use std::time::{Duration, Instant};
 /// viewer shows the other) without letting a queue of old frames build anywhere.
 pub const FRAMES_IN_FLIGHT: u64 = 2;
 
+/// The viewer had frames in flight and took nothing for this long: no ack, and no bytes
+/// accepted by its socket.
+#[derive(Debug, thiserror::Error)]
+#[error("it took nothing for {} s", .0.as_secs_f64().ceil())]
+pub struct Stalled(pub Duration);
+
+/// Whether `error` is a viewer that stalled, and for how long it was given.
+pub fn stalled(error: &anyhow::Error) -> Option<Duration> {
+    // A context is found by the error's own downcast, a cause by the chain's.
+    error
+        .downcast_ref::<Stalled>()
+        .or_else(|| error.chain().find_map(|cause| cause.downcast_ref()))
+        .map(|stalled| stalled.0)
+}
+
 /// The frames a viewer has been sent and not yet acknowledged, shared by its writer and its
 /// ack reader.
-#[derive(Default)]
 pub struct Flight {
     state: Mutex<FlightState>,
     changed: Condvar,
+    /// A viewer that takes nothing for this long, with frames in flight, has stalled.
+    stall: Duration,
 }
 
-#[derive(Default)]
 pub struct FlightState {
     /// Sequence number and bytes of each frame, oldest first.
     frames: VecDeque<(u64, usize)>,
     /// Since when the link has been busy with our frames, not yet counted.
     busy_from: Option<Instant>,
+    /// When the viewer last took something: an ack, or a write its socket accepted.
+    progress: Instant,
     reader_done: bool,
 }
 
 impl Flight {
+    /// A viewer's flight; it has stalled when it takes nothing for `stall` with frames in flight.
+    pub fn new(stall: Duration) -> Flight {
+        Flight {
+            state: Mutex::new(FlightState {
+                frames: VecDeque::new(),
+                busy_from: None,
+                progress: Instant::now(),
+                reader_done: false,
+            }),
+            changed: Condvar::new(),
+            stall,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, FlightState> {
         lock(&self.state)
     }
 
     /// Waits until fewer than [`FRAMES_IN_FLIGHT`] frames are unacknowledged; false if the
-    /// reader is done (the viewer is gone).
-    pub fn wait_for_room(&self) -> bool {
+    /// reader is done (the viewer is gone), [`Stalled`] if the viewer took nothing meanwhile
+    /// for the stall time. Only a viewer with frames in flight can stall: one waiting for a
+    /// keyframe owes us nothing.
+    pub fn wait_for_room(&self) -> Result<bool> {
         let mut state = self.lock();
         while state.frames.len() as u64 >= FRAMES_IN_FLIGHT && !state.reader_done {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            let idle = state.progress.elapsed();
+            let Some(left) = self.stall.checked_sub(idle).filter(|d| !d.is_zero()) else {
+                return Err(Stalled(self.stall).into());
+            };
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        !state.reader_done
+        Ok(!state.reader_done)
     }
 
-    pub fn sending(&self, seq: u64, bytes: usize) {
-        let mut state = self.lock();
-        if state.frames.is_empty() {
-            state.busy_from = Some(Instant::now());
+    /// Sends frame `seq` of `bytes` with `write`, counting it in flight from before the write
+    /// (its ack may come before the write returns). The socket's write timeout is the stall
+    /// time, so a write that blocks that long with no byte accepted is [`Stalled`] too.
+    pub fn send<T>(&self, seq: u64, bytes: usize, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        {
+            let mut state = self.lock();
+            if state.frames.is_empty() {
+                state.busy_from = Some(Instant::now());
+            }
+            state.frames.push_back((seq, bytes));
         }
-        state.frames.push_back((seq, bytes));
+        let written = write().map_err(|e| match timed_out(&e) {
+            true => e.context(Stalled(self.stall)),
+            false => e,
+        })?;
+        self.lock().progress = Instant::now();
+        Ok(written)
     }
 
     /// Frame `seq` was acknowledged: the oldest in flight, as a viewer acks in order. Returns
@@ -61,6 +118,7 @@ impl Flight {
             bail!("it acknowledged frame {seq} before it was sent");
         }
         let (_, bytes) = state.frames.pop_front().unwrap_or_default();
+        state.progress = now;
         let busy = state
             .busy_from
             .map_or(Duration::ZERO, |from| now.saturating_duration_since(from));
@@ -77,5 +135,54 @@ impl Flight {
 
     pub fn is_reader_done(&self) -> bool {
         self.lock().reader_done
+    }
+}
+
+/// Whether a write failed for its socket's write timeout (`SO_SNDTIMEO`: `EAGAIN`).
+fn timed_out(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_with_frames_in_flight_that_takes_nothing_stalls() {
+        let flight = Flight::new(Duration::from_millis(100));
+        // Room for FRAMES_IN_FLIGHT frames, however long it waits: nothing is owed yet.
+        std::thread::sleep(Duration::from_millis(150));
+        for seq in 0..FRAMES_IN_FLIGHT {
+            assert!(flight.wait_for_room().unwrap());
+            flight.send(seq, 10, || Ok(())).unwrap();
+        }
+        let started = Instant::now();
+        let err = flight.wait_for_room().unwrap_err();
+        assert_eq!(stalled(&err), Some(Duration::from_millis(100)));
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        // An ack is progress: room again, and the clock starts over.
+        flight.acked(0).unwrap();
+        assert!(flight.wait_for_room().unwrap());
+    }
+
+    #[test]
+    fn a_write_that_times_out_is_a_stall() {
+        let flight = Flight::new(Duration::from_secs(10));
+        let err = flight
+            .send(0, 10, || -> Result<()> {
+                Err(std::io::Error::from(ErrorKind::WouldBlock).into())
+            })
+            .unwrap_err();
+        assert_eq!(stalled(&err), Some(Duration::from_secs(10)));
+        let other = flight
+            .send(1, 10, || -> Result<()> {
+                Err(std::io::Error::from(ErrorKind::BrokenPipe).into())
+            })
+            .unwrap_err();
+        assert_eq!(stalled(&other), None);
     }
 }

@@ -2,7 +2,7 @@
 //! frames from its slot, at most [`FRAMES_IN_FLIGHT`](super::flight::FRAMES_IN_FLIGHT) unacknowledged, so neither a queue of ours
 //! nor the kernel's socket buffers can hold old frames for it.
 
-use super::flight::Flight;
+use super::flight::{stalled, Flight};
 use super::{EncodedFrame, Hooks, Policy, Prepare, SinkId, Sinks, Slot};
 use crate::wire::handshake::{greet_viewer, Greeting};
 use crate::wire::session::{AckReader, FrameSeals, FrameWriter, ViewerSession};
@@ -66,13 +66,16 @@ impl TcpViewer {
         &self,
         greeting: &Greeting,
         sinks: &Sinks,
+        stall: Duration,
         connected: impl FnOnce(),
         frame_sent: impl FnMut(usize),
     ) -> Result<Ending> {
         let ViewerSession { mut acks, frames } = greet_viewer(&self.stream, greeting)?;
+        // A write blocked this long with no byte taken is a stall (see `Flight::send`).
+        self.stream.set_write_timeout(Some(stall))?;
         sinks.activate(self.id);
         connected();
-        let flight = Flight::default();
+        let flight = Flight::new(stall);
         thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let read = read_acks(&mut acks, &flight, &self.slot);
@@ -88,6 +91,13 @@ impl TcpViewer {
                 // the connection, and the last frame with it).
                 let _ = self.stream.shutdown(Shutdown::Write);
                 let _ = self.stream.set_read_timeout(Some(Duration::from_secs(1)));
+            } else if written.as_ref().is_err_and(|e| stalled(e).is_some()) {
+                // A reset, not a clean end (no FIN): the receiver, once it wakes, reads a broken
+                // connection and reconnects. Only the reading half is shut, to stop the ack
+                // reader; the reset goes when the socket closes. If the linger cannot be set,
+                // the receiver sees a close, and reconnects all the same.
+                let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                let _ = self.stream.shutdown(Shutdown::Read);
             } else {
                 // Already closed is fine.
                 let _ = self.stream.shutdown(Shutdown::Both);
@@ -113,7 +123,7 @@ impl TcpViewer {
     ) -> Result<Ending> {
         loop {
             // Credit first, then the frame: what is sent is the newest when the viewer can take it.
-            if !flight.wait_for_room() {
+            if !flight.wait_for_room()? {
                 return Ok(Ending::ViewerLeft);
             }
             let Some(frame) = self.slot.next() else {
@@ -122,9 +132,9 @@ impl TcpViewer {
                     false => Ending::StreamEnded,
                 });
             };
-            // In flight before it is written: its ack may come before the write returns.
-            flight.sending(frame.header.seq, frame.data.len());
-            let bytes = frames.send_frame(&frame.header, &frame.data)?;
+            let bytes = flight.send(frame.header.seq, frame.data.len(), || {
+                frames.send_frame(&frame.header, &frame.data)
+            })?;
             frame_sent(bytes);
         }
     }
