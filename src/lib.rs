@@ -54,7 +54,7 @@
 //! Every message, in both directions, is a `u64` little-endian length followed by that many bytes
 //! of bincode (fixed-width little-endian integers; see [`wire::protocol`] and the README for
 //! every byte). The receiver sends a `ViewerHello`, the sender a `StreamHello` (version and
-//! stream parameters) and, once it has the viewer's hello, a `Clock` reading (from which the
+//! stream parameters; or a `Refusal` saying why it will not serve it now, and closes) and, once it has the viewer's hello, a `Clock` reading (from which the
 //! receiver learns the sender's clock offset, NTP-style); then the sender sends `Frame`s
 //! (sequence number, capture time, size, pixel format, codec, keyframe flag, bytes) and the
 //! receiver answers each frame it has shown with an `Ack` (which asks for a keyframe when the

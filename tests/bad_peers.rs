@@ -109,7 +109,7 @@ fn another_protocol_version_is_named() {
     hello[8 + 8..8 + 12].copy_from_slice(&7u32.to_le_bytes());
     let line = receiver_error(send_and_linger(hello));
     assert!(
-        line.ends_with("peer speaks camstream protocol version 7; this program speaks version 4"),
+        line.ends_with("peer speaks camstream protocol version 7; this program speaks version 5"),
         "{line}"
     );
 }

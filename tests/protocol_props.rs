@@ -5,8 +5,9 @@
 use camstream::media::codec::check_frame;
 use camstream::wire::connection::{MessageReader, MessageWriter};
 use camstream::wire::protocol::{
-    self, Ack, Clock, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, Security,
-    StreamHello, ViewerHello, LENGTH_PREFIX_LEN, MAX_MESSAGE_LEN,
+    self, Ack, Clock, Codec, Frame, FrameHeader, Message, PixelFormat, ProtocolError, Refusal,
+    RefusalReason, Security, SenderGreeting, StreamHello, ViewerHello, LENGTH_PREFIX_LEN,
+    MAX_MESSAGE_LEN,
 };
 use proptest::prelude::*;
 
@@ -18,6 +19,7 @@ enum Owned {
     Frame(FrameHeader, Vec<u8>),
     Ack(u64, bool),
     Clock(u64, u64, u64),
+    Refusal(RefusalReason),
 }
 
 impl Owned {
@@ -41,6 +43,7 @@ impl Owned {
                 hello_read_unix_us: *t2,
                 sent_unix_us: *t3,
             }),
+            Owned::Refusal(reason) => Message::Refusal(Refusal::new(*reason)),
         }
     }
 }
@@ -81,6 +84,16 @@ fn message() -> impl Strategy<Value = Owned> {
             .prop_map(|(header, data)| Owned::Frame(header, data)),
         (any::<u64>(), any::<bool>()).prop_map(|(seq, wanted)| Owned::Ack(seq, wanted)),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, b, c)| Owned::Clock(a, b, c)),
+        refusal().prop_map(Owned::Refusal),
+    ]
+}
+
+fn refusal() -> impl Strategy<Value = RefusalReason> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(viewers, max)| RefusalReason::Full { viewers, max }),
+        any::<u32>().prop_map(|wait_s| RefusalReason::LockedOut { wait_s }),
+        any::<u32>().prop_map(|wait_s| RefusalReason::Busy { wait_s }),
     ]
 }
 
@@ -128,12 +141,19 @@ proptest! {
 
     #[test]
     fn bytes_behind_a_valid_tag_never_panic(
-        tag in 0u32..5,
+        tag in 0u32..10,
+        hello_like in any::<bool>(),
         tail in proptest::collection::vec(any::<u8>(), 0..128),
     ) {
-        let bytes = [&tag.to_le_bytes()[..], &tail].concat();
+        // Half of them with a hello's magic and version, so what follows is decoded too.
+        let head: &[u8] = match hello_like {
+            true => &[b'C', b'A', b'M', b'S', 5, 0, 0, 0],
+            false => &[],
+        };
+        let bytes = [&tag.to_le_bytes()[..], head, &tail].concat();
         let _ = protocol::decode(&bytes);
         let _ = protocol::decode_stream_hello(&bytes);
+        let _ = protocol::decode_sender_greeting(&bytes);
         let _ = protocol::decode_viewer_hello(&bytes);
         let _ = protocol::decode_ack(&bytes);
     }
@@ -243,6 +263,23 @@ fn the_fuzz_seeds_are_what_their_names_say() {
         ("seed-paired", |b| protocol::decode_paired(b).is_ok()),
         ("seed-stream-hello-paired", |b| {
             protocol::decode_stream_hello(b).is_ok_and(|h| h.security == Security::Paired)
+        }),
+        ("seed-refusal-full", |b| {
+            protocol::decode_sender_greeting(b)
+                == Ok(SenderGreeting::Refused(RefusalReason::Full {
+                    viewers: 8,
+                    max: 8,
+                }))
+        }),
+        ("seed-refusal-locked-out", |b| {
+            protocol::decode_sender_greeting(b)
+                == Ok(SenderGreeting::Refused(RefusalReason::LockedOut {
+                    wait_s: 4,
+                }))
+        }),
+        ("seed-refusal-busy", |b| {
+            protocol::decode_sender_greeting(b)
+                == Ok(SenderGreeting::Refused(RefusalReason::Busy { wait_s: 6 }))
         }),
         ("seed-viewer-hello", |b| {
             protocol::decode_viewer_hello(b).is_ok()

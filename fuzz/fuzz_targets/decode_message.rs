@@ -1,7 +1,7 @@
 //! Everything the programs do with a peer's bytes before they reach OpenCV: the length check,
-//! the decoder, the hello checks, opening a sealed frame and the frame checks (against the
-//! stream, and each codec's own); and the web side's: a request's head, and the page's
-//! WebSocket messages.
+//! the decoder, the hello checks, the sender's first message (a hello or a refusal), opening a
+//! sealed frame and the frame checks (against the stream, and each codec's own); and the web
+//! side's: a request's head, and the page's WebSocket messages.
 //! Any panic is a finding.
 #![no_main]
 
@@ -33,6 +33,10 @@ fuzz_target!(|bytes: &[u8]| {
     let _ = FrameOpener::new(&[7; 32]).open(&mut bytes.to_vec());
     if let Ok(hello) = protocol::decode_stream_hello(bytes) {
         let _ = hello.max_message_len();
+    }
+    // What a receiver does with the sender's first message: a hello, or a refusal it shows.
+    if let Ok(protocol::SenderGreeting::Refused(reason)) = protocol::decode_sender_greeting(bytes) {
+        let _ = reason.to_string();
     }
     if let Ok(Message::Frame(frame)) = protocol::decode(bytes) {
         // Against the stream the frame claims to belong to, and against a fixed one.

@@ -16,6 +16,7 @@ mod url;
 use crate::config::{Connect, Endpoint, PairingMode};
 use crate::media::codec::{self, Decoder};
 use crate::stats::ReceiverStats;
+use crate::wire::handshake::refusal;
 use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
 use crate::wire::secure;
 use crate::wire::session::SenderSession;
@@ -91,11 +92,31 @@ fn run_sender(
     stats: &mut ReceiverStats,
 ) -> Result<()> {
     let sender = endpoint.to_string();
-    let mut connection = connect_and_greet(config, endpoint)?;
+    let greeter = |config: &ReceiverConfig| {
+        let (config, endpoint) = (config.clone(), endpoint.clone());
+        move || connect_and_greet(&config, &endpoint)
+    };
+    // A sender that refuses us for now (full, or a lockout) says for how long: unless `--once`,
+    // that is waited out like a lost sender, not an error.
+    let (mut viewer, mut connection) = match connect_and_greet(config, endpoint) {
+        Ok(connection) => (Viewer::open(config)?, connection),
+        Err(e) => match refusal(&e).filter(|_| !config.once) {
+            Some(reason) => {
+                let mut viewer = Viewer::open(config)?;
+                let why = format!("waiting: {reason}");
+                log::warn!("{why} (q to quit)");
+                match viewer.wait_for(&sender, &why, stop, greeter(config), retry) {
+                    Ok(Some(connection)) => (viewer, connection),
+                    Ok(None) => return viewer.finish(Ok(())),
+                    Err(e) => return viewer.finish(Err(e)),
+                }
+            }
+            None => return Err(e),
+        },
+    };
     if !connection.session.is_paired() {
         log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
     }
-    let mut viewer = Viewer::open(config)?;
     let result = loop {
         let hello = connection.session.hello;
         log::info!(
@@ -127,18 +148,19 @@ fn run_sender(
             Ok(Ended::Lost(e)) => error_line(&e),
         };
         log::warn!("{why}; waiting for {sender} to come back (q to quit)");
-        let (config, endpoint) = (config.clone(), endpoint.clone());
-        let greet = move || connect_and_greet(&config, &endpoint);
-        // A sender with another code (restarted without --code): trying the same code again
-        // would only get locked out, so the user decides.
-        let retry = |e: &anyhow::Error| !secure::is_code_mismatch(e);
-        match viewer.wait_for(&sender, &why, stop, greet, retry)? {
+        match viewer.wait_for(&sender, &why, stop, greeter(config), retry)? {
             Some(next) => connection = next,
             None => break Ok(()),
         }
         stats.reconnected();
     };
     viewer.finish(result)
+}
+
+/// Whether a failed connection is worth trying again. A sender with another code (restarted
+/// without --code): trying the same code again would only get locked out, so the user decides.
+fn retry(error: &anyhow::Error) -> bool {
+    !secure::is_code_mismatch(error)
 }
 
 /// Where frames go, across connections.
@@ -385,12 +407,21 @@ fn reconnect<T>(
     found: &Sender<Result<T>>,
 ) {
     let mut delay = RECONNECT_FIRST;
+    // What the sender last refused us for: said once, not at every try.
+    let mut refused = None;
     loop {
         if cancelled.recv_timeout(delay) != Err(RecvTimeoutError::Timeout) {
             return;
         }
         match connect() {
-            Err(e) if retry(&e) => log::debug!("reconnecting: {}", error_line(&e)),
+            Err(e) if retry(&e) => match refusal(&e) {
+                Some(reason) if refused != Some(reason) => {
+                    log::info!("waiting: {reason}");
+                    refused = Some(reason);
+                }
+                Some(_) => {}
+                None => log::debug!("reconnecting: {}", error_line(&e)),
+            },
             result => {
                 // Nobody waiting any more: the connection is simply closed.
                 let _ = found.send(result);

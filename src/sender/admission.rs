@@ -8,7 +8,8 @@ use super::sinks::flight::stalled;
 use super::sinks::tcp::{Ending, TcpViewer};
 use super::sinks::Sinks;
 use super::{web, Shared, WRITER_THREAD};
-use crate::wire::handshake::{NotAViewer, HANDSHAKE_TIMEOUT};
+use crate::wire::handshake::{refuse, NotAViewer, HANDSHAKE_TIMEOUT};
+use crate::wire::protocol::RefusalReason;
 use crate::wire::secure;
 use crate::wire::sniff::{self, Peer};
 use crate::{error_line, is_disconnect, lock, Stop};
@@ -151,9 +152,9 @@ impl Admission {
         Held(&self.connections)
     }
 
-    /// A seat for a receiver from `peer`, unless it is locked out or the sender is full; logs
-    /// why not.
-    fn seat_for_receiver(&self, peer: SocketAddr) -> Option<Held<'_>> {
+    /// A seat for a receiver from `peer`, unless it is locked out or the sender is full: then
+    /// why not, to tell it; logs it too.
+    fn seat_for_receiver(&self, peer: SocketAddr) -> Result<Held<'_>, RefusalReason> {
         if let Some(wait) = self.lockout(peer) {
             self.complain(peer, "pairing lockout", || {
                 format!(
@@ -161,18 +162,23 @@ impl Admission {
                     wait.as_secs_f64().ceil()
                 )
             });
-            return None;
+            return Err(RefusalReason::LockedOut {
+                wait_s: whole_seconds(wait),
+            });
         }
-        let seat = self.seat();
-        if seat.is_none() {
+        self.seat().ok_or_else(|| {
             self.complain(peer, "--max-viewers", || {
                 format!(
                     "refused connection from {peer}: already serving {} viewers (--max-viewers)",
                     self.max_viewers
                 )
             });
-        }
-        seat
+            let seats = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            RefusalReason::Full {
+                viewers: seats(self.seats.load(Ordering::SeqCst)),
+                max: seats(self.max_viewers),
+            }
+        })
     }
 }
 
@@ -266,11 +272,14 @@ fn admit(
             let _connection = shared.admission.connection_place();
             // The one place a connection is told apart: a receiver, or a browser.
             match kind(&stream) {
-                Ok(Peer::Camstream) => {
-                    if let Some(_seat) = shared.admission.seat_for_receiver(peer) {
-                        serve_receiver(stream, peer, &shared);
+                Ok(Peer::Camstream) => match shared.admission.seat_for_receiver(peer) {
+                    Ok(_seat) => serve_receiver(stream, peer, &shared),
+                    Err(reason) => {
+                        if let Err(e) = refuse(&stream, &shared.greeting, reason) {
+                            log::debug!("refusing {peer}: {}", error_line(&e));
+                        }
                     }
-                }
+                },
                 Ok(Peer::Http) => {
                     web::log_served(&web::serve(stream, peer, false, &shared), peer, &shared)
                 }
@@ -410,6 +419,12 @@ impl Complaints {
             None => None,
         }
     }
+}
+
+/// A wait as whole seconds to tell a peer, rounded up so that it is not told to come back
+/// too early.
+fn whole_seconds(wait: Duration) -> u32 {
+    u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).unwrap_or(u32::MAX)
 }
 
 /// IPv4 peers of a dual-stack listener arrive as IPv4-mapped IPv6 addresses.

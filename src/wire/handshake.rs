@@ -10,7 +10,8 @@
 
 use super::connection::{read_payload, MessageReader, MessageWriter};
 use super::protocol::{
-    self, Clock, Message, Pake, Security, StreamHello, ViewerHello, MAX_HELLO_LEN,
+    self, Clock, Message, Pake, RefusalReason, Security, SenderGreeting, StreamHello, ViewerHello,
+    MAX_HELLO_LEN,
 };
 use super::secure::{Channel, FrameOpener, FrameSealer, PairingExchange, FRAME_KEY_LEN};
 use super::session::{AckSealing, FrameSeals, SenderSession, ViewerSession};
@@ -28,6 +29,22 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[error("not a camstream viewer")]
 pub struct NotAViewer;
+
+/// The sender refused us, and said why (a [`protocol::Refusal`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub RefusalReason);
+
+/// Why the sender refused us, if that is what `error` is.
+pub fn refusal(error: &anyhow::Error) -> Option<RefusalReason> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Refused>())
+        .map(|refused| refused.0)
+}
+
+/// After a refusal, how long the receiver has to read it and close before the sender does.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// What the sender says to every viewer: its hello exactly as sent (pairing binds the keys to
 /// it), how it pairs, and the frame seals shared by its paired viewers.
@@ -85,12 +102,7 @@ pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<Vi
     };
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = MessageReader::new(stream);
-    let hello = read_owed(
-        &mut reader,
-        "waiting for its hello",
-        "it closed the connection before saying hello",
-    )
-    .context(NotAViewer)?;
+    let hello = read_viewer_hello(&mut reader).context(NotAViewer)?;
     let hello = protocol::decode_viewer_hello(hello)
         .context("reading its hello")
         .context(NotAViewer)?;
@@ -179,6 +191,40 @@ fn pair_with_viewer(
     Ok(keys.to_sender)
 }
 
+/// The sender's side of a refusal: reads the viewer's hello, then answers with why it is
+/// refused instead of the stream's hello. A viewer of another version gets the stream's hello,
+/// which it cannot read either, and so says which versions each side speaks, as it always has.
+/// The sender then waits (a little) for the viewer to close first: closing with its pairing
+/// message unread would reset the connection, and the refusal could be lost with it.
+pub fn refuse(stream: &TcpStream, greeting: &Greeting, reason: RefusalReason) -> Result<()> {
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut reader = MessageReader::new(stream);
+    let hello = read_viewer_hello(&mut reader)?;
+    let mut writer = MessageWriter::new(stream);
+    match protocol::decode_viewer_hello(hello) {
+        Err(protocol::ProtocolError::BadVersion { .. }) => {
+            writer.write_payload(&greeting.hello_payload)?
+        }
+        Err(e) => return Err(anyhow!(e).context("reading its hello").context(NotAViewer)),
+        Ok(_) => writer.write_message(&Message::Refusal(protocol::Refusal::new(reason)))?,
+    };
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(REFUSAL_LINGER))?;
+    // Whatever it still sends (its pairing message) is read and dropped until it closes.
+    let mut rest = [0u8; 512];
+    while matches!(std::io::Read::read(&mut &*stream, &mut rest), Ok(1..)) {}
+    Ok(())
+}
+
+/// Reads the viewer's hello, which it sends on connecting.
+fn read_viewer_hello<'r>(reader: &'r mut MessageReader<&TcpStream>) -> Result<&'r [u8]> {
+    read_owed(
+        reader,
+        "waiting for its hello",
+        "it closed the connection before saying hello",
+    )
+}
+
 /// Reads a handshake message the viewer owes us; `waiting` names it in a read error, `closed`
 /// says what a close before it means.
 fn read_owed<'r>(
@@ -210,7 +256,7 @@ pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSe
     let mut buf = Vec::new();
     let mut reader = &stream;
     let refused = || {
-        anyhow!("it closed the connection before saying hello (refused by its --allow or --max-viewers, or locked out after wrong pairing codes?)")
+        anyhow!("it closed the connection before saying hello (refused by its --allow, or serving too many connections?)")
     };
     match read_payload(&mut reader, &mut buf, MAX_HELLO_LEN) {
         Ok(true) => {}
@@ -219,7 +265,10 @@ pub fn greet_sender(stream: TcpStream, pairing: &PairingMode) -> Result<SenderSe
         Err(e) if crate::is_disconnect(&e) => return Err(refused()),
         Err(e) => return Err(e),
     }
-    let hello = protocol::decode_stream_hello(&buf)?;
+    let hello = match protocol::decode_sender_greeting(&buf)? {
+        SenderGreeting::Hello(hello) => hello,
+        SenderGreeting::Refused(reason) => return Err(Refused(reason).into()),
+    };
     let (keys, clock) = match (exchange, hello.security) {
         (None, Security::Insecure) => {
             let clock = read_clock(&mut reader, &mut buf, |clock| Ok(clock))?;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. Bump it on any change to the encoding.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Versions this build can talk to, for the error that names them.
 pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
 /// First four bytes of every hello, so a stray peer is told apart from an old camstream.
@@ -32,6 +32,7 @@ pub(crate) const COMPRESSED_SLACK: usize = 2;
 const TAG_STREAM_HELLO: u32 = 0;
 const TAG_VIEWER_HELLO: u32 = 1;
 const TAG_FRAME: u32 = 2;
+const TAG_REFUSAL: u32 = 8;
 /// Bytes of an encoded [`Ack`] message.
 pub const ACK_LEN: usize = 13;
 /// An ack is the only message a viewer sends after its hello.
@@ -211,6 +212,54 @@ pub struct FrameKey {
     pub key: [u8; 32],
 }
 
+/// The sender's first message instead of its [`StreamHello`] when it will not serve this
+/// receiver now: it starts like a hello (magic and version), so a stray or newer peer is told
+/// apart the same way, and says why and for how long, so the receiver can wait and retry
+/// instead of guessing at a bare close.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub magic: [u8; 4],
+    pub version: u32,
+    pub reason: RefusalReason,
+}
+
+impl Refusal {
+    pub fn new(reason: RefusalReason) -> Self {
+        Refusal {
+            magic: MAGIC,
+            version: VERSION,
+            reason,
+        }
+    }
+}
+
+/// Why a sender refused a receiver.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// `viewers` of its `max` seats (`--max-viewers`) are taken.
+    Full { viewers: u32, max: u32 },
+    /// This address gave wrong pairing codes: it may try again in `wait_s` seconds.
+    LockedOut { wait_s: u32 },
+    /// Too many wrong pairing codes from anywhere lately: nobody may pair for `wait_s` seconds.
+    Busy { wait_s: u32 },
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalReason::Full { viewers, max } => {
+                write!(f, "sender is full, {viewers} of {max} viewers")
+            }
+            RefusalReason::LockedOut { wait_s } => {
+                write!(f, "locked out after wrong pairing codes, try in {wait_s} s")
+            }
+            RefusalReason::Busy { wait_s } => {
+                write!(f, "busy: too many wrong codes lately, try in {wait_s} s")
+            }
+        }
+    }
+}
+
 /// One message of the protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub enum Message<'a> {
@@ -225,6 +274,7 @@ pub enum Message<'a> {
     /// The receiver's first sealed message: it shows the sender that both used the same code.
     Paired,
     Clock(Clock),
+    Refusal(Refusal),
 }
 
 /// What can be wrong with bytes from a peer.
@@ -307,14 +357,14 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, ProtocolError> {
     Ok(message)
 }
 
-/// A hello's magic and version are read before the rest, so that a peer of another version gets
-/// told which versions we speak even if the rest of its hello no longer decodes.
+/// A hello's (or a refusal's) magic and version are read before the rest, so that a peer of
+/// another version gets told which versions we speak even if the rest no longer decodes.
 fn check_hello_prefix(payload: &[u8]) -> Result<(), ProtocolError> {
     let Some(tag) = payload.get(0..4) else {
         return Ok(());
     };
     let tag = u32::from_le_bytes([tag[0], tag[1], tag[2], tag[3]]);
-    if tag != TAG_STREAM_HELLO && tag != TAG_VIEWER_HELLO {
+    if ![TAG_STREAM_HELLO, TAG_VIEWER_HELLO, TAG_REFUSAL].contains(&tag) {
         return Ok(());
     }
     let magic = &payload[4..payload.len().min(8)];
@@ -343,6 +393,7 @@ impl Message<'_> {
             Message::FrameKey(_) => "a frame key",
             Message::Paired => "a pairing confirmation",
             Message::Clock(_) => "a clock reading",
+            Message::Refusal(_) => "a refusal",
         }
     }
 }
@@ -368,6 +419,27 @@ pub fn decode_stream_hello(payload: &[u8]) -> Result<StreamHello, ProtocolError>
     })?;
     hello.check()?;
     Ok(hello)
+}
+
+/// The sender's first message: its hello, or why it will not serve us now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SenderGreeting {
+    Hello(StreamHello),
+    Refused(RefusalReason),
+}
+
+/// Decodes the sender's first message, checking a hello's stream as
+/// [`decode_stream_hello`] does.
+pub fn decode_sender_greeting(payload: &[u8]) -> Result<SenderGreeting, ProtocolError> {
+    let greeting = decode_as(payload, "a stream hello", |m| match m {
+        Message::StreamHello(hello) => Some(SenderGreeting::Hello(hello)),
+        Message::Refusal(refusal) => Some(SenderGreeting::Refused(refusal.reason)),
+        _ => None,
+    })?;
+    if let SenderGreeting::Hello(hello) = greeting {
+        hello.check()?;
+    }
+    Ok(greeting)
 }
 
 /// Decodes what a viewer sends while it watches.
@@ -491,7 +563,7 @@ pub(crate) mod tests {
         let mut expected = Vec::new();
         expected.extend_from_slice(&0u32.to_le_bytes());
         expected.extend_from_slice(b"CAMS");
-        expected.extend_from_slice(&4u32.to_le_bytes()); // version
+        expected.extend_from_slice(&5u32.to_le_bytes()); // version
         expected.extend_from_slice(&640u32.to_le_bytes());
         expected.extend_from_slice(&480u32.to_le_bytes());
         expected.extend_from_slice(&0u32.to_le_bytes());
@@ -505,7 +577,7 @@ pub(crate) mod tests {
             [
                 &1u32.to_le_bytes()[..],
                 b"CAMS",
-                &4u32.to_le_bytes(),
+                &5u32.to_le_bytes(),
                 &0u32.to_le_bytes(),
                 &0u64.to_le_bytes() // sent_unix_us
             ]
@@ -548,6 +620,57 @@ pub(crate) mod tests {
         assert_eq!(
             decode_ack(&viewer).unwrap_err().to_string(),
             "expected an ack, got a viewer hello"
+        );
+    }
+
+    #[test]
+    fn refusal_layout_is_the_documented_one() {
+        let head = [&8u32.to_le_bytes()[..], b"CAMS", &5u32.to_le_bytes()].concat();
+        let cases = [
+            (
+                RefusalReason::Full { viewers: 8, max: 8 },
+                [
+                    &0u32.to_le_bytes()[..],
+                    &8u32.to_le_bytes(),
+                    &8u32.to_le_bytes(),
+                ]
+                .concat(),
+                "sender is full, 8 of 8 viewers",
+            ),
+            (
+                RefusalReason::LockedOut { wait_s: 4 },
+                [&1u32.to_le_bytes()[..], &4u32.to_le_bytes()].concat(),
+                "locked out after wrong pairing codes, try in 4 s",
+            ),
+            (
+                RefusalReason::Busy { wait_s: 6 },
+                [&2u32.to_le_bytes()[..], &6u32.to_le_bytes()].concat(),
+                "busy: too many wrong codes lately, try in 6 s",
+            ),
+        ];
+        for (reason, rest, said) in cases {
+            let bytes = encoded(&Message::Refusal(Refusal::new(reason)));
+            assert_eq!(bytes, [&head[..], &rest].concat());
+            assert_eq!(
+                decode_sender_greeting(&bytes),
+                Ok(SenderGreeting::Refused(reason))
+            );
+            assert_eq!(reason.to_string(), said);
+        }
+        // A refusal from another version is that version's, whatever follows.
+        let mut newer = encoded(&Message::Refusal(Refusal::new(RefusalReason::Busy {
+            wait_s: 1,
+        })));
+        newer[8..12].copy_from_slice(&6u32.to_le_bytes());
+        newer.truncate(13);
+        assert_eq!(
+            decode_sender_greeting(&newer),
+            Err(ProtocolError::BadVersion { theirs: 6 })
+        );
+        let hello = StreamHello::new(4, 4, Codec::Raw, 0.0);
+        assert_eq!(
+            decode_sender_greeting(&encoded(&Message::StreamHello(hello))),
+            Ok(SenderGreeting::Hello(hello))
         );
     }
 
@@ -639,7 +762,7 @@ pub(crate) mod tests {
         assert_eq!(err, ProtocolError::BadVersion { theirs: 1 });
         assert_eq!(
             err.to_string(),
-            "peer speaks camstream protocol version 1; this program speaks version 4"
+            "peer speaks camstream protocol version 1; this program speaks version 5"
         );
     }
 

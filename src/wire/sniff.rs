@@ -1,5 +1,5 @@
 //! What a connection is, from its first byte, so that one port can serve every kind of peer: a
-//! camstream hello starts with its `u64` little-endian length (24 for version 4's ViewerHello,
+//! camstream hello starts with its `u64` little-endian length (24 for version 5's ViewerHello,
 //! 16 or 12 for older ones), a TLS ClientHello (a browser at `https://`) with the record type
 //! 0x16, and an HTTP request (a browser at `http://`, curl, VLC) with its method in capitals.
 //! Bytes only; a later hello must keep its first byte out of 0x16 and `A`..`Z`.
