@@ -15,6 +15,12 @@ impl<R: BufRead, W: Write> Prompter<R, W> {
         Prompter { input, output }
     }
 
+    /// Tells the user something between questions (a typed answer that did not work out).
+    pub fn say(&mut self, line: &str) -> Result<()> {
+        writeln!(self.output, "{line}")?;
+        Ok(())
+    }
+
     /// Asks `question` until `parse` accepts the answer. A blank answer is passed to `parse` as
     /// `default`. At the end of input, fails naming `flag`.
     pub fn ask<T>(

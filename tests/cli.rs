@@ -411,20 +411,77 @@ fn a_code_typed_as_it_is_read_out_pairs() {
     assert!(output.status.success(), "{typed}: {}", stderr(&output));
 }
 
+/// A receiver whose code is typed at its prompt, from piped stdin: `codes`, one a line.
+fn receive_typing(addr: &str, codes: &[&str]) -> Output {
+    let typed: String = codes.iter().map(|code| format!("{code}\n")).collect();
+    run_with_input(RECEIVER, &receiving(addr, "3"), &typed)
+}
+
+#[test]
+fn a_code_mistyped_at_the_prompt_is_asked_again_after_the_lockout() {
+    let (sender, addr) = spawn_sender(&[]);
+    let started = Instant::now();
+    let output = receive_typing(&addr, &["1-wrong-code", "2-wrong-code", common::TEST_CODE]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    let asked = "pairing code shown by the sender [required]: ";
+    assert_eq!(log.matches(asked).count(), 3, "{log}");
+    assert!(log.contains("wrong code; try again in 1 s"), "{log}");
+    assert!(log.contains("wrong code; try again in 2 s"), "{log}");
+    // Each try waited out the sender's lockout, so none was refused for it.
+    assert!(started.elapsed() >= Duration::from_secs(3), "{log}");
+    assert!(!log.contains("locked out"), "{log}");
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stats["frames"], 3);
+    // The sender saw the wrong codes (logged once a minute per address).
+    sender.wait_for_line("pairing code did not match (1 in a row)");
+}
+
+#[test]
+fn three_wrong_codes_at_the_prompt_give_up_and_a_wrong_code_flag_fails_at_once() {
+    let (_sender, addr) = spawn_sender(&[]);
+    let output = receive_typing(
+        &addr,
+        &["1-wrong-code", "2-wrong-code", "3-wrong-code", "4-x"],
+    );
+    let log = stderr(&output);
+    assert!(!output.status.success(), "{log}");
+    assert_eq!(log.matches("wrong code; try again").count(), 2, "{log}");
+    assert!(
+        log.trim_end().ends_with(&format!(
+            "receiver: error: greeting sender {addr}: pairing code did not match"
+        )),
+        "{log}"
+    );
+    // Given by --code, as a script would: no second try, and no waiting.
+    let (_sender, addr) = spawn_sender(&[]);
+    let started = Instant::now();
+    let output = receive(&addr, 3, "1-wrong-code");
+    let log = stderr(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(!log.contains("try again"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{log}");
+}
+
 /// A headless receiver of `addr`, paired with `code`, that shows `frames` frames and exits,
 /// printing its `--stats`.
 fn receive(addr: &str, frames: u64, code: &str) -> Output {
     let frames = frames.to_string();
-    let args = [
+    let mut args = receiving(addr, &frames);
+    args.extend(["--code", code]);
+    command(RECEIVER, &args).output().unwrap()
+}
+
+/// The flags of a headless receiver of `addr` that shows `frames` frames, then exits printing
+/// its `--stats`.
+fn receiving<'a>(addr: &'a str, frames: &'a str) -> Vec<&'a str> {
+    vec![
         "--connect",
         addr,
         "--headless",
         "--once",
         "--frames",
-        &frames,
+        frames,
         "--stats",
-        "--code",
-        code,
-    ];
-    command(RECEIVER, &args).output().unwrap()
+    ]
 }

@@ -5,12 +5,15 @@ use camstream::config::{self, Connect, Endpoint, PairingMode};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
+use camstream::wire::handshake::refusal;
+use camstream::wire::secure;
 use camstream::{cli, error_line};
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Show the video of a camstream sender in a window (or just receive it, with --headless), or
 /// play a stream that a media server or IP camera serves.
@@ -69,30 +72,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Times in all a code typed at the prompt is tried before the receiver gives up.
+const CODE_TRIES: u32 = 3;
+
 fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
-    let (connect, pairing) = ask_missing(args)?;
-    let (window, stop) = cli::start(!args.headless, "a window")?;
-    let config = ReceiverConfig {
+    // The prompter (and its lock on standard input) is gone before `q` + Enter is listened for.
+    let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+    let (connect, pairing) = ask_missing(args, &mut prompter)?;
+    let typed = matches!(
+        (&pairing, args.pairing.given()),
+        (PairingMode::Code(_), None)
+    );
+    let mut config = ReceiverConfig {
         connect,
         bind: args.bind,
-        window,
+        window: false,
         frames: args.frames,
         record: args.record.clone(),
         frame_log: args.frame_log.clone(),
         once: args.once,
         pairing,
     };
-    receiver::run(&config, &stop, stats)
+    let first = match (typed, &config.connect) {
+        (true, Connect::Sender(endpoint)) => {
+            let endpoint = endpoint.clone();
+            pair_typed(&mut config, &endpoint, &mut prompter)?
+        }
+        _ => None,
+    };
+    drop(prompter);
+    let (window, stop) = cli::start(!args.headless, "a window")?;
+    config.window = window;
+    receiver::run_from(&config, first, &stop, stats)
 }
 
 /// Asks for what no flag gave: the sender's address, then its pairing code (a URL has none:
-/// `--code` and `--insecure` are ignored for one). The prompter (and its lock on standard input)
-/// is gone before `q` + Enter is listened for.
-fn ask_missing(args: &Args) -> Result<(Connect, PairingMode)> {
-    let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+/// `--code` and `--insecure` are ignored for one).
+fn ask_missing(
+    args: &Args,
+    prompter: &mut Prompter<impl BufRead, impl Write>,
+) -> Result<(Connect, PairingMode)> {
     let connect = match &args.connect {
         Some(connect) => connect.clone(),
-        None => Connect::Sender(ask_sender(&mut prompter)?),
+        None => Connect::Sender(ask_sender(prompter)?),
     };
     let pairing = match (args.pairing.given(), &connect) {
         (Some(pairing), Connect::Sender(_)) => pairing,
@@ -104,15 +126,47 @@ fn ask_missing(args: &Args) -> Result<(Connect, PairingMode)> {
             }
             PairingMode::Insecure
         }
-        (None, Connect::Sender(_)) => PairingMode::Code(prompter.ask(
-            "pairing code shown by the sender",
-            "",
-            "required",
-            "--code",
-            config::parse_code,
-        )?),
+        (None, Connect::Sender(_)) => PairingMode::Code(ask_code(prompter)?),
     };
     Ok((connect, pairing))
+}
+
+fn ask_code(prompter: &mut Prompter<impl BufRead, impl Write>) -> Result<String> {
+    prompter.ask(
+        "pairing code shown by the sender",
+        "",
+        "required",
+        "--code",
+        config::parse_code,
+    )
+}
+
+/// Pairs with the code the user typed, asking again when it does not match (a typo should not
+/// mean starting over), up to [`CODE_TRIES`] times in all, each after the sender's lockout for
+/// the wrong codes so far. Returns the paired connection, or `None` when the sender refused us
+/// for now: [`receiver::run_from`] waits for it (or, with `--once`, fails) as for any code.
+fn pair_typed(
+    config: &mut ReceiverConfig,
+    endpoint: &Endpoint,
+    prompter: &mut Prompter<impl BufRead, impl Write>,
+) -> Result<Option<receiver::Greeted>> {
+    let mut wrong = 0;
+    loop {
+        match receiver::connect(config, endpoint) {
+            Ok(greeted) => return Ok(Some(greeted)),
+            Err(e) if secure::is_code_mismatch(&e) && wrong + 1 < CODE_TRIES => {
+                let failed = Instant::now();
+                wrong += 1;
+                let wait = secure::lockout_after(wrong);
+                prompter.say(&format!("wrong code; try again in {} s", wait.as_secs()))?;
+                config.pairing = PairingMode::Code(ask_code(prompter)?);
+                // A quick typist waits out the rest, so the sender does not refuse the try.
+                std::thread::sleep(wait.saturating_sub(failed.elapsed()));
+            }
+            Err(e) if refusal(&e).is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn ask_sender(prompter: &mut Prompter<impl BufRead, impl Write>) -> Result<Endpoint> {

@@ -23,7 +23,8 @@ use crate::wire::session::SenderSession;
 use crate::{error_line, Stop, POLL};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use network::{connect_and_greet, read_frames, Greeted, Incoming};
+pub use network::Greeted;
+use network::{connect_and_greet, read_frames, Incoming};
 use outputs::Outputs;
 use screen::Screen;
 use std::net::SocketAddr;
@@ -72,8 +73,25 @@ enum Ended {
 /// address is the user's to fix; a URL's server may come later (`url.rs`). `stats` is filled in
 /// however it ends.
 pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> Result<()> {
+    run_from(config, None, stop, stats)
+}
+
+/// Connects to the sender `config` names and greets it (pairing, when it pairs): what
+/// [`run_from`] starts from, for a caller that wants to see the first connection's failure
+/// itself (a code typed at a prompt, asked again when it does not match).
+pub fn connect(config: &ReceiverConfig, endpoint: &Endpoint) -> Result<Greeted> {
+    connect_and_greet(config, endpoint)
+}
+
+/// [`run`], with the sender's first connection already made when `first` is given.
+pub fn run_from(
+    config: &ReceiverConfig,
+    first: Option<Greeted>,
+    stop: &Stop,
+    stats: &mut ReceiverStats,
+) -> Result<()> {
     match &config.connect {
-        Connect::Sender(endpoint) => run_sender(config, endpoint, stop, stats),
+        Connect::Sender(endpoint) => run_sender(config, endpoint, first, stop, stats),
         Connect::Url(stream) => {
             if let Some(local) = config.bind {
                 bail!("--bind {local}: a URL is played from wherever the system connects it");
@@ -88,6 +106,7 @@ pub fn run(config: &ReceiverConfig, stop: &Stop, stats: &mut ReceiverStats) -> R
 fn run_sender(
     config: &ReceiverConfig,
     endpoint: &Endpoint,
+    first: Option<Greeted>,
     stop: &Stop,
     stats: &mut ReceiverStats,
 ) -> Result<()> {
@@ -98,7 +117,8 @@ fn run_sender(
     };
     // A sender that refuses us for now (full, or a lockout) says for how long: unless `--once`,
     // that is waited out like a lost sender, not an error.
-    let (mut viewer, mut connection) = match connect_and_greet(config, endpoint) {
+    let first = first.map_or_else(|| connect_and_greet(config, endpoint), Ok);
+    let (mut viewer, mut connection) = match first {
         Ok(connection) => (Viewer::open(config)?, connection),
         Err(e) => match refusal(&e).filter(|_| !config.once) {
             Some(reason) => {

@@ -32,8 +32,6 @@ const QUIT_GRACE: Duration = Duration::from_millis(300);
 const COMPLAINT_PERIOD: Duration = Duration::from_secs(60);
 /// Addresses whose refusals are remembered at once; bounds the memory a flood can take.
 const MAX_REMEMBERED_COMPLAINTS: usize = 1024;
-/// The longest an address that keeps giving wrong pairing codes is locked out.
-const MAX_LOCKOUT: Duration = Duration::from_secs(60);
 /// After a failed accept (out of file descriptors and the like), wait this long and try again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// Connections served at once beyond `--max-viewers`: a page loading its files, a login, a
@@ -436,8 +434,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Addresses that gave wrong pairing codes: each failure in a row locks the address out for
-/// twice as long as the last (1 s, 2 s, 4 s … up to a minute), so guessing a code costs time
-/// while a person who mistyped it is barely slowed.
+/// [`secure::lockout_after`] that many.
 #[derive(Default)]
 struct WrongCodes {
     failures: HashMap<IpAddr, (u32, Instant)>,
@@ -448,7 +445,7 @@ impl WrongCodes {
     fn failed(&mut self, ip: IpAddr, now: Instant) -> u32 {
         if self.failures.len() >= MAX_REMEMBERED_COMPLAINTS {
             self.failures
-                .retain(|_, (_, last)| now.duration_since(*last) < MAX_LOCKOUT);
+                .retain(|_, (_, last)| now.duration_since(*last) < secure::MAX_LOCKOUT);
         }
         let entry = self.failures.entry(ip).or_insert((0, now));
         *entry = (entry.0.saturating_add(1), now);
@@ -458,7 +455,7 @@ impl WrongCodes {
     /// How long `ip` must still wait before it may try again, if at all.
     fn lockout(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let (failures, last) = self.failures.get(&ip)?;
-        let lockout = Duration::from_secs(1u64 << (failures - 1).min(6)).min(MAX_LOCKOUT);
+        let lockout = secure::lockout_after(*failures);
         (*last + lockout)
             .checked_duration_since(now)
             .filter(|d| !d.is_zero())

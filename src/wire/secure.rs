@@ -24,6 +24,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
+use std::time::Duration;
 
 /// Bytes an AEAD tag adds to a sealed message.
 pub const TAG_LEN: usize = 16;
@@ -59,6 +60,17 @@ pub fn is_code_mismatch(error: &anyhow::Error) -> bool {
     error
         .chain()
         .any(|cause| cause.downcast_ref::<SecureError>() == Some(&SecureError::CodeMismatch))
+}
+
+/// The longest a sender locks out an address that keeps giving wrong pairing codes.
+pub const MAX_LOCKOUT: Duration = Duration::from_secs(60);
+
+/// How long a sender locks out an address after `failures` wrong codes in a row: twice as long
+/// as the last (1 s, 2 s, 4 s … up to [`MAX_LOCKOUT`]), so guessing costs time while a person
+/// who mistyped is barely slowed. Here, not in the sender, so that a receiver whose user typed
+/// a code can tell them how long to wait.
+pub fn lockout_after(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MAX_LOCKOUT)
 }
 
 /// A fresh one-time pairing code like `37-noble-otter`: a number and two words, about 27 bits.
