@@ -325,3 +325,69 @@ fn a_stalled_tab_does_not_slow_a_receiver() {
     drop(viewer);
     sender.finish();
 }
+
+#[test]
+fn wrong_codes_from_many_addresses_share_one_budget() {
+    use camstream::config::PairingMode;
+    use camstream::receiver::{self, ReceiverConfig};
+    use camstream::stats::ReceiverStats;
+    use camstream::{error_line, Stop};
+    let sender = paired_sender(Codec::Jpeg);
+    let from = |n: u8, code: &str, once: bool| ReceiverConfig {
+        bind: Some(SocketAddr::from(([127, 0, 0, n], 0))),
+        pairing: PairingMode::Code(code.to_owned()),
+        once,
+        ..receiver_config(sender.addr, 3)
+    };
+    let run = |config: &ReceiverConfig, stats: &mut ReceiverStats| {
+        receiver::run(config, &Stop::default(), stats)
+    };
+    // Four wrong codes from four addresses, and a fifth as a basic-auth password from another:
+    // each address is locked out only on its own, and all five spend the burst.
+    for n in 2..=5 {
+        let err = run(
+            &from(n, "1-wrong-code", true),
+            &mut ReceiverStats::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error_line(&err).ends_with("pairing code did not match"),
+            "{}",
+            error_line(&err)
+        );
+    }
+    let guessed = https(
+        sender.addr,
+        "/metrics",
+        &["--interface", "127.0.0.6", "-u", ":1-wrong-code"],
+    );
+    assert_eq!(guessed.status, 401, "{}", guessed.head);
+    // The sender has counted the last one by the time it answered; now nobody may pair for a
+    // while, not even with the right code, and a receiver is told why.
+    let err = run(&from(7, TEST_CODE, true), &mut ReceiverStats::default()).unwrap_err();
+    let line = error_line(&err);
+    let wait: u32 = line
+        .strip_suffix(" s")
+        .and_then(|rest| rest.rsplit_once("busy: too many wrong codes lately, try in "))
+        .and_then(|(_, seconds)| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((1..=6).contains(&wait), "{line}");
+    // A login from yet another address waits too.
+    let code = format!(":{TEST_CODE}");
+    let login = https(
+        sender.addr,
+        "/metrics",
+        &["--interface", "127.0.0.8", "-u", &code],
+    );
+    assert_eq!(login.status, 429, "{}", login.head);
+    // Without --once a receiver waits it out (a guess every 6 s for everyone) and is served.
+    let started = std::time::Instant::now();
+    let mut stats = ReceiverStats::default();
+    run(&from(9, TEST_CODE, false), &mut stats).unwrap();
+    assert_eq!(stats.report().frames, 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(u64::from(wait) - 1),
+        "served after {:?}, {wait} s early",
+        started.elapsed()
+    );
+}

@@ -1,7 +1,8 @@
 //! Who gets in: the accept loop, the checks on every new connection (`--allow`, a bound on
 //! connections), one thread per connection that tells a receiver from a browser by its first
-//! byte, the checks on viewers (wrong-code lockouts, `--max-viewers` seats, counted for every
-//! kind of viewer), and refusals logged once a minute per address and kind, so a flood of
+//! byte, the checks on viewers (wrong-code lockouts per address and a budget of wrong codes all
+//! addresses share, `--max-viewers` seats, counted for every kind of viewer), a receiver told
+//! why it is refused, and refusals logged once a minute per address and kind, so a flood of
 //! connections cannot flood the log.
 
 use super::sinks::flight::stalled;
@@ -76,7 +77,7 @@ impl Admission {
             max_viewers,
             seats: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
-            wrong_codes: Mutex::default(),
+            wrong_codes: Mutex::new(WrongCodes::new(Instant::now())),
             complaints: Mutex::default(),
         }
     }
@@ -90,9 +91,14 @@ impl Admission {
         hold(&self.seats, self.max_viewers)
     }
 
-    /// How long `peer` must still wait after wrong pairing codes, if at all.
+    /// How long `peer` must still wait before trying a pairing code, if at all: after its own
+    /// wrong codes, or everyone's.
     pub(super) fn lockout(&self, peer: SocketAddr) -> Option<Duration> {
-        lock(&self.wrong_codes).lockout(canonical(peer.ip()), Instant::now())
+        self.barred(peer).map(Barred::wait)
+    }
+
+    fn barred(&self, peer: SocketAddr) -> Option<Barred> {
+        lock(&self.wrong_codes).barred(canonical(peer.ip()), Instant::now())
     }
 
     /// Counts a wrong pairing code from `peer`; returns how many in a row.
@@ -153,16 +159,21 @@ impl Admission {
     /// A seat for a receiver from `peer`, unless it is locked out or the sender is full: then
     /// why not, to tell it; logs it too.
     fn seat_for_receiver(&self, peer: SocketAddr) -> Result<Held<'_>, RefusalReason> {
-        if let Some(wait) = self.lockout(peer) {
-            self.complain(peer, "pairing lockout", || {
+        if let Some(barred) = self.barred(peer) {
+            let (about, whose) = match barred {
+                Barred::LockedOut(_) => ("pairing lockout", "too many wrong pairing codes"),
+                Barred::Busy(_) => (
+                    "pairing budget",
+                    "too many wrong pairing codes from all addresses lately",
+                ),
+            };
+            self.complain(peer, about, || {
                 format!(
-                    "refused connection from {peer}: too many wrong pairing codes; next try allowed in {} s",
-                    wait.as_secs_f64().ceil()
+                    "refused connection from {peer}: {whose}; next try allowed in {} s",
+                    whole_seconds(barred.wait())
                 )
             });
-            return Err(RefusalReason::LockedOut {
-                wait_s: whole_seconds(wait),
-            });
+            return Err(barred.reason());
         }
         self.seat().ok_or_else(|| {
             self.complain(peer, "--max-viewers", || {
@@ -433,16 +444,50 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Why nobody, or this address, may try a pairing code now, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Barred {
+    /// This address gave wrong codes ([`secure::lockout_after`]).
+    LockedOut(Duration),
+    /// Too many wrong codes from all addresses together lately ([`GuessBudget`]).
+    Busy(Duration),
+}
+
+impl Barred {
+    fn wait(self) -> Duration {
+        match self {
+            Barred::LockedOut(wait) | Barred::Busy(wait) => wait,
+        }
+    }
+
+    /// What a receiver is told.
+    fn reason(self) -> RefusalReason {
+        let wait_s = whole_seconds(self.wait());
+        match self {
+            Barred::LockedOut(_) => RefusalReason::LockedOut { wait_s },
+            Barred::Busy(_) => RefusalReason::Busy { wait_s },
+        }
+    }
+}
+
 /// Addresses that gave wrong pairing codes: each failure in a row locks the address out for
-/// [`secure::lockout_after`] that many.
-#[derive(Default)]
+/// [`secure::lockout_after`] that many. Each also spends the budget all addresses share.
 struct WrongCodes {
     failures: HashMap<IpAddr, (u32, Instant)>,
+    budget: GuessBudget,
 }
 
 impl WrongCodes {
+    fn new(now: Instant) -> Self {
+        WrongCodes {
+            failures: HashMap::new(),
+            budget: GuessBudget::new(now),
+        }
+    }
+
     /// Counts a failure from `ip`; returns how many in a row.
     fn failed(&mut self, ip: IpAddr, now: Instant) -> u32 {
+        self.budget.spend(now);
         if self.failures.len() >= MAX_REMEMBERED_COMPLAINTS {
             self.failures
                 .retain(|_, (_, last)| now.duration_since(*last) < secure::MAX_LOCKOUT);
@@ -452,13 +497,61 @@ impl WrongCodes {
         entry.0
     }
 
-    /// How long `ip` must still wait before it may try again, if at all.
-    fn lockout(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let (failures, last) = self.failures.get(&ip)?;
-        let lockout = secure::lockout_after(*failures);
-        (*last + lockout)
-            .checked_duration_since(now)
-            .filter(|d| !d.is_zero())
+    /// Why `ip` may not try a code now, if it may not: its own lockout first, as the one it can
+    /// do something about.
+    fn barred(&mut self, ip: IpAddr, now: Instant) -> Option<Barred> {
+        let lockout = self.failures.get(&ip).and_then(|(failures, last)| {
+            (*last + secure::lockout_after(*failures))
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+        });
+        lockout
+            .map(Barred::LockedOut)
+            .or_else(|| self.budget.wait(now).map(Barred::Busy))
+    }
+}
+
+/// Wrong pairing codes allowed in a burst from all addresses together...
+const BUDGET_BURST: f64 = 5.0;
+/// ...and after it, at most this many a minute. Per-address lockouts alone let 1,000 addresses
+/// guess 1,000 times as fast; this caps everyone together at a rate that makes guessing a code
+/// take decades (README, Security), while a person who mistypes is never near it.
+const BUDGET_PER_MINUTE: f64 = 10.0;
+
+/// The budget of failed pairings shared by all addresses: a token bucket of
+/// [`BUDGET_BURST`] refilled at [`BUDGET_PER_MINUTE`]. A failure spends a token; with less than
+/// one left, nobody may try until it refills. Pairings already under way when it ran out may
+/// still fail and put it in debt, which is waited off the same way, so the rate holds.
+struct GuessBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl GuessBudget {
+    fn new(now: Instant) -> Self {
+        GuessBudget {
+            tokens: BUDGET_BURST,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned =
+            now.saturating_duration_since(self.at).as_secs_f64() * BUDGET_PER_MINUTE / 60.0;
+        self.tokens = (self.tokens + earned).min(BUDGET_BURST);
+        self.at = self.at.max(now);
+    }
+
+    fn spend(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens -= 1.0;
+    }
+
+    /// How long until anyone may try again, if the budget is spent.
+    fn wait(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        (self.tokens < 1.0)
+            .then(|| Duration::from_secs_f64((1.0 - self.tokens) * 60.0 / BUDGET_PER_MINUTE))
     }
 }
 
@@ -482,6 +575,47 @@ mod tests {
         let later = start + COMPLAINT_PERIOD;
         assert_eq!(complaints.note(ip, "--allow", later), Some(300));
         assert_eq!(complaints.note(ip, "--allow", later), None);
+    }
+
+    #[test]
+    fn wrong_codes_from_many_addresses_share_one_budget() {
+        let start = Instant::now();
+        let mut wrong = WrongCodes::new(start);
+        let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
+        // A burst of five, each from a new address: each locked out alone, nobody else.
+        for n in 1..=5 {
+            assert_eq!(wrong.barred(ip(n), start), None, "try {n}");
+            wrong.failed(ip(n), start);
+            assert!(matches!(
+                wrong.barred(ip(n), start),
+                Some(Barred::LockedOut(_))
+            ));
+        }
+        // Then nobody, for one refill: 6 s at 10 a minute.
+        assert_eq!(
+            wrong.barred(ip(6), start),
+            Some(Barred::Busy(Duration::from_secs(6)))
+        );
+        assert_eq!(
+            wrong.barred(ip(6), start).map(Barred::reason),
+            Some(RefusalReason::Busy { wait_s: 6 })
+        );
+        let later = start + Duration::from_secs(6);
+        assert_eq!(wrong.barred(ip(6), later), None);
+        // Over ten minutes from a thousand addresses: the burst plus ten a minute, no more.
+        let mut failed = 0;
+        for tick in 0..6000u32 {
+            let now = later + Duration::from_millis(100) * tick;
+            let from = ip((tick % 250) as u8);
+            if wrong.barred(from, now).is_none() {
+                wrong.failed(from, now);
+                failed += 1;
+            }
+        }
+        assert!(
+            (100..=101).contains(&failed),
+            "{failed} guesses in 10 minutes"
+        );
     }
 
     #[test]
