@@ -55,7 +55,8 @@ struct Args {
     /// End the stream after N frames have gone out to receivers
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
-    /// Receivers served at once; more are refused with a log line
+    /// Viewers served at once (receivers and browsers); a receiver beyond it is told the sender
+    /// is full, and waits
     #[arg(long, value_name = "N", default_value_t = sender::DEFAULT_MAX_VIEWERS,
           value_parser = clap::value_parser!(u16).range(1..))]
     max_viewers: u16,

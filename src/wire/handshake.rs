@@ -20,7 +20,7 @@ use crate::stats::unix_micros;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A peer has this long to say its part of the handshake before it is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -209,10 +209,16 @@ pub fn refuse(stream: &TcpStream, greeting: &Greeting, reason: RefusalReason) ->
         Ok(_) => writer.write_message(&Message::Refusal(protocol::Refusal::new(reason)))?,
     };
     stream.shutdown(std::net::Shutdown::Write)?;
-    stream.set_read_timeout(Some(REFUSAL_LINGER))?;
-    // Whatever it still sends (its pairing message) is read and dropped until it closes.
+    // Whatever it still sends (its pairing message) is read and dropped until it closes, for
+    // at most the linger in all, however much a hostile peer keeps sending.
+    let deadline = Instant::now() + REFUSAL_LINGER;
     let mut rest = [0u8; 512];
-    while matches!(std::io::Read::read(&mut &*stream, &mut rest), Ok(1..)) {}
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if !matches!(std::io::Read::read(&mut &*stream, &mut rest), Ok(1..)) {
+            break;
+        }
+    }
     Ok(())
 }
 
