@@ -50,14 +50,7 @@ fn spawn_sender(extra: &[&str]) -> (Program, String) {
 
 /// A sender that has been started, with the address its "listening on" line gives.
 fn started_sender(sender: Program) -> (Program, String) {
-    let line = sender.wait_for_line("sender: listening on ");
-    let addr = line
-        .strip_prefix("sender: listening on ")
-        .expect("the line starts with it")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let addr = common::listening_addr(&sender);
     (sender, addr)
 }
 
