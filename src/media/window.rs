@@ -119,12 +119,8 @@ impl Drop for Window {
 /// SIGNAL"). The first line is large, the rest smaller; each is shrunk to fit the width.
 pub fn draw_card(width: u32, height: u32, lines: &[String], out: &mut Vec<u8>) -> Result<()> {
     let size = core::Size::new(width as i32, height as i32);
-    let mut card = Mat::new_size_with_default(
-        size,
-        core::CV_8UC3,
-        core::Scalar::new(40.0, 32.0, 32.0, 0.0),
-    )
-    .context("drawing a card")?;
+    let mut card =
+        Mat::new_size_with_default(size, core::CV_8UC3, BACKGROUND).context("drawing a card")?;
     let (w, h) = (f64::from(width), f64::from(height));
     let font = imgproc::FONT_HERSHEY_SIMPLEX;
     let mut y = h * 0.35;
@@ -134,19 +130,8 @@ pub fn draw_card(width: u32, height: u32, lines: &[String], out: &mut Vec<u8>) -
         let unit =
             imgproc::get_text_size(line, font, 1.0, 1, &mut baseline).context("drawing a card")?;
         let scale = wanted.min(w * 0.88 / f64::from(unit.width.max(1)));
-        let thickness = ((2.0 * scale).round() as i32).max(1);
-        imgproc::put_text(
-            &mut card,
-            line,
-            core::Point::new((w * 0.06) as i32, y as i32),
-            font,
-            scale,
-            core::Scalar::new(235.0, 235.0, 235.0, 0.0),
-            thickness,
-            imgproc::LINE_AA,
-            false,
-        )
-        .context("drawing a card")?;
+        let at = core::Point::new((w * 0.06) as i32, y as i32);
+        write_text(&mut card, line, at, scale).context("drawing a card")?;
         y += f64::from(unit.height) * wanted * 2.2;
     }
     out.clear();
@@ -182,8 +167,7 @@ pub fn draw_label(
     let (w, h) = (f64::from(width), f64::from(height));
     let scale =
         (h * share / f64::from(unit.height.max(1))).min(w * 0.9 / f64::from(unit.width.max(1)));
-    let thickness = ((2.0 * scale).round() as i32).max(1);
-    let size = imgproc::get_text_size(&template, font, scale, thickness, &mut baseline)?;
+    let size = imgproc::get_text_size(&template, font, scale, thickness(scale), &mut baseline)?;
     let pad = (size.height / 3).max(2);
     let boxed = core::Size::new(size.width + 2 * pad, size.height + baseline + 2 * pad);
     let corner = match top {
@@ -196,21 +180,41 @@ pub fn draw_label(
     imgproc::rectangle(
         &mut picture,
         core::Rect::from_point_size(corner, boxed),
-        core::Scalar::new(40.0, 32.0, 32.0, 0.0),
+        BACKGROUND,
         imgproc::FILLED,
         imgproc::LINE_8,
         0,
     )?;
+    let at = core::Point::new(corner.x + pad, corner.y + pad + size.height);
+    write_text(&mut picture, text, at, scale).with_context(|| format!("drawing {text:?}"))
+}
+
+/// Cards and labels: light grey text on a dark background.
+const BACKGROUND: core::Scalar = core::Scalar::new(40.0, 32.0, 32.0, 0.0);
+const TEXT: core::Scalar = core::Scalar::new(235.0, 235.0, 235.0, 0.0);
+
+/// Strokes thick enough to stay legible at `scale`.
+fn thickness(scale: f64) -> i32 {
+    ((2.0 * scale).round() as i32).max(1)
+}
+
+/// Writes `text` (its baseline starting `at`) in the cards' font at `scale`.
+fn write_text(
+    picture: &mut impl core::ToInputOutputArray,
+    text: &str,
+    at: core::Point,
+    scale: f64,
+) -> opencv::Result<()> {
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
     imgproc::put_text(
-        &mut picture,
+        picture,
         text,
-        core::Point::new(corner.x + pad, corner.y + pad + size.height),
+        at,
         font,
         scale,
-        core::Scalar::new(235.0, 235.0, 235.0, 0.0),
-        thickness,
+        TEXT,
+        thickness(scale),
         imgproc::LINE_AA,
         false,
     )
-    .with_context(|| format!("drawing {text:?}"))
 }
