@@ -9,8 +9,11 @@ cargo build --release --quiet
 bin=target/release
 port=${CAMSTREAM_DEMO_PORT:-9999}
 
-receiver_args=(--connect "127.0.0.1:$port" --stats)
-sender_args=(--listen "127.0.0.1:$port" --source test:1280x720)
+# Two 960x540 windows fit side by side on a 1920-wide screen: the sender's preview at the left,
+# the receiver's beside it, so one photo of the screen shows both capture times (the pattern
+# draws its own under a preview) and the latency is their difference.
+receiver_args=(--connect "127.0.0.1:$port" --stats --window-at 970,0)
+sender_args=(--listen "127.0.0.1:$port" --source test:960x540)
 if [[ -z "${DISPLAY:-}" ]]; then
   echo "demo: no display; running headless for 150 frames" >&2
   receiver_args+=(--headless --frames 150)

@@ -23,10 +23,10 @@ pub fn init_logging(program: &'static str) {
 }
 
 /// What both programs do before streaming: decide whether a window can open (saying why not,
-/// and how to quit instead), quiet OpenCV's own logging, and wire Ctrl-C, SIGTERM and `q` + Enter
+/// and how to quit instead), quiet OpenCV's and FFmpeg's own logging, and wire Ctrl-C, SIGTERM and `q` + Enter
 /// to the returned stop signal. Returns whether to open `window_name`.
 pub fn start(window_wanted: bool, window_name: &str) -> Result<(bool, Stop)> {
-    crate::media::quiet_opencv_logs();
+    crate::media::quiet_library_logs();
     let window = window_wanted
         && match crate::media::window::display_unavailable() {
             None => true,

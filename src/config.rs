@@ -300,6 +300,14 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// A window's place on the screen, `X,Y`: its top-left corner in pixels.
+pub fn parse_position(text: &str) -> Result<(i32, i32), String> {
+    let parsed = text
+        .split_once(',')
+        .and_then(|(x, y)| Some((x.trim().parse().ok()?, y.trim().parse().ok()?)));
+    parsed.ok_or_else(|| format!("invalid position \"{text}\": expected X,Y in pixels, like 660,0"))
+}
+
 /// JPEG quality, 1-100.
 pub fn parse_quality(text: &str) -> Result<u8, String> {
     match text.parse::<u8>() {
@@ -614,6 +622,10 @@ mod tests {
 
     #[test]
     fn numbers() {
+        assert_eq!(parse_position("660,0"), Ok((660, 0)));
+        assert_eq!(parse_position("-5, 20"), Ok((-5, 20)));
+        assert!(parse_position("660").is_err());
+        assert!(parse_position("a,b").is_err());
         assert_eq!(parse_quality("80"), Ok(80));
         assert!(parse_quality("0").is_err());
         assert!(parse_quality("101").is_err());

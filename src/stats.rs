@@ -19,6 +19,22 @@ pub fn unix_micros(at: SystemTime) -> u64 {
 
 /// The local time of day, `HH:MM:SS`, for messages a person reads.
 pub fn clock_time(at: SystemTime) -> String {
+    let (time, zone) = time_of_day(at);
+    format!("{time}{zone}")
+}
+
+/// The local time of day to the millisecond, `HH:MM:SS.mmm`: what the test pattern shows.
+pub fn clock_time_ms(at: SystemTime) -> String {
+    let (time, zone) = time_of_day(at);
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .subsec_millis();
+    format!("{time}.{millis:03}{zone}")
+}
+
+/// `HH:MM:SS` in local time, or in UTC when the local time cannot be had, with " UTC" to say so.
+fn time_of_day(at: SystemTime) -> (String, &'static str) {
     let seconds = at
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -29,14 +45,16 @@ pub fn clock_time(at: SystemTime) -> String {
     let converted = unsafe { !libc::localtime_r(&seconds, &mut tm).is_null() };
     if !converted {
         let of_day = seconds.rem_euclid(86_400);
-        return format!(
-            "{:02}:{:02}:{:02} UTC",
+        let time = format!(
+            "{:02}:{:02}:{:02}",
             of_day / 3600,
             of_day / 60 % 60,
             of_day % 60
         );
+        return (time, " UTC");
     }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    let time = format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+    (time, "")
 }
 
 /// Latencies are kept in a histogram (1 µs to 1 h, 3 significant digits): fixed memory however
@@ -116,6 +134,11 @@ pub struct ReceiverReport {
 impl ReceiverStats {
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Frames that never arrived, so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// A new connection numbers its frames from 0 again: no gap to the last stream's frames.

@@ -88,9 +88,18 @@ fn windows_show_video_and_q_quits_each_program() {
             "--stats",
             "--code",
             &code,
+            "--window-at",
+            "330,0",
         ],
     );
     let receiver_window = find_window("RECEIVING VIDEO", &receiver);
+    // Beside the sender's preview, not on top of it (Xvfb has no window manager to move it).
+    let geometry = Command::new("xdotool")
+        .args(["getwindowgeometry", &receiver_window])
+        .output()
+        .unwrap();
+    let geometry = String::from_utf8_lossy(&geometry.stdout);
+    assert!(geometry.contains("Position: 330,0"), "{geometry}");
     std::thread::sleep(Duration::from_secs(2));
     if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
         let _ = Command::new("import")

@@ -233,12 +233,10 @@ fn a_looped_file_plays_again_from_its_first_frame() {
     sender.join();
 }
 
-#[test]
-fn a_damaged_file_is_played_past_its_damage() {
-    let dir = TempDir::new("damaged");
+/// A 90-frame video file in `dir` whose middle third is scrambled, deterministically.
+fn damaged_clip(dir: &TempDir) -> std::path::PathBuf {
     let clip = dir.0.join("clip.avi");
     write_pattern_video(&clip, 160, 120, 90, 200.0);
-    // Scramble the middle third of the file, deterministically.
     let mut bytes = std::fs::read(&clip).unwrap();
     let (from, to) = (bytes.len() * 3 / 10, bytes.len() * 6 / 10);
     let mut state = 2_463_534_242u32;
@@ -249,6 +247,13 @@ fn a_damaged_file_is_played_past_its_damage() {
         *byte = state as u8;
     }
     std::fs::write(&clip, bytes).unwrap();
+    clip
+}
+
+#[test]
+fn a_damaged_file_is_played_past_its_damage() {
+    let dir = TempDir::new("damaged");
+    let clip = damaged_clip(&dir);
     let sender = start_sender(config(clip.to_str().unwrap(), Codec::Raw));
     let (_, frames, ended) = watch(sender.addr, usize::MAX);
     assert!(ended, "the end of the file ends the stream cleanly");
@@ -260,6 +265,48 @@ fn a_damaged_file_is_played_past_its_damage() {
         frames.len()
     );
     sender.join();
+}
+
+#[test]
+fn a_damaged_file_does_not_bury_the_programs_own_lines() {
+    let dir = TempDir::new("damaged-log");
+    let clip = damaged_clip(&dir);
+    let sender = Program::spawn(
+        env!("CARGO_BIN_EXE_sender"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            clip.to_str().unwrap(),
+            "--no-preview",
+            "--insecure",
+        ],
+    );
+    let addr = listening_addr(&sender);
+    let receiver = Program::spawn(
+        env!("CARGO_BIN_EXE_receiver"),
+        &["--connect", &addr, "--headless", "--insecure", "--once"],
+    );
+    let received = receiver.wait_with_output();
+    let receiver_log = String::from_utf8_lossy(&received.stderr).into_owned();
+    assert!(received.status.success(), "{receiver_log}");
+    sender.wait_for_line("ending the stream");
+    let log = sender.log();
+    // FFmpeg's line for each damaged frame is counted, not printed: one line says so.
+    assert!(
+        !log.lines().any(|line| line.starts_with('[')),
+        "FFmpeg's own lines:\n{log}"
+    );
+    let reports = log
+        .lines()
+        .filter(|l| l.contains("FFmpeg reported"))
+        .count();
+    assert_eq!(reports, 1, "the sender said:\n{log}");
+    assert!(log.lines().count() <= 16, "the sender said:\n{log}");
+    assert!(
+        receiver_log.lines().count() <= 10,
+        "the receiver said:\n{receiver_log}"
+    );
 }
 
 /// A live source reading a fake camera that delivers a frame every 5 ms.
@@ -312,6 +359,29 @@ fn an_unplugged_source_is_lost_then_reopened() {
     mode.store(WORKING, Ordering::SeqCst);
     let back = take_until(&mut source, |n| matches!(n, Next::Frame(_)));
     assert!(matches!(back, Next::Frame(_)), "{back:?}");
+}
+
+#[test]
+fn a_camera_that_comes_back_at_another_size_is_scaled_to_the_stream() {
+    let (sender, camera) = start_camera_sender(TcpListener::bind("127.0.0.1:0").unwrap());
+    let mut viewer = TestViewer::connect(sender.addr);
+    assert_eq!((viewer.hello.width, viewer.hello.height), (160, 120));
+    frame_where(&mut viewer, is_pattern);
+    camera.store(UNPLUGGED, Ordering::SeqCst);
+    frame_where(&mut viewer, |f| !is_pattern(f));
+    camera.store(BIGGER, Ordering::SeqCst);
+    // The camera's 320x240 pictures arrive at the stream's 160x120 (the viewer checks every
+    // frame against the hello), as video again, not the dark card.
+    let (back, took) = frame_where(&mut viewer, |f| brightness(&f.data) > 80);
+    assert!(took < Duration::from_secs(6), "back after {took:?}");
+    for frame in std::iter::once(back).chain((0..10).map(|_| frame_where(&mut viewer, |_| true).0))
+    {
+        assert_eq!((frame.header.width, frame.header.height), (160, 120));
+        assert_eq!(frame.data.len(), 160 * 120 * 3);
+        assert!(brightness(&frame.data) > 80, "frame {}", frame.header.seq);
+    }
+    drop(viewer);
+    sender.finish();
 }
 
 #[test]

@@ -33,6 +33,9 @@ struct Args {
     /// No window: receive and decode only (quit with q + Enter or Ctrl-C)
     #[arg(long)]
     headless: bool,
+    /// Place the window's top-left corner at X,Y on the screen (beside the sender's preview)
+    #[arg(long, value_name = "X,Y", value_parser = config::parse_position)]
+    window_at: Option<(i32, i32)>,
     /// Exit after showing N frames
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
@@ -87,6 +90,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
         connect,
         bind: args.bind,
         window: false,
+        window_at: args.window_at,
         frames: args.frames,
         record: args.record.clone(),
         frame_log: args.frame_log.clone(),

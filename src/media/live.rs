@@ -3,7 +3,7 @@
 //! rate), a read that fails or blocks is noticed within [`SIGNAL_TIMEOUT`], and a lost source is
 //! reopened every [`REOPEN_INTERVAL`] until it is back, while the sender keeps serving.
 
-use super::source::{Capture, Next, Opener};
+use super::source::{Capture, Next, Opener, Scaled};
 use crate::{error_line, lock};
 use anyhow::anyhow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -248,14 +248,15 @@ impl Reader {
         match opened {
             Ok(capture) if capture.size() == self.size => Some(capture),
             Ok(capture) => {
+                // The stream keeps its hello: receivers and recordings need not follow a change.
                 let (width, height) = capture.size();
                 log::warn!(
-                    "{} came back at {width}x{height}, but the stream is {}x{}; trying again",
+                    "{} came back at {width}x{height}; scaling to the stream's {}x{}",
                     self.name,
                     self.size.0,
                     self.size.1
                 );
-                None
+                Some(Box::new(Scaled::new(capture, self.size)))
             }
             Err(e) => {
                 log::debug!("reopening {}: {}", self.name, error_line(&e));

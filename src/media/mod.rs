@@ -12,6 +12,7 @@
 //! - [`window`]: highgui windows and the cards shown instead of video.
 //! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
 //!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
+//! - `logs`: FFmpeg's and OpenCV's own log lines, counted and quieted.
 //! - [`fmp4`]: the frames as fragmented MP4 for a browser's Media Source Extensions (bytes
 //!   only): an init segment, then one fragment per frame.
 
@@ -19,6 +20,7 @@ pub mod codec;
 mod convert;
 pub mod fmp4;
 pub mod live;
+mod logs;
 pub mod pattern;
 pub mod recorder;
 pub mod remux;
@@ -28,8 +30,10 @@ pub mod window;
 
 use anyhow::{anyhow, Context, Result};
 use opencv::boxed_ref::BoxedRef;
-use opencv::core::{self, Mat, Vec3b};
+use opencv::core::{Mat, Vec3b};
 use std::sync::OnceLock;
+
+pub use logs::quiet_library_logs;
 
 /// A picture as 8-bit blue, green, red rows with no padding (OpenCV's `CV_8UC3`).
 #[derive(Debug, Clone, Copy)]
@@ -78,14 +82,8 @@ pub(crate) fn init_ffmpeg() -> Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = INIT.get_or_init(|| {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+        quiet_library_logs();
         ffmpeg_next::init().map_err(|e| e.to_string())
     });
     result.clone().map_err(|e| anyhow!("starting FFmpeg: {e}"))
-}
-
-/// OpenCV's own warnings (a missing camera backend, a codec probe) go to stderr and would bury
-/// our one-line errors; we report what matters ourselves.
-pub fn quiet_opencv_logs() {
-    // Failing to change the log level leaves the default: noisier, not wrong.
-    let _ = core::set_log_level(core::LogLevel::LOG_LEVEL_ERROR);
 }

@@ -5,7 +5,9 @@
 
 use super::live::LiveSource;
 use super::pattern::TestPattern;
+use super::window::draw_label;
 use crate::config::SourceSpec;
+use crate::stats::clock_time_ms;
 use anyhow::{bail, Context, Result};
 use opencv::core::{self, Mat};
 use opencv::prelude::*;
@@ -54,6 +56,10 @@ pub struct Source {
     native_fps: Option<f64>,
     is_file: bool,
     reading: Reading,
+    /// The test pattern, which can show its capture time.
+    is_pattern: bool,
+    /// Each picture shows its capture time ([`Source::show_capture_time`]).
+    shows_time: bool,
 }
 
 enum Reading {
@@ -67,13 +73,16 @@ impl Source {
     /// Opens what `--source` names; an error here is the user's to fix.
     pub fn open(spec: &SourceSpec) -> Result<Source> {
         match spec {
-            SourceSpec::TestPattern { width, height } => Ok(Self::on_demand(
-                Box::new(PatternCapture {
-                    pattern: TestPattern::new(*width, *height),
-                    seq: 0,
-                }),
-                false,
-            )),
+            SourceSpec::TestPattern { width, height } => Ok(Source {
+                is_pattern: true,
+                ..Self::on_demand(
+                    Box::new(PatternCapture {
+                        pattern: TestPattern::new(*width, *height),
+                        seq: 0,
+                    }),
+                    false,
+                )
+            }),
             SourceSpec::Camera(index) => {
                 let index = *index;
                 Self::live(Box::new(move || OpenCvCapture::camera(index)))
@@ -109,6 +118,8 @@ impl Source {
             native_fps: capture.native_fps(),
             is_file,
             reading: reading(capture),
+            is_pattern: false,
+            shows_time: false,
         }
     }
 
@@ -155,20 +166,36 @@ impl Source {
         matches!(self.reading, Reading::Live(_))
     }
 
+    /// Has the test pattern (no other source) draw each picture's capture time on it, in large
+    /// digits (local time, `HH:MM:SS.mmm`): a photo of the sender's preview beside a receiver's
+    /// window then shows the latency between them. Frames are then no longer a function of
+    /// their number alone, so this is for people, not for the tests that rebuild frames.
+    pub fn show_capture_time(&mut self) {
+        self.shows_time = self.is_pattern;
+    }
+
     /// The next picture into `out`. A live source waits up to `wait` for one.
     pub fn next_into(&mut self, out: &mut Vec<u8>, wait: Duration) -> Result<Next> {
         match &mut self.reading {
             Reading::OnDemand(capture) => {
                 let captured_at = SystemTime::now();
-                Ok(match capture.read_into(out)? {
-                    true => Next::Frame(captured_at),
-                    false => Next::Ended,
-                })
+                if !capture.read_into(out)? {
+                    return Ok(Next::Ended);
+                }
+                if self.shows_time {
+                    let time = clock_time_ms(captured_at);
+                    draw_label(self.size, out, &time, CAPTURE_TIME_HEIGHT, false)?;
+                }
+                Ok(Next::Frame(captured_at))
             }
             Reading::Live(live) => Ok(live.next_into(out, wait)),
         }
     }
 }
+
+/// The capture time on the test pattern is this share of the picture's height: large enough to
+/// read in a photo of a screen.
+const CAPTURE_TIME_HEIGHT: f64 = 0.09;
 
 /// The test pattern as a capture: frame `n` is the pattern's frame `n`, so a test can rebuild
 /// every frame from its sequence number.
@@ -193,6 +220,78 @@ impl Capture for PatternCapture {
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         self.pattern.render(self.seq, out);
         self.seq += 1;
+        Ok(true)
+    }
+}
+
+/// A capture whose pictures are scaled to another size: a camera that came back at another
+/// size than the stream it feeds.
+pub(crate) struct Scaled {
+    inner: Box<dyn Capture>,
+    size: (u32, u32),
+    /// The picture as the capture delivered it.
+    read: Vec<u8>,
+    scaled: Mat,
+}
+
+impl Scaled {
+    pub(crate) fn new(inner: Box<dyn Capture>, size: (u32, u32)) -> Scaled {
+        Scaled {
+            inner,
+            size,
+            read: Vec::new(),
+            scaled: Mat::default(),
+        }
+    }
+}
+
+impl Capture for Scaled {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.inner.native_fps()
+    }
+
+    fn silence_limit(&self) -> Duration {
+        self.inner.silence_limit()
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if !self.inner.read_into(&mut self.read)? {
+            return Ok(false);
+        }
+        let (from, to) = (self.inner.size(), self.size);
+        let name = self.inner.name();
+        let picture = super::Picture::new(from.0, from.1, &self.read);
+        // Averaging the pixels a smaller picture drops keeps it sharp without aliasing;
+        // growing, interpolating between them is enough.
+        let shrinking = u64::from(to.0) * u64::from(to.1) < u64::from(from.0) * u64::from(from.1);
+        let interpolation = match shrinking {
+            true => imgproc::INTER_AREA,
+            false => imgproc::INTER_LINEAR,
+        };
+        imgproc::resize(
+            &picture.as_mat()?,
+            &mut self.scaled,
+            core::Size::new(to.0 as i32, to.1 as i32),
+            0.0,
+            0.0,
+            interpolation,
+        )
+        .with_context(|| {
+            format!(
+                "scaling {name} from {}x{} to {}x{}",
+                from.0, from.1, to.0, to.1
+            )
+        })?;
+        out.clear();
+        out.extend_from_slice(self.scaled.data_bytes()?);
         Ok(true)
     }
 }
@@ -341,4 +440,42 @@ fn to_bgr<'a>(frame: &'a Mat, converted: &'a mut Mat) -> Result<&'a Mat> {
     };
     imgproc::cvt_color_def(frame, converted, code)?;
     Ok(converted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_shows_its_capture_time_at_its_foot_and_nowhere_else() {
+        let (width, height) = (320u32, 240u32);
+        let mut source = Source::open(&SourceSpec::TestPattern { width, height }).unwrap();
+        source.show_capture_time();
+        let row = width as usize * 3;
+        let mut frame = Vec::new();
+        for seq in 0..3 {
+            std::thread::sleep(Duration::from_millis(3));
+            let Next::Frame(at) = source.next_into(&mut frame, Duration::ZERO).unwrap() else {
+                panic!("the pattern always has a frame");
+            };
+            let mut plain = Vec::new();
+            TestPattern::new(width, height).render(seq, &mut plain);
+            let changed: Vec<usize> = (0..height as usize)
+                .filter(|y| frame[y * row..][..row] != plain[y * row..][..row])
+                .collect();
+            assert!(!changed.is_empty(), "frame {seq} shows no time");
+            assert!(changed.iter().all(|&y| y >= 180), "rows {changed:?}");
+            // Drawn afresh on the frame: the reused buffer keeps nothing of the last time.
+            let time = clock_time_ms(at);
+            draw_label(
+                (width, height),
+                &mut plain,
+                &time,
+                CAPTURE_TIME_HEIGHT,
+                false,
+            )
+            .unwrap();
+            assert!(frame == plain, "frame {seq}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ mod url;
 
 use crate::config::{Connect, Endpoint, PairingMode};
 use crate::media::codec::{self, Decoder};
-use crate::stats::ReceiverStats;
+use crate::stats::{unix_micros, ReceiverStats};
 use crate::wire::handshake::refusal;
 use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
 use crate::wire::secure;
@@ -46,6 +46,8 @@ pub struct ReceiverConfig {
     /// Local address to connect from (a camstream sender only).
     pub bind: Option<SocketAddr>,
     pub window: bool,
+    /// Where the window's top-left corner goes on the screen (`--window-at`).
+    pub window_at: Option<(i32, i32)>,
     /// Exit after showing this many frames.
     pub frames: Option<u64>,
     pub record: Option<PathBuf>,
@@ -215,7 +217,7 @@ impl Viewer {
         // The frame log first: a bad path is an error before any window opens.
         let outputs = Outputs::open(config)?;
         Ok(Viewer {
-            screen: Screen::open(config.window)?,
+            screen: Screen::open(config.window, config.window_at)?,
             outputs,
         })
     }
@@ -299,6 +301,9 @@ impl Viewer {
                         };
                         let shown = SystemTime::now();
                         stats.record(&header, bytes, shown);
+                        let latency = unix_micros(shown).saturating_sub(header.capture_unix_us);
+                        self.screen
+                            .count_frame(Some(Duration::from_micros(latency)), stats.dropped());
                         if let Some(log) = self.outputs.frame_log() {
                             let capture = Some(header.capture_unix_us);
                             log.write(header.seq, capture, arrived, shown, bytes)?;

@@ -117,6 +117,7 @@ fn show(
     let shown = SystemTime::now();
     // The compressed bytes stay inside FFmpeg: none are counted.
     stats.record(&header, 0, shown);
+    viewer.screen.count_frame(None, stats.dropped());
     if let Some(log) = viewer.outputs.frame_log() {
         log.write(seq, None, arrived, shown, 0)?;
     }

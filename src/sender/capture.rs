@@ -42,6 +42,10 @@ pub(super) fn run(
         true => Some(Window::open(PREVIEW_TITLE)?),
         false => None,
     };
+    if window.is_some() {
+        // A preview to photograph beside a receiver's window: the latency can be read off.
+        source.show_capture_time();
+    }
     let (width, height) = source.size();
     let start_kbps = config.bitrate_kbps(width, height);
     let settings = EncoderSettings {

@@ -222,6 +222,17 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     camstream::media::psnr(a, b)
 }
 
+/// The address a started `sender` binary listens on, read from its "listening on" line.
+pub fn listening_addr(sender: &Program) -> String {
+    let line = sender.wait_for_line("sender: listening on ");
+    line.strip_prefix("sender: listening on ")
+        .expect("the line starts with it")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// A temporary directory removed at the end of the test.
 pub struct TempDir(pub std::path::PathBuf);
 
@@ -280,6 +291,7 @@ pub fn receiver_config(addr: std::net::SocketAddr, frames: u64) -> ReceiverConfi
         connect: camstream::config::Connect::Sender(addr.to_string().parse().unwrap()),
         bind: None,
         window: false,
+        window_at: None,
         frames: Some(frames),
         record: None,
         frame_log: None,
@@ -294,9 +306,11 @@ pub const WORKING: u8 = 0;
 pub const UNPLUGGED: u8 = 1;
 /// Reads block.
 pub const FROZEN: u8 = 2;
+/// Works, but opens at 320x240: a camera that comes back at another size.
+pub const BIGGER: u8 = 3;
 
-/// A camera that shows the test pattern (160x120, frames numbered from 1), one frame every
-/// `interval`, and is unplugged or frozen on cue.
+/// A camera that shows the test pattern (160x120, or 320x240 when opened [`BIGGER`], frames
+/// numbered from 1), one frame every `interval`, and is unplugged or frozen on cue.
 pub struct FakeCamera {
     pattern: TestPattern,
     seq: u64,
@@ -332,14 +346,18 @@ impl Capture for FakeCamera {
 pub fn fake_camera(interval: Duration) -> (Opener, Arc<AtomicU8>) {
     let mode = Arc::new(AtomicU8::new(WORKING));
     let switch = Arc::clone(&mode);
-    let opener: Opener = Box::new(move || match switch.load(Ordering::SeqCst) {
-        WORKING => Ok(Box::new(FakeCamera {
-            pattern: TestPattern::new(160, 120),
+    let opener: Opener = Box::new(move || {
+        let (width, height) = match switch.load(Ordering::SeqCst) {
+            WORKING => (160, 120),
+            BIGGER => (320, 240),
+            _ => anyhow::bail!("no such device"),
+        };
+        Ok(Box::new(FakeCamera {
+            pattern: TestPattern::new(width, height),
             seq: 0,
             interval,
             mode: Arc::clone(&switch),
-        })),
-        _ => anyhow::bail!("no such device"),
+        }))
     });
     (opener, mode)
 }
