@@ -235,12 +235,17 @@ fn a_looped_file_plays_again_from_its_first_frame() {
 
 /// A 90-frame video file in `dir` whose middle third is scrambled, deterministically.
 fn damaged_clip(dir: &TempDir) -> std::path::PathBuf {
+    damaged_clip_every(dir, 1)
+}
+
+/// The same, with only every `nth` byte of the middle third scrambled.
+fn damaged_clip_every(dir: &TempDir, nth: usize) -> std::path::PathBuf {
     let clip = dir.0.join("clip.avi");
     write_pattern_video(&clip, 160, 120, 90, 200.0);
     let mut bytes = std::fs::read(&clip).unwrap();
     let (from, to) = (bytes.len() * 3 / 10, bytes.len() * 6 / 10);
     let mut state = 2_463_534_242u32;
-    for byte in &mut bytes[from..to] {
+    for byte in bytes[from..to].iter_mut().step_by(nth) {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
@@ -264,6 +269,27 @@ fn a_damaged_file_is_played_past_its_damage() {
         "{} frames, the last {last}",
         frames.len()
     );
+    sender.join();
+}
+
+#[test]
+fn a_file_damaged_here_and_there_plays_to_its_end() {
+    // A byte in 700 scrambled: many frames decode, some do not, and a seek past one may land
+    // before it again. This used to replay the same stretch for minutes.
+    let dir = TempDir::new("damaged-sparse");
+    let clip = damaged_clip_every(&dir, 700);
+    let sender = start_sender(config(clip.to_str().unwrap(), Codec::Raw));
+    let addr = sender.addr;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(watch(addr, usize::MAX));
+    });
+    let (_, frames, ended) = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the file ends within a minute");
+    assert!(ended);
+    let last = frames.last().unwrap().header.seq;
+    assert!(last >= 60, "{} frames, the last {last}", frames.len());
     sender.join();
 }
 

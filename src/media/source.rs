@@ -13,7 +13,7 @@ use opencv::core::{self, Mat};
 use opencv::prelude::*;
 use opencv::{imgproc, videoio};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Something pictures are read from, one after another: an OpenCV capture, the test pattern, or
 /// a test's fake camera.
@@ -298,6 +298,8 @@ impl Capture for Scaled {
 
 /// Unreadable frames stepped over in a row before a file is taken to have ended.
 const MAX_SKIPPED_FRAMES: u32 = 10_000;
+/// The longest a file's damage is stepped over before the file counts as ended.
+const MAX_SKIP_TIME: Duration = Duration::from_secs(5);
 
 /// A camera, file or stream read through OpenCV's `VideoCapture`.
 struct OpenCvCapture {
@@ -307,6 +309,8 @@ struct OpenCvCapture {
     /// The frame read while opening (to learn the size), handed out by the first read.
     first_pending: bool,
     is_file: bool,
+    /// How far a file's damage was stepped over.
+    damage: Damage,
     name: String,
     /// Learnt from the first frame; later frames must match it.
     width: u32,
@@ -349,6 +353,7 @@ impl OpenCvCapture {
             converted: Mat::default(),
             first_pending: true,
             is_file,
+            damage: Damage::default(),
             name,
         })
     }
@@ -373,7 +378,12 @@ impl Capture for OpenCvCapture {
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         let (width, height, name) = (self.width, self.height, &self.name);
         if !std::mem::take(&mut self.first_pending)
-            && !read_past_damage(&mut self.capture, &mut self.frame, self.is_file, name)
+            && !read_past_damage(
+                &mut self.capture,
+                &mut self.frame,
+                self.is_file.then_some(&mut self.damage),
+                name,
+            )
         {
             return Ok(false);
         }
@@ -392,31 +402,53 @@ impl Capture for OpenCvCapture {
     }
 }
 
-/// Reads the next frame. In a file, a stretch that does not decode is stepped over, frame by
-/// frame (up to [`MAX_SKIPPED_FRAMES`]), while the file says it has frames left. Returns false
-/// at the end.
+/// Where a file's damage has been stepped over to, so that stepping never goes back.
+#[derive(Default)]
+struct Damage {
+    /// The furthest frame a step over damage reached. A seek in a damaged file may land before
+    /// the damage (at the keyframe before it), and the next step must not land there again, or
+    /// the file would replay the same stretch forever.
+    furthest: f64,
+}
+
+/// Reads the next frame. In a file (`damage` is its record), a stretch that does not decode is
+/// stepped over frame by frame, always forward, while the file says it has frames left, for at
+/// most [`MAX_SKIPPED_FRAMES`] frames and [`MAX_SKIP_TIME`]. Returns false at the end.
 fn read_past_damage(
     capture: &mut videoio::VideoCapture,
     frame: &mut Mat,
-    is_file: bool,
+    mut damage: Option<&mut Damage>,
     name: &str,
 ) -> bool {
+    let started = Instant::now();
     let mut skipped = 0;
     loop {
         if capture.read(frame).unwrap_or(false) && !frame.empty() {
             break;
         }
+        let Some(damage) = damage.as_deref_mut() else {
+            return false;
+        };
         let position = capture.get(videoio::CAP_PROP_POS_FRAMES).unwrap_or(0.0);
         let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
-        if !is_file || skipped >= MAX_SKIPPED_FRAMES || position + 1.0 >= count {
+        let next = position.max(damage.furthest) + 1.0;
+        if skipped >= MAX_SKIPPED_FRAMES || next >= count {
+            return false;
+        }
+        if started.elapsed() > MAX_SKIP_TIME {
+            log::warn!(
+                "{name}: nothing decoded for {} s after frame {position}; treating it as the end",
+                MAX_SKIP_TIME.as_secs()
+            );
             return false;
         }
         if !capture
-            .set(videoio::CAP_PROP_POS_FRAMES, position + 1.0)
+            .set(videoio::CAP_PROP_POS_FRAMES, next)
             .unwrap_or(false)
         {
             return false;
         }
+        damage.furthest = next;
         skipped += 1;
     }
     if skipped > 0 {
