@@ -16,7 +16,10 @@
 
   // The page's wall clock in µs since the epoch, and the sender's clock minus it.
   const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
-  let offset = null, bestRtt = Infinity;
+  let offset = null;
+  // The last minute of clock readings; the one with the shortest round trip sets the offset, so
+  // it follows a clock that drifts.
+  let clockSamples = [];
 
   let ws = null, gotStream = false, backoff = 500, clockTimer = 0, retryTimer = 0;
   let mse = null; // {ms, sb, url, queue, current, initCapture, seeked}
@@ -124,7 +127,7 @@
     closeMse();
     jpegChain = Promise.resolve();
     offset = null;
-    bestRtt = Infinity;
+    clockSamples = [];
     stats.mode = 'none';
   }
 
@@ -152,11 +155,9 @@
 
   function onClock({ t1, t2, t3 }) {
     const t4 = nowUs();
-    const rtt = (t4 - t1) - (t3 - t2);
-    if (rtt <= bestRtt) {
-      bestRtt = rtt;
-      offset = ((t2 - t1) + (t3 - t4)) / 2;
-    }
+    clockSamples.push({ rtt: (t4 - t1) - (t3 - t2), offset: ((t2 - t1) + (t3 - t4)) / 2 });
+    if (clockSamples.length > 12) clockSamples.shift();
+    offset = clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
   }
 
   function onBinary(buf) {

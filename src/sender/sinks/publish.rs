@@ -131,8 +131,16 @@ fn publish(
     );
     sinks.activate(member.id);
     let mut started = false;
+    // What the slot skipped, added to the status as it happens.
+    let mut skipped = 0;
+    let mut count_skipped = || {
+        let now = member.slot.skipped();
+        status.skipped.fetch_add(now - skipped, Ordering::Relaxed);
+        skipped = now;
+    };
     let result = (|| {
         while let Some(frame) = member.slot.next() {
+            count_skipped();
             remuxer.write(&frame.header, &frame.data)?;
             if !started && frame.header.keyframe {
                 started = true;
@@ -155,8 +163,6 @@ fn publish(
         }
         remuxer.finish().map(|_| ())
     })();
-    status
-        .skipped
-        .fetch_add(member.slot.skipped(), Ordering::Relaxed);
+    count_skipped();
     result
 }
