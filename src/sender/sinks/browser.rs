@@ -133,17 +133,9 @@ fn join<'a>(
     tcp: &TcpStream,
     prepare: Option<Arc<dyn Prepare>>,
 ) -> Result<Member<'a>> {
-    let handle = tcp.try_clone()?;
     Ok(sinks.member(
         Policy::Live,
-        Hooks {
-            kind: "browser",
-            prepare,
-            disconnect: Box::new(move || {
-                // Already closed is fine.
-                let _ = handle.shutdown(Shutdown::Both);
-            }),
-        },
+        Hooks::for_connection("browser", prepare, tcp)?,
     ))
 }
 

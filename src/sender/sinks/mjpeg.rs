@@ -9,7 +9,7 @@ use super::{Hooks, Policy, Sinks};
 use crate::wire::http::{mjpeg_part_head, response_head};
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -30,18 +30,7 @@ pub fn serve(
 ) -> Result<u64> {
     limit_unsent(tcp, UNSENT_LIMIT).context("setting TCP_NOTSENT_LOWAT")?;
     tcp.set_write_timeout(Some(SEND_TIMEOUT))?;
-    let handle = tcp.try_clone()?;
-    let member = sinks.member(
-        Policy::Live,
-        Hooks {
-            kind: "mjpeg",
-            prepare: None,
-            disconnect: Box::new(move || {
-                // Already closed is fine.
-                let _ = handle.shutdown(Shutdown::Both);
-            }),
-        },
-    );
+    let member = sinks.member(Policy::Live, Hooks::for_connection("mjpeg", None, tcp)?);
     let content_type = format!("multipart/x-mixed-replace;boundary={BOUNDARY}");
     let head = response_head(
         200,

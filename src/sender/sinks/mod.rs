@@ -112,6 +112,25 @@ pub struct Hooks {
     pub disconnect: Box<dyn Fn() + Send + Sync>,
 }
 
+impl Hooks {
+    /// The hooks of a viewer on `connection`: cut off by shutting the connection down.
+    pub fn for_connection(
+        kind: &'static str,
+        prepare: Option<Arc<dyn Prepare>>,
+        connection: &std::net::TcpStream,
+    ) -> std::io::Result<Hooks> {
+        let handle = connection.try_clone()?;
+        Ok(Hooks {
+            kind,
+            prepare,
+            disconnect: Box::new(move || {
+                // Already closed is fine.
+                let _ = handle.shutdown(std::net::Shutdown::Both);
+            }),
+        })
+    }
+}
+
 struct Entry {
     id: SinkId,
     slot: Arc<Slot>,

@@ -33,18 +33,11 @@ impl TcpViewer {
         greeting: &Greeting,
     ) -> std::io::Result<TcpViewer> {
         stream.set_nonblocking(false)?;
-        let handle = stream.try_clone()?;
-        let hooks = Hooks {
-            // Paired: every frame is sealed once, ahead, for all viewers.
-            kind: "receiver",
-            prepare: greeting
-                .frame_seals()
-                .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>),
-            disconnect: Box::new(move || {
-                // Already closed is fine.
-                let _ = handle.shutdown(Shutdown::Both);
-            }),
-        };
+        // Paired: every frame is sealed once, ahead, for all viewers.
+        let seals = greeting
+            .frame_seals()
+            .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>);
+        let hooks = Hooks::for_connection("receiver", seals, &stream)?;
         let (id, slot) = sinks.join(Policy::Live, hooks);
         Ok(TcpViewer { stream, id, slot })
     }
