@@ -5,7 +5,7 @@
 //! Without Chromium and chromedriver the tests say so and pass, except under CI (`CI` set).
 
 use crate::common::webdriver::{self, Browser, Screen};
-use crate::common::{Program, TempDir, TEST_CODE};
+use crate::common::{missing_tool, Program, TempDir, TEST_CODE};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,10 +19,9 @@ static ONE_BROWSER: Mutex<()> = Mutex::new(());
 /// A browser, or `None` (with a message) when Chromium or its driver is missing outside CI.
 fn browser(screen: Screen) -> Option<Browser> {
     if let Err(why) = webdriver::chromedriver() {
-        if std::env::var_os("CI").is_some() {
-            panic!("the browser tests need Chromium and chromedriver under CI: {why}");
-        }
-        eprintln!("SKIPPED: browser test: {why} (apt-get install chromium chromium-driver)");
+        missing_tool(&format!(
+            "the browser tests need Chromium and chromedriver: {why} (scripts/setup.sh --test)"
+        ));
         return None;
     }
     Some(Browser::start(screen).expect("starting headless Chromium"))

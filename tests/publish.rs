@@ -137,15 +137,8 @@ fn rtsp_and_srt_servers_get_the_stream() {
         return;
     }
     let dir = TempDir::new("publish-ffmpeg");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let rtsp = format!("rtsp://127.0.0.1:{}/live", free());
-    let srt = format!("srt://127.0.0.1:{}", free());
+    let rtsp = format!("rtsp://127.0.0.1:{}/live", free_port());
+    let srt = format!("srt://127.0.0.1:{}", free_port());
     let rtsp_file = dir.0.join("rtsp.mkv");
     let srt_file = dir.0.join("srt.ts");
     let mut rtsp_server = ffmpeg_server(&["-rtsp_flags", "listen"], &rtsp, &rtsp_file);

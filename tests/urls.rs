@@ -6,7 +6,7 @@
 //! Without nginx, ffmpeg or GStreamer's RTSP server the tests that need them say so and pass,
 //! except under CI (`CI` set), where `scripts/setup.sh --test` installs them.
 
-use crate::common::{self, Program, TempDir};
+use crate::common::{self, free_port, missing_tool, Program, TempDir};
 use camstream::wire::protocol::Codec;
 use std::net::TcpListener;
 use std::path::Path;
@@ -31,14 +31,10 @@ fn have(paths: &[&str], why: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let message = format!(
+    missing_tool(&format!(
         "{why} needs {} (scripts/setup.sh --test)",
         missing.join(", ")
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}");
-    }
-    eprintln!("skipped: {message}");
+    ));
     false
 }
 
@@ -60,19 +56,11 @@ fn have_rtsp_server() -> bool {
     if probe.is_ok_and(|out| out.status.success()) {
         return true;
     }
-    let message = "the rtsp:// test needs python3-gi, gir1.2-gst-rtsp-server-1.0 and GStreamer's \
-                   x264enc, rtph264pay and videotestsrc (scripts/setup.sh --test)";
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}");
-    }
-    eprintln!("skipped: {message}");
+    missing_tool(
+        "the rtsp:// test needs python3-gi, gir1.2-gst-rtsp-server-1.0 and GStreamer's \
+         x264enc, rtph264pay and videotestsrc (scripts/setup.sh --test)",
+    );
     false
-}
-
-/// A port nothing listens on now (the listener is closed again at once).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A receiver binary playing `url` with `args`, headless.

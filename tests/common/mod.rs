@@ -362,6 +362,24 @@ pub fn fake_camera(interval: Duration) -> (Opener, Arc<AtomicU8>) {
     (opener, mode)
 }
 
+/// A port on 127.0.0.1 that nothing listens on now (the listener is closed again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tool a test needs is missing: under CI (`CI` set) the test fails with `message`; elsewhere
+/// it says so and is skipped (the caller returns).
+pub fn missing_tool(message: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED: {message}");
+}
+
 /// A real media server for the tests: Debian's nginx with its RTMP module, as a plain
 /// foreground process on 127.0.0.1 from a config written here; killed when dropped. What is
 /// published is also served as HLS, over HTTP on `http_port` (for the receiver's tests).
@@ -378,19 +396,11 @@ impl Nginx {
     pub fn start(name: &str) -> Option<Nginx> {
         const MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
         if !std::path::Path::new(MODULE).exists() {
-            if std::env::var_os("CI").is_some() {
-                panic!("the publishing tests need nginx and libnginx-mod-rtmp under CI");
-            }
-            eprintln!("SKIPPED: no {MODULE} (apt-get install nginx libnginx-mod-rtmp)");
+            missing_tool(&format!(
+                "the publishing tests need nginx and libnginx-mod-rtmp: no {MODULE} (scripts/setup.sh --test)"
+            ));
             return None;
         }
-        let free_port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
         let mut nginx = Nginx {
             port: free_port(),
             http_port: free_port(),
