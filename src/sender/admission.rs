@@ -51,7 +51,7 @@ pub(super) struct Admission {
     complaints: Mutex<Complaints>,
 }
 
-/// One of `--max-viewers` seats, or one connection, given back when dropped.
+/// One of `--max-viewers` seats, given back when dropped.
 pub(super) struct Held<'a>(&'a AtomicUsize);
 
 impl Drop for Held<'_> {
@@ -62,12 +62,39 @@ impl Drop for Held<'_> {
 
 /// Takes one of `limit` places counted by `count`, if one is free.
 fn hold(count: &AtomicUsize, limit: usize) -> Option<Held<'_>> {
+    // Made only when taken: a `Held` dropped unused would give back a place it never had.
+    take_place(count, limit).then(|| Held(count))
+}
+
+/// Counts one more of `limit` places in `count`, if one is free; the caller gives it back.
+fn take_place(count: &AtomicUsize, limit: usize) -> bool {
     count
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
             (n < limit).then_some(n + 1)
         })
-        .ok()
-        .map(|_| Held(count))
+        .is_ok()
+}
+
+/// A connection being served: one of the connection places, held by the connection's thread
+/// with the state it serves from, and given back when the thread (or its failed start) drops
+/// it.
+struct Connection(Arc<Shared>);
+
+impl Connection {
+    /// Takes a place for a connection from `peer`, if `--allow` and the bound on connections
+    /// let it in (counted on the accept thread, so a flood cannot start threads without bound).
+    fn take(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Connection> {
+        shared
+            .admission
+            .admits(peer)
+            .then(|| Connection(Arc::clone(shared)))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.admission.connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Admission {
@@ -126,7 +153,7 @@ impl Admission {
     }
 
     /// Whether a connection from `peer` may be served, taking one of the connection places
-    /// (its thread gives it back: [`Admission::connection_place`]); logs why not.
+    /// (a [`Connection`] gives it back); logs why not.
     fn admits(&self, peer: SocketAddr) -> bool {
         if let Some(allowed) = self.allow {
             if canonical(peer.ip()) != canonical(allowed) {
@@ -136,10 +163,7 @@ impl Admission {
                 return false;
             }
         }
-        let held = hold(&self.connections, self.max_viewers + SPARE_CONNECTIONS);
-        let admitted = held.is_some();
-        // The place stays taken until the connection's thread ends.
-        std::mem::forget(held);
+        let admitted = take_place(&self.connections, self.max_viewers + SPARE_CONNECTIONS);
         if !admitted {
             self.complain(peer, "connections", || {
                 format!(
@@ -149,11 +173,6 @@ impl Admission {
             });
         }
         admitted
-    }
-
-    /// The connection place [`Admission::admits`] took, to give back when dropped.
-    fn connection_place(&self) -> Held<'_> {
-        Held(&self.connections)
     }
 
     /// A seat for a receiver from `peer`, unless it is locked out or the sender is full: then
@@ -269,20 +288,15 @@ fn admit(
     peer: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Option<thread::JoinHandle<()>> {
-    // Counted here, on the accept thread, so that a flood cannot start threads without bound.
-    if !shared.admission.admits(peer) {
-        return None;
-    }
-    let owned = Arc::clone(shared);
+    let connection = Connection::take(shared, peer)?;
     let spawned = thread::Builder::new()
         .name(WRITER_THREAD.to_owned())
         .spawn(move || {
-            let shared = owned;
-            let _connection = shared.admission.connection_place();
+            let shared = &connection.0;
             // The one place a connection is told apart: a receiver, or a browser.
             match kind(&stream) {
                 Ok(Peer::Camstream) => match shared.admission.seat_for_receiver(peer) {
-                    Ok(_seat) => serve_receiver(stream, peer, &shared),
+                    Ok(_seat) => serve_receiver(stream, peer, shared),
                     Err(reason) => {
                         if let Err(e) = refuse(&stream, &shared.greeting, reason) {
                             log::debug!("refusing {peer}: {}", error_line(&e));
@@ -290,10 +304,10 @@ fn admit(
                     }
                 },
                 Ok(Peer::Http) => {
-                    web::log_served(&web::serve(stream, peer, false, &shared), peer, &shared)
+                    web::log_served(&web::serve(stream, peer, false, shared), peer, shared)
                 }
                 Ok(Peer::Tls) => {
-                    web::log_served(&web::serve(stream, peer, true, &shared), peer, &shared)
+                    web::log_served(&web::serve(stream, peer, true, shared), peer, shared)
                 }
                 Err(e) => shared.admission.complain(peer, "handshake", || {
                     format!("refused connection from {peer}: {}", error_line(&e))
@@ -303,7 +317,7 @@ fn admit(
     match spawned {
         Ok(writer) => Some(writer),
         Err(e) => {
-            drop(shared.admission.connection_place());
+            // The place went back with the thread's closure.
             log::warn!("viewer {peer}: starting its thread: {e}");
             None
         }
