@@ -6,6 +6,7 @@ use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::handshake::refusal;
+use camstream::wire::protocol::RefusalReason;
 use camstream::wire::secure;
 use camstream::{cli, error_line};
 use clap::Parser;
@@ -13,7 +14,7 @@ use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Show the video of a camstream sender in a window (or just receive it, with --headless), or
 /// play a stream that a media server or IP camera serves.
@@ -77,6 +78,10 @@ fn main() -> ExitCode {
 
 /// Times in all a code typed at the prompt is tried before the receiver gives up.
 const CODE_TRIES: u32 = 3;
+
+/// Waited beyond a lockout before trying again, as the sender's clock for it starts a little
+/// after ours.
+const LOCKOUT_MARGIN: Duration = Duration::from_millis(200);
 
 fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     // The prompter (and its lock on standard input) is gone before `q` + Enter is listened for.
@@ -155,6 +160,7 @@ fn pair_typed(
     prompter: &mut Prompter<impl BufRead, impl Write>,
 ) -> Result<Option<receiver::Greeted>> {
     let mut wrong = 0;
+    let mut waited_out_lockout = false;
     loop {
         match receiver::connect(config, endpoint) {
             Ok(greeted) => return Ok(Some(greeted)),
@@ -164,12 +170,27 @@ fn pair_typed(
                 let wait = secure::lockout_after(wrong);
                 prompter.say(&format!("wrong code; try again in {} s", wait.as_secs()))?;
                 config.pairing = PairingMode::Code(ask_code(prompter)?);
+                waited_out_lockout = false;
                 // A quick typist waits out the rest, so the sender does not refuse the try.
-                std::thread::sleep(wait.saturating_sub(failed.elapsed()));
+                std::thread::sleep((wait + LOCKOUT_MARGIN).saturating_sub(failed.elapsed()));
+            }
+            // The sender counted our wrong code a moment after we saw it fail, so its lockout
+            // can outlast ours: the code just typed waits that out once, rather than being lost.
+            Err(e) if wrong > 0 && !waited_out_lockout && lockout(&e).is_some() => {
+                waited_out_lockout = true;
+                std::thread::sleep(lockout(&e).unwrap_or_default() + LOCKOUT_MARGIN);
             }
             Err(e) if refusal(&e).is_some() => return Ok(None),
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// How long the sender said this address is locked out for, if that is why it refused.
+fn lockout(error: &anyhow::Error) -> Option<Duration> {
+    match refusal(error) {
+        Some(RefusalReason::LockedOut { wait_s }) => Some(Duration::from_secs(wait_s.into())),
+        _ => None,
     }
 }
 
