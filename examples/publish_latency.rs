@@ -11,7 +11,6 @@
 use anyhow::{bail, Context, Result};
 use camstream::config::PairingMode;
 use camstream::stats::unix_micros;
-use camstream::wire::connection::read_payload;
 use camstream::wire::handshake::greet_sender;
 use camstream::wire::protocol::{self, Message};
 use ffmpeg_next as ffmpeg;
@@ -41,16 +40,15 @@ fn main() -> Result<()> {
     let mut direct = Vec::new();
     let stream = TcpStream::connect(sender.as_str()).context("connecting to the sender")?;
     let mut session = greet_sender(stream, &PairingMode::Insecure)?;
-    let mut socket = session.reader()?;
+    let (mut socket, mut frames) = session.frame_reader()?;
     let mut buf = Vec::new();
     let started = Instant::now();
     while started.elapsed() < budget {
-        if !read_payload(&mut socket, &mut buf, session.max_message_len())? {
+        if !frames.read(&mut socket, &mut buf)? {
             break;
         }
         let arrived = unix_micros(SystemTime::now());
-        let payload = session.open_frame(&mut buf)?;
-        let Message::Frame(frame) = protocol::decode(payload)? else {
+        let Message::Frame(frame) = protocol::decode(&buf)? else {
             continue;
         };
         let capture = frame.header.capture_unix_us;

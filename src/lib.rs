@@ -66,10 +66,11 @@
 //! Unless both sides run with `--insecure`, each sends a SPAKE2 message on the pairing code right
 //! after its hello; the keys that come out (one per direction, bound to the sender's hello) seal
 //! every later message with AES-256-GCM and a counter nonce, and the first sealed message each
-//! way proves the codes matched. Frames are sealed once per frame for every paired viewer, as
-//! the capture loop publishes them (the paired viewers' [`sender::sinks::Prepare`] step), with a
-//! frame key the sender hands each paired viewer, so the one-time encode stays one-time. The crypto is
-//! in [`wire::secure`], on bytes only; the length prefix, and so the framing, are unchanged.
+//! way proves the codes matched. Frames are sealed with a frame key the sender hands each paired
+//! viewer, in 64 KiB chunks, by each viewer's writer a few chunks at a time right before the socket
+//! copies them, and opened by the receiver's network thread right after it read them, while they
+//! are in the cache. The crypto is in [`wire::secure`], on bytes only; the length prefix, and so
+//! the framing, are unchanged.
 //!
 //! # Codecs and sinks
 //!

@@ -11,20 +11,20 @@ use camstream::wire::connection::{MessageReader, MessageWriter};
 use camstream::wire::protocol::{
     self, Ack, Codec, Message, Pake, Security, ViewerHello, LENGTH_PREFIX_LEN, MAX_HELLO_LEN,
 };
-use camstream::wire::secure::{FrameOpener, PairingExchange};
+use camstream::wire::secure::PairingExchange;
 use camstream::{error_line, Stop};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-const WIDTH: u32 = 160;
-const HEIGHT: u32 = 120;
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
 
 fn paired_sender() -> RunningSender {
     start_sender(SenderConfig {
         pairing: paired(),
-        ..config("test:160x120", Codec::Raw)
+        ..config("test:320x240", Codec::Raw)
     })
 }
 
@@ -94,16 +94,15 @@ fn a_viewer_written_from_the_documented_handshake_pairs_and_opens_frames() {
         .read_sealed(MAX_HELLO_LEN, &mut keys.to_receiver)
         .unwrap()
         .unwrap();
-    let mut frames = FrameOpener::new(&protocol::decode_frame_key(sealed).unwrap().key);
+    let frame_key = protocol::decode_frame_key(sealed).unwrap().key;
     let clock = reader
         .read_sealed(MAX_HELLO_LEN, &mut keys.to_receiver)
         .unwrap()
         .unwrap();
     protocol::decode_clock(clock).unwrap();
-    let limit = hello.max_message_len() + camstream::wire::secure::FRAME_OVERHEAD;
-    let mut sealed_frame = reader.read_payload(limit).unwrap().unwrap().to_vec();
-    let plain = frames.open(&mut sealed_frame).unwrap();
-    let Message::Frame(frame) = protocol::decode(&sealed_frame[plain]).unwrap() else {
+    let sealed_frame = reader.read_payload(1 << 20).unwrap().unwrap().to_vec();
+    let plain = open_as_documented(&frame_key, &sealed_frame);
+    let Message::Frame(frame) = protocol::decode(&plain).unwrap() else {
         panic!("not a frame");
     };
     assert_eq!(frame.data, pattern_frame(WIDTH, HEIGHT, frame.header.seq));
@@ -116,6 +115,33 @@ fn a_viewer_written_from_the_documented_handshake_pairs_and_opens_frames() {
             &mut keys.to_sender,
         )
         .unwrap();
+}
+
+/// Opens a sealed frame message as the README lays it out, with AWS-LC's AES-256-GCM and
+/// nothing of camstream's: the sequence number, then chunks of 64 KiB of ciphertext and a
+/// 16-byte tag (the last shorter), each with the nonce seq (8 bytes), index (3), last (1).
+fn open_as_documented(key: &[u8; 32], sealed: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap());
+    let (seq, chunks) = sealed.split_at(8);
+    let count = chunks.len().div_ceil(65536 + 16);
+    let mut plain = Vec::new();
+    for (index, chunk) in chunks.chunks(65536 + 16).enumerate() {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(seq);
+        nonce[8..11].copy_from_slice(&(index as u32).to_le_bytes()[..3]);
+        nonce[11] = u8::from(index + 1 == count);
+        let mut chunk = chunk.to_vec();
+        let opened = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut chunk,
+            )
+            .unwrap();
+        plain.extend_from_slice(opened);
+    }
+    plain
 }
 
 #[test]
@@ -229,7 +255,7 @@ fn no_frame_bytes_cross_the_network_in_the_clear() {
     for (pairing, in_the_clear) in [(PairingMode::Insecure, true), (paired(), false)] {
         let sender = start_sender(SenderConfig {
             pairing: pairing.clone(),
-            ..config("test:160x120", Codec::Raw)
+            ..config("test:320x240", Codec::Raw)
         });
         let (addr, seen) = proxy(sender.addr, |_, message| vec![message]);
         let shown = run_receiver(&receiver(addr, pairing.clone(), Some(5))).unwrap();
@@ -280,6 +306,32 @@ fn a_truncated_frame_is_refused() {
         vec![message]
     });
     assert!(line.contains("failed authentication"), "{line}");
+}
+
+#[test]
+fn a_frame_cut_after_a_whole_chunk_or_with_chunks_swapped_is_refused() {
+    // Frames of 320x240 are sealed in four chunks: 8 bytes of sequence number, then 65,552 each.
+    let chunk = 65536 + 16;
+    let first = LENGTH_PREFIX_LEN + 8;
+    let cut = tampered(move |index, mut message| {
+        if index == FIRST_FRAME {
+            message.truncate(first + 2 * chunk);
+            let len = (message.len() - LENGTH_PREFIX_LEN) as u64;
+            message[..LENGTH_PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+        }
+        vec![message]
+    });
+    assert!(cut.contains("failed authentication"), "{cut}");
+    let swapped = tampered(move |index, message| {
+        if index != FIRST_FRAME {
+            return vec![message];
+        }
+        let (head, chunks) = message.split_at(first);
+        let (one, rest) = chunks.split_at(chunk);
+        let (two, rest) = rest.split_at(chunk);
+        vec![[head, two, one, rest].concat()]
+    });
+    assert!(swapped.contains("failed authentication"), "{swapped}");
 }
 
 #[test]

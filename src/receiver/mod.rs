@@ -244,10 +244,9 @@ impl Viewer {
         self.screen.start_stream(hello.width, hello.height);
         let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
         let (free_tx, free_rx) = crossbeam_channel::bounded(2);
-        let reader = session.reader()?;
-        let max_len = session.max_message_len();
+        let (socket, reader) = session.frame_reader()?;
         let network =
-            thread::spawn(move || read_frames(reader, hello.fps, max_len, &frames_tx, &free_rx));
+            thread::spawn(move || read_frames(socket, reader, hello.fps, &frames_tx, &free_rx));
         let stream = Stream {
             hello,
             decoder: codec::format(hello.codec).decoder()?,
@@ -277,9 +276,9 @@ impl Viewer {
         let mut reset = None;
         while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
             match stream.frames.recv_timeout(wait) {
-                Ok(Incoming::Frame { mut buf, arrived }) => {
+                Ok(Incoming::Frame { buf, arrived }) => {
                     let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
-                    let (header, outcome) = match self.show_frame(&mut stream, session, &mut buf)? {
+                    let (header, outcome) = match self.show_frame(&mut stream, &buf)? {
                         Ok(shown) => shown,
                         Err(e) => return Ok(Ended::Lost(e)),
                     };
@@ -330,17 +329,16 @@ impl Viewer {
         Ok(Ended::ByUser)
     }
 
-    /// Opens, checks, decodes, shows and records one frame message. The outer error is this
-    /// side's; the inner one is the sender's fault (a frame that does not open or check),
+    /// Checks, decodes, shows and records one frame message. The outer error is this side's;
+    /// the inner one is the sender's fault (a frame that does not check),
     /// which ends the connection like a bad message. A frame that passes its checks and still
     /// does not decode is skipped, with the frames after it until a keyframe.
     fn show_frame(
         &mut self,
         stream: &mut Stream<'_>,
-        session: &mut SenderSession,
-        buf: &mut [u8],
+        payload: &[u8],
     ) -> Result<Result<(FrameHeader, Outcome)>> {
-        let frame = match open_and_check(&stream.hello, session, buf) {
+        let frame = match decode_and_check(&stream.hello, payload) {
             Ok(frame) => frame,
             Err(e) => return Ok(Err(e)),
         };
@@ -406,14 +404,9 @@ impl Viewer {
     }
 }
 
-/// A frame message opened (when paired), decoded, and checked against its stream and its
+/// A frame message (opened, when paired) decoded, and checked against its stream and its
 /// codec before any decoder sees it.
-fn open_and_check<'b>(
-    hello: &StreamHello,
-    session: &mut SenderSession,
-    buf: &'b mut [u8],
-) -> Result<protocol::Frame<'b>> {
-    let payload = session.open_frame(buf)?;
+fn decode_and_check<'b>(hello: &StreamHello, payload: &'b [u8]) -> Result<protocol::Frame<'b>> {
     match protocol::decode(payload)? {
         Message::Frame(frame) => {
             codec::check_frame(hello, &frame)?;

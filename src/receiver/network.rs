@@ -3,9 +3,9 @@
 
 use super::ReceiverConfig;
 use crate::config::Endpoint;
-use crate::wire::connection::{is_timeout, read_payload};
+use crate::wire::connection::is_timeout;
 use crate::wire::handshake::greet_sender;
-use crate::wire::session::SenderSession;
+use crate::wire::session::{FrameReader, SenderSession};
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use socket2::{Domain, Socket, Type};
@@ -37,8 +37,8 @@ pub struct Greeted {
 
 /// What the network thread hands over.
 pub enum Incoming {
-    /// A frame message as it arrived, not yet opened or checked (that is the display thread's
-    /// work, so that opening one frame overlaps reading the next).
+    /// A frame message as it arrived (opened, when paired), not yet decoded or checked (that is
+    /// the display thread's work, so that it overlaps reading the next).
     Frame {
         buf: Vec<u8>,
         arrived: SystemTime,
@@ -142,8 +142,8 @@ impl Read for LowWaterReader {
 /// silent for longer than its frame rate allows is given up.
 pub fn read_frames(
     stream: TcpStream,
+    mut reader: FrameReader,
     fps: f64,
-    max_len: usize,
     frames: &Sender<Incoming>,
     free: &Receiver<Vec<u8>>,
 ) {
@@ -158,7 +158,7 @@ pub fn read_frames(
     let mut stream = LowWaterReader::new(stream);
     loop {
         let mut buf = free.try_recv().unwrap_or_default();
-        let incoming = match read_payload(&mut stream, &mut buf, max_len) {
+        let incoming = match reader.read(&mut stream, &mut buf) {
             Ok(false) => Incoming::End,
             Ok(true) => Incoming::Frame {
                 buf,

@@ -340,7 +340,7 @@ fn kind(stream: &TcpStream) -> anyhow::Result<Peer> {
 
 /// Registers a receiver as a sink, serves it, and counts what it missed.
 fn serve_receiver(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let viewer = match TcpViewer::join(stream, &shared.sinks, &shared.greeting) {
+    let viewer = match TcpViewer::join(stream, &shared.sinks) {
         Ok(viewer) => viewer,
         Err(e) => {
             log::warn!("viewer {peer}: {e}");

@@ -3,7 +3,7 @@
 //! (`Ok(None)`/`Ok(false)`), a close inside one is an error.
 
 use super::protocol::{self, FrameHeader, Message, LENGTH_PREFIX_LEN};
-use super::secure::{self, Channel};
+use super::secure::{self, Channel, FrameOpener, FrameSealer};
 use anyhow::{bail, Context, Result};
 use byteorder::{ByteOrder, LittleEndian};
 use std::io::{ErrorKind, IoSlice, Read, Write};
@@ -12,10 +12,64 @@ use std::io::{ErrorKind, IoSlice, Read, Write};
 /// peer closed cleanly before the first byte of a message. A length over `max_len` is refused
 /// before anything is allocated for it.
 pub fn read_payload<R: Read>(reader: &mut R, buf: &mut Vec<u8>, max_len: usize) -> Result<bool> {
+    let Some(len) = read_length(reader, max_len)? else {
+        return Ok(false);
+    };
+    // Growing zero-fills only the new part; at a steady frame size this writes nothing.
+    buf.resize(len, 0);
+    read_rest(reader, buf, 0, len)?;
+    Ok(true)
+}
+
+/// Reads one sealed frame message and opens it into `buf`, a chunk at a time: each is opened
+/// as soon as it is in, from `scratch` while it is still in the cache, so the frame's bytes
+/// cross memory once. `max_len` caps the opened message. Returns `Ok(false)` at a clean close
+/// before the message.
+pub fn read_sealed_frame<R: Read>(
+    reader: &mut R,
+    opener: &mut FrameOpener,
+    scratch: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<bool> {
+    let Some(len) = read_length(reader, secure::sealed_frame_len(max_len))? else {
+        return Ok(false);
+    };
+    let mut seq = [0u8; secure::FRAME_SEQ_LEN];
+    let mut done = read_rest(reader, &mut seq, 0, len)?;
+    let mut opening = opener.begin(seq, len)?;
+    buf.resize(opening.plain_len(), 0);
+    while done < len {
+        let batch = (len - done).min(SEALED_READ_CHUNKS * secure::SEALED_CHUNK_LEN);
+        scratch.resize(batch, 0);
+        done = read_rest(reader, scratch, done, len)?;
+        for sealed in scratch.chunks(secure::SEALED_CHUNK_LEN) {
+            let Some(place) = opening.next_chunk() else {
+                break;
+            };
+            opener.open_chunk(&mut opening, sealed, &mut buf[place])?;
+        }
+    }
+    Ok(true)
+}
+
+/// Sealed frame chunks read at once, then opened one by one: about 1 MiB, the receiver's
+/// low-water mark, so a read wakes the thread as rarely as a clear frame's does, and the chunks
+/// are still in the core's cache (1 MiB of L2 here) when opened. Measured with chunks written 8
+/// at a time (raw 1920x1080 paired, fps): 4 chunks 814-841, 8 806-914, 16 854-900, 32 922-925.
+const SEALED_READ_CHUNKS: usize = 16;
+
+/// Sealed frame chunks sealed at once, then written: 512 KiB. Measured (raw 1920x1080 paired,
+/// fps, the same run): 4 chunks 750-799, 8 870-882, 16 822-835; sealing the whole frame ahead
+/// on the capture thread instead, 565-580, and the clear rate 782-813.
+const SEALED_WRITE_CHUNKS: usize = 8;
+
+/// A message's length prefix, refused over `max_len`; `None` at a clean close before it.
+fn read_length<R: Read>(reader: &mut R, max_len: usize) -> Result<Option<usize>> {
     let mut prefix = [0u8; LENGTH_PREFIX_LEN];
     let got = read_fully(reader, &mut prefix)?;
     if got == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     if got < prefix.len() {
         bail!(
@@ -23,14 +77,18 @@ pub fn read_payload<R: Read>(reader: &mut R, buf: &mut Vec<u8>, max_len: usize) 
             prefix.len()
         );
     }
-    let len = protocol::check_length(prefix, max_len)?;
-    // Growing zero-fills only the new part; at a steady frame size this writes nothing.
-    buf.resize(len, 0);
-    let got = read_fully(reader, buf)?;
-    if got < len {
+    Ok(Some(protocol::check_length(prefix, max_len)?))
+}
+
+/// Fills `part` of a message of `len` bytes, `done` of which came before it; returns how many
+/// have come now.
+fn read_rest<R: Read>(reader: &mut R, part: &mut [u8], done: usize, len: usize) -> Result<usize> {
+    let got = read_fully(reader, part)?;
+    if got < part.len() {
+        let got = done + got;
         bail!("connection closed in the middle of a message (after {got} of {len} bytes)");
     }
-    Ok(true)
+    Ok(done + got)
 }
 
 /// A read timeout set on the socket ran out: the peer is there but silent.
@@ -116,6 +174,11 @@ impl<W: Write> MessageWriter<W> {
         }
     }
 
+    /// What it writes to, back.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
     /// Writes one message; returns the bytes it took on the wire.
     pub fn write_message(&mut self, message: &Message<'_>) -> Result<usize> {
         self.start();
@@ -139,6 +202,37 @@ impl<W: Write> MessageWriter<W> {
     pub fn write_payload(&mut self, payload: &[u8]) -> Result<usize> {
         self.start();
         self.finish(payload)
+    }
+
+    /// Writes a frame message sealed by `sealer`, a few chunks at a time: each batch is sealed
+    /// right before it is written, so the socket copies it while it is still in the cache.
+    pub fn write_sealed_frame(
+        &mut self,
+        header: &FrameHeader,
+        data: &[u8],
+        sealer: &FrameSealer,
+    ) -> Result<usize> {
+        self.start();
+        self.buf.extend_from_slice(&header.seq.to_le_bytes());
+        let head_len = self.buf.len();
+        protocol::encode_frame_prefix(header, data.len(), &mut self.buf)?;
+        let plain_len = self.buf.len() - head_len + data.len();
+        let sealed_len = secure::sealed_frame_len(plain_len);
+        LittleEndian::write_u64(&mut self.buf[..LENGTH_PREFIX_LEN], sealed_len as u64);
+        let (head, prefix) = self.buf.split_at(head_len);
+        let chunks = secure::frame_chunks(plain_len);
+        for first in (0..chunks).step_by(SEALED_WRITE_CHUNKS) {
+            let batch = first..(first + SEALED_WRITE_CHUNKS).min(chunks);
+            sealer.seal_chunks(header.seq, prefix, data, batch, &mut self.sealed)?;
+            // The head goes with the first batch, not in a packet of its own.
+            let head = if first == 0 { head } else { &[] };
+            write_all_vectored(
+                &mut self.inner,
+                &mut [IoSlice::new(head), IoSlice::new(&self.sealed)],
+            )?;
+        }
+        self.inner.flush().context("flushing")?;
+        Ok(LENGTH_PREFIX_LEN + sealed_len)
     }
 
     /// Writes a frame message with `data` sent from where it is, not copied behind the header.
@@ -260,6 +354,76 @@ mod tests {
             err.to_string(),
             "connection closed in the middle of a message (after 3 of 8 length bytes)"
         );
+    }
+
+    #[test]
+    fn sealed_frames_written_in_batches_read_back_whole_and_a_cut_is_an_error() {
+        let sealer = FrameSealer::generate().unwrap();
+        let mut writer = MessageWriter::new(Vec::new());
+        // Frames of one chunk, of a few write batches, and of a few read batches and a bit.
+        let sizes = [
+            3,
+            SEALED_WRITE_CHUNKS * secure::FRAME_CHUNK_LEN * 2 + 5,
+            2 << 20,
+        ];
+        let frames: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&len| (0..len).map(|i| (i % 253) as u8).collect())
+            .collect();
+        for (seq, data) in frames.iter().enumerate() {
+            let written = writer
+                .write_sealed_frame(&header(seq as u64), data, &sealer)
+                .unwrap();
+            assert_eq!(
+                written,
+                LENGTH_PREFIX_LEN + secure::sealed_frame_len(45 + data.len())
+            );
+        }
+        let bytes = writer.into_inner();
+        let read_all = |bytes: &[u8]| -> Result<Vec<Vec<u8>>> {
+            let mut opener = FrameOpener::new(&sealer.key_bytes());
+            let (mut scratch, mut buf, mut read) = (Vec::new(), Vec::new(), Vec::new());
+            let mut reader = Cursor::new(bytes);
+            while read_sealed_frame(&mut reader, &mut opener, &mut scratch, &mut buf, 3 << 20)? {
+                read.push(buf.clone());
+            }
+            Ok(read)
+        };
+        let read = read_all(&bytes).unwrap();
+        for (seq, (plain, data)) in read.iter().zip(&frames).enumerate() {
+            let Message::Frame(frame) = protocol::decode(plain).unwrap() else {
+                panic!("not a frame");
+            };
+            assert_eq!(frame.header, header(seq as u64));
+            assert!(frame.data == data.as_slice());
+        }
+        assert_eq!(read.len(), frames.len());
+        // Cut anywhere in the first frame and its successor's head, and on and around the
+        // second's chunk boundaries and every 4 KiB between: never a clean end.
+        let second = LENGTH_PREFIX_LEN + secure::sealed_frame_len(48);
+        let boundaries = (0..4).map(|i| second + 16 + i * secure::SEALED_CHUNK_LEN);
+        let cuts = (1..second + 40)
+            .chain(boundaries.flat_map(|at| [at - 1, at, at + 1]))
+            .chain((second..second + 3 * secure::SEALED_CHUNK_LEN).step_by(4099))
+            .filter(|&cut| cut != second);
+        for cut in cuts {
+            let err = read_all(&bytes[..cut]).unwrap_err();
+            assert!(
+                err.to_string().contains("in the middle of a message"),
+                "{cut}: {err}"
+            );
+        }
+        // The cap is on the opened length: a frame longer than it is refused unread.
+        let mut opener = FrameOpener::new(&sealer.key_bytes());
+        let err = read_sealed_frame(
+            &mut Cursor::new(&bytes),
+            &mut opener,
+            &mut Vec::new(),
+            &mut Vec::new(),
+            2,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
     }
 
     #[test]

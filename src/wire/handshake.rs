@@ -14,7 +14,7 @@ use super::protocol::{
     MAX_HELLO_LEN,
 };
 use super::secure::{Channel, FrameOpener, FrameSealer, PairingExchange, FRAME_KEY_LEN};
-use super::session::{AckSealing, FrameSeals, SenderSession, ViewerSession};
+use super::session::{AckSealing, SenderSession, ViewerSession};
 use crate::config::PairingMode;
 use crate::stats::unix_micros;
 use anyhow::{anyhow, bail, Context, Result};
@@ -47,11 +47,11 @@ pub fn refusal(error: &anyhow::Error) -> Option<RefusalReason> {
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// What the sender says to every viewer: its hello exactly as sent (pairing binds the keys to
-/// it), how it pairs, and the frame seals shared by its paired viewers.
+/// it), how it pairs, and the frame key its paired viewers share.
 pub struct Greeting {
     hello_payload: Vec<u8>,
-    /// The code, and the seals its viewers' frames share; `None` with `--insecure`.
-    pairing: Option<(String, Arc<FrameSeals>)>,
+    /// The code, and the key its viewers' frames are sealed with; `None` with `--insecure`.
+    pairing: Option<(String, Arc<FrameSealer>)>,
 }
 
 impl Greeting {
@@ -59,21 +59,13 @@ impl Greeting {
         let mut hello_payload = Vec::new();
         protocol::encode_into(&Message::StreamHello(*hello), &mut hello_payload)?;
         let pairing = match pairing {
-            PairingMode::Code(code) => Some((
-                code.clone(),
-                Arc::new(FrameSeals::new(FrameSealer::generate()?)),
-            )),
+            PairingMode::Code(code) => Some((code.clone(), Arc::new(FrameSealer::generate()?))),
             PairingMode::Insecure => None,
         };
         Ok(Greeting {
             hello_payload,
             pairing,
         })
-    }
-
-    /// The seals paired viewers' frames share; `None` with `--insecure`.
-    pub fn frame_seals(&self) -> Option<&Arc<FrameSeals>> {
-        self.pairing.as_ref().map(|(_, seals)| seals)
     }
 }
 
@@ -97,7 +89,7 @@ pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<Vi
         .write_payload(&greeting.hello_payload)
         .context("sending hello")?;
     let pairing = match &greeting.pairing {
-        Some((code, seals)) => Some((start_pairing(&mut writer, code)?, seals)),
+        Some((code, sealer)) => Some((start_pairing(&mut writer, code)?, sealer)),
         None => None,
     };
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -111,10 +103,10 @@ pub fn greet_viewer<'s>(stream: &'s TcpStream, greeting: &Greeting) -> Result<Vi
         hello_read: unix_micros(SystemTime::now()),
     };
     let (acks, frames) = match (pairing, hello.security) {
-        (Some((exchange, seals)), Security::Paired) => {
-            let key = seals.key();
+        (Some((exchange, sealer)), Security::Paired) => {
+            let key = sealer.key_bytes();
             let acks = pair_with_viewer(&mut reader, &mut writer, exchange, greeting, key, clock)?;
-            (AckSealing::Sealed(acks), Some(Arc::clone(seals)))
+            (AckSealing::Sealed(acks), Some(Arc::clone(sealer)))
         }
         (None, Security::Insecure) => {
             writer.write_message(&Message::Clock(clock.now()))?;

@@ -2,95 +2,18 @@
 //! connection is paired (sealed) or in the clear. [`ViewerSession`] is the sender's side of one
 //! viewer, [`SenderSession`] the receiver's side of its sender.
 
-use super::connection::{MessageReader, MessageWriter};
+use super::connection::{read_payload, read_sealed_frame, MessageReader, MessageWriter};
 use super::protocol::{self, Ack, FrameHeader, Message, StreamHello, MAX_ACK_LEN};
-use super::secure::{self, Channel, FrameOpener, FrameSealer, FRAME_KEY_LEN};
-use crate::lock;
+use super::secure::{Channel, FrameOpener, FrameSealer};
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, Sender};
-use std::collections::VecDeque;
+use std::io::Read;
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How the messages of one direction travel.
 pub(crate) enum AckSealing {
     Clear,
     Sealed(Channel),
-}
-
-/// Sealed frames kept for the other viewers: enough for viewers one or two frames apart.
-const RECENT_SEALED: usize = 2;
-
-/// Frames sealed once for every paired viewer, with the frame key each was given. The sender's
-/// capture loop seals each frame as it publishes it ([`FrameSeals::seal_ahead`]), so sealing one
-/// frame overlaps sending the last; a writer finds it here and sends the same bytes. A frame no
-/// longer here (a viewer far behind) is sealed again: the same frame gives the same bytes.
-pub struct FrameSeals {
-    sealer: FrameSealer,
-    recent: Mutex<VecDeque<(u64, Arc<SealedFrame>)>>,
-    /// Buffers of sealed frames nobody holds any more.
-    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
-}
-
-/// A frame message sealed: its sequence number, the sealed message, the tag. Its buffer goes
-/// back to be reused when the last writer is done with it.
-struct SealedFrame {
-    bytes: Vec<u8>,
-    give_back: Sender<Vec<u8>>,
-}
-
-impl Drop for SealedFrame {
-    fn drop(&mut self) {
-        // No room: the buffer is simply freed.
-        let _ = self.give_back.try_send(std::mem::take(&mut self.bytes));
-    }
-}
-
-impl FrameSeals {
-    pub(crate) fn new(sealer: FrameSealer) -> Self {
-        FrameSeals {
-            sealer,
-            recent: Mutex::default(),
-            spare: crossbeam_channel::bounded(2 * RECENT_SEALED),
-        }
-    }
-
-    pub(crate) fn key(&self) -> [u8; FRAME_KEY_LEN] {
-        self.sealer.key_bytes()
-    }
-
-    /// Seals frame `header.seq` now, before a writer asks for it.
-    pub fn seal_ahead(&self, header: &FrameHeader, data: &[u8]) -> Result<()> {
-        self.sealed(header, data).map(drop)
-    }
-
-    /// Frame `header.seq` sealed, sealed now unless it already is. The lock is not held while
-    /// sealing, so a writer after another frame is not kept waiting.
-    fn sealed(&self, header: &FrameHeader, data: &[u8]) -> Result<Arc<SealedFrame>> {
-        if let Some(sealed) = self.find(header.seq) {
-            return Ok(sealed);
-        }
-        let mut prefix = Vec::new();
-        protocol::encode_frame_prefix(header, data.len(), &mut prefix)?;
-        let mut bytes = self.spare.1.try_recv().unwrap_or_default();
-        self.sealer.seal(header.seq, &prefix, data, &mut bytes)?;
-        let sealed = Arc::new(SealedFrame {
-            bytes,
-            give_back: self.spare.0.clone(),
-        });
-        let mut recent = lock(&self.recent);
-        if recent.len() >= RECENT_SEALED {
-            recent.pop_front();
-        }
-        recent.push_back((header.seq, Arc::clone(&sealed)));
-        Ok(sealed)
-    }
-
-    fn find(&self, seq: u64) -> Option<Arc<SealedFrame>> {
-        let recent = lock(&self.recent);
-        let found = recent.iter().find(|(sealed, _)| *sealed == seq);
-        found.map(|(_, sealed)| Arc::clone(sealed))
-    }
 }
 
 /// The sender's side of one viewer after the handshake: its two directions, apart, so acks can
@@ -109,8 +32,8 @@ pub struct AckReader<'s> {
 /// Sends a viewer its frames.
 pub struct FrameWriter<'s> {
     writer: MessageWriter<&'s TcpStream>,
-    /// Paired: the seals its frames share with the other paired viewers.
-    frame_seals: Option<Arc<FrameSeals>>,
+    /// Paired: the key its frames are sealed with, the same for every paired viewer.
+    sealer: Option<Arc<FrameSealer>>,
 }
 
 impl<'s> ViewerSession<'s> {
@@ -118,14 +41,11 @@ impl<'s> ViewerSession<'s> {
         reader: MessageReader<&'s TcpStream>,
         writer: MessageWriter<&'s TcpStream>,
         sealing: AckSealing,
-        frame_seals: Option<Arc<FrameSeals>>,
+        sealer: Option<Arc<FrameSealer>>,
     ) -> Self {
         ViewerSession {
             acks: AckReader { reader, sealing },
-            frames: FrameWriter {
-                writer,
-                frame_seals,
-            },
+            frames: FrameWriter { writer, sealer },
         }
     }
 }
@@ -149,11 +69,8 @@ impl AckReader<'_> {
 impl FrameWriter<'_> {
     /// Sends one frame; returns the bytes it took on the wire.
     pub fn send_frame(&mut self, header: &FrameHeader, data: &[u8]) -> Result<usize> {
-        match &self.frame_seals {
-            Some(seals) => {
-                let sealed = seals.sealed(header, data)?;
-                self.writer.write_payload(&sealed.bytes)
-            }
+        match &self.sealer {
+            Some(sealer) => self.writer.write_sealed_frame(header, data, sealer),
             None => self.writer.write_frame(header, data),
         }
     }
@@ -163,12 +80,34 @@ impl FrameWriter<'_> {
 pub struct SenderSession {
     stream: TcpStream,
     pub hello: StreamHello,
-    /// Paired: what frames are opened with.
-    frames: Option<FrameOpener>,
+    /// What reads its frames, until a reader thread takes it.
+    frames: Option<FrameReader>,
+    paired: bool,
     acks: MessageWriter<TcpStream>,
     ack_sealing: AckSealing,
     /// The sender's clock minus ours, in microseconds (from the handshake's clock reading).
     pub clock_offset_us: i64,
+}
+
+/// Reads a sender's frame messages, opened when paired, each into a buffer the caller reuses.
+pub struct FrameReader {
+    /// Paired: what frames are opened with.
+    opener: Option<FrameOpener>,
+    /// The longest frame message the stream's hello allows (opened).
+    max_len: usize,
+    /// A sealed chunk as read, before it is opened.
+    scratch: Vec<u8>,
+}
+
+impl FrameReader {
+    /// The next frame message into `buf` (opened when paired), still to be decoded and checked;
+    /// `false` at a clean end of the stream.
+    pub fn read<R: Read>(&mut self, reader: &mut R, buf: &mut Vec<u8>) -> Result<bool> {
+        match &mut self.opener {
+            Some(opener) => read_sealed_frame(reader, opener, &mut self.scratch, buf, self.max_len),
+            None => read_payload(reader, buf, self.max_len),
+        }
+    }
 }
 
 impl SenderSession {
@@ -179,14 +118,20 @@ impl SenderSession {
         clock_offset_us: i64,
     ) -> Result<Self> {
         let acks = MessageWriter::new(stream.try_clone().context("setting up the connection")?);
-        let (frames, ack_sealing) = match keys {
+        let paired = keys.is_some();
+        let (opener, ack_sealing) = match keys {
             Some((opener, channel)) => (Some(opener), AckSealing::Sealed(channel)),
             None => (None, AckSealing::Clear),
         };
         Ok(SenderSession {
             stream,
             hello,
-            frames,
+            frames: Some(FrameReader {
+                opener,
+                max_len: hello.max_message_len(),
+                scratch: Vec::new(),
+            }),
+            paired,
             acks,
             ack_sealing,
             clock_offset_us,
@@ -194,32 +139,21 @@ impl SenderSession {
     }
 
     pub fn is_paired(&self) -> bool {
-        self.frames.is_some()
+        self.paired
     }
 
-    /// The longest frame message this stream can send, sealed or not.
-    pub fn max_message_len(&self) -> usize {
-        match self.frames {
-            Some(_) => self.hello.max_message_len() + secure::FRAME_OVERHEAD,
-            None => self.hello.max_message_len(),
-        }
-    }
-
-    /// Another handle on the connection, for the thread that reads frames.
-    pub fn reader(&self) -> Result<TcpStream> {
-        self.stream.try_clone().context("setting up the connection")
-    }
-
-    /// A frame message as read (sealed when paired) opened in place; returns its plaintext,
-    /// still to be decoded and checked.
-    pub fn open_frame<'b>(&mut self, payload: &'b mut [u8]) -> Result<&'b [u8]> {
-        match self.frames.as_mut() {
-            Some(opener) => {
-                let plain = opener.open(payload)?;
-                Ok(&payload[plain])
-            }
-            None => Ok(payload),
-        }
+    /// Another handle on the connection, and what reads frames from it: for the thread that
+    /// reads frames (one per session).
+    pub fn frame_reader(&mut self) -> Result<(TcpStream, FrameReader)> {
+        let frames = self
+            .frames
+            .take()
+            .context("the session's frames already have a reader")?;
+        let stream = self
+            .stream
+            .try_clone()
+            .context("setting up the connection")?;
+        Ok((stream, frames))
     }
 
     /// Tells the sender frame `seq` is done with (shown, or decoded when headless), and, when

@@ -14,10 +14,10 @@ use camstream::media::Picture;
 use camstream::receiver::ReceiverConfig;
 use camstream::sender::{self, SenderConfig};
 use camstream::stats::SenderReport;
-use camstream::wire::connection::read_payload;
+
 use camstream::wire::handshake::greet_sender;
 use camstream::wire::protocol::{self, Codec, FrameHeader, Message, StreamHello};
-use camstream::wire::session::SenderSession;
+use camstream::wire::session::{FrameReader, SenderSession};
 use camstream::Stop;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -133,6 +133,7 @@ pub struct Received {
 /// handshake and session, without the receiver's threads, window or reconnection.
 pub struct TestViewer {
     stream: TcpStream,
+    frames: FrameReader,
     session: SenderSession,
     pub hello: StreamHello,
     buf: Vec<u8>,
@@ -146,9 +147,11 @@ impl TestViewer {
 
     /// Connects, greets, and pairs when given a code.
     pub fn connect_with(addr: SocketAddr, pairing: &PairingMode) -> Self {
-        let session = greet_sender(TcpStream::connect(addr).unwrap(), pairing).unwrap();
+        let mut session = greet_sender(TcpStream::connect(addr).unwrap(), pairing).unwrap();
+        let (stream, frames) = session.frame_reader().unwrap();
         TestViewer {
-            stream: session.reader().unwrap(),
+            stream,
+            frames,
             hello: session.hello,
             session,
             buf: Vec::new(),
@@ -157,12 +160,10 @@ impl TestViewer {
 
     /// The next frame, checked against the hello; `None` at the end of the stream.
     pub fn frame(&mut self) -> Option<Received> {
-        let max_len = self.session.max_message_len();
-        if !read_payload(&mut self.stream, &mut self.buf, max_len).unwrap() {
+        if !self.frames.read(&mut self.stream, &mut self.buf).unwrap() {
             return None;
         }
-        let payload = self.session.open_frame(&mut self.buf).unwrap();
-        match protocol::decode(payload).unwrap() {
+        match protocol::decode(&self.buf).unwrap() {
             Message::Frame(frame) => {
                 check_frame(&self.hello, &frame).unwrap();
                 Some(Received {
@@ -187,8 +188,7 @@ impl TestViewer {
     /// Whether a frame arrives within `wait` (it is then read and dropped).
     pub fn frame_arrives_within(&mut self, wait: Duration) -> bool {
         self.stream.set_read_timeout(Some(wait)).unwrap();
-        let max_len = self.session.max_message_len();
-        let arrived = read_payload(&mut self.stream, &mut self.buf, max_len).is_ok();
+        let arrived = self.frames.read(&mut self.stream, &mut self.buf).is_ok();
         self.stream.set_read_timeout(None).unwrap();
         arrived
     }

@@ -3,9 +3,9 @@
 //! nor the kernel's socket buffers can hold old frames for it.
 
 use super::flight::{stalled, Flight};
-use super::{EncodedFrame, Hooks, Policy, Prepare, SinkId, Sinks, Slot};
+use super::{Hooks, Policy, SinkId, Sinks, Slot};
 use crate::wire::handshake::{greet_viewer, Greeting};
-use crate::wire::session::{AckReader, FrameSeals, FrameWriter, ViewerSession};
+use crate::wire::session::{AckReader, FrameWriter, ViewerSession};
 use anyhow::{anyhow, Result};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -27,17 +27,9 @@ pub struct TcpViewer {
 
 impl TcpViewer {
     /// Registers the connection with `sinks`; frames reach it once its handshake is done.
-    pub fn join(
-        stream: TcpStream,
-        sinks: &Sinks,
-        greeting: &Greeting,
-    ) -> std::io::Result<TcpViewer> {
+    pub fn join(stream: TcpStream, sinks: &Sinks) -> std::io::Result<TcpViewer> {
         stream.set_nonblocking(false)?;
-        // Paired: every frame is sealed once, ahead, for all viewers.
-        let seals = greeting
-            .frame_seals()
-            .map(|seals| Arc::clone(seals) as Arc<dyn Prepare>);
-        let hooks = Hooks::for_connection("receiver", seals, &stream)?;
+        let hooks = Hooks::for_connection("receiver", None, &stream)?;
         let (id, slot) = sinks.join(Policy::Live, hooks);
         Ok(TcpViewer { stream, id, slot })
     }
@@ -143,10 +135,4 @@ fn read_acks(acks: &mut AckReader<'_>, flight: &Flight, slot: &Slot) -> Result<(
         }
     }
     Ok(())
-}
-
-impl Prepare for FrameSeals {
-    fn prepare(&self, frame: &EncodedFrame) -> Result<()> {
-        self.seal_ahead(&frame.header, &frame.data)
-    }
 }
