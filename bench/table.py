@@ -144,8 +144,8 @@ row(
     "≥ 0.90, p99 < 50 ms",
 )
 
-# 6. What pairing and encryption cost.
-for name, label, goal in (("raw", "raw 1920x1080", 0.70), ("jpeg720", "jpeg 1280x720 q80", 0.95)):
+# 6. What pairing and encryption cost (issue 16 raised the raw goal from 0.70 to 0.80).
+for name, label, goal in (("raw", "raw 1920x1080", 0.80), ("jpeg720", "jpeg 1280x720 q80", 0.95)):
     clear, paired = load(f"{name}_clear"), load(f"{name}_paired")
     pl = paired["latency_ms"]
     row(
@@ -155,6 +155,15 @@ for name, label, goal in (("raw", "raw 1920x1080", 0.70), ("jpeg720", "jpeg 1280
         f"{paired['fps'] / clear['fps']:.2f}" if clear["fps"] else "",
         f"≥ {goal:.2f}",
     )
+# camstream's default (paired) against imagezmq (not encrypted), measured in case 4 of this run.
+paired_mbs = load("raw_paired")["fps"] * frame_mb
+row(
+    "… paired raw 1920x1080 against imagezmq (REQ/REP, in the clear)",
+    f"{paired_mbs:.0f} MB/s",
+    f"{zmq['mb_per_s']:.0f} MB/s",
+    f"{paired_mbs / zmq['mb_per_s']:.2f}" if zmq["mb_per_s"] else "",
+    "≥ 1.3",
+)
 first = {}
 for mode in ("clear", "paired"):
     # Each receiver logs how long connecting and the handshake (with pairing, when paired) took.

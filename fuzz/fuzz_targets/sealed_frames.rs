@@ -46,7 +46,7 @@ fuzz_target!(|bytes: &[u8]| {
     }
     for flip in flips.chunks_exact(4) {
         // The length prefix is not sealed: flipping it is the cut's and the chunking's test.
-        let at = LENGTH_PREFIX_LEN + u24(&flip[..3]) % (wire.len() - LENGTH_PREFIX_LEN).max(1);
+        let at = LENGTH_PREFIX_LEN + u24(&flip[..3]) % wire.len().saturating_sub(LENGTH_PREFIX_LEN).max(1);
         if let Some(byte) = wire.get_mut(at) {
             *byte ^= flip[3];
         }
