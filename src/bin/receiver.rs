@@ -61,6 +61,7 @@ fn main() -> ExitCode {
     cli::init_logging("receiver");
     let mut stats = ReceiverStats::default();
     let result = run(&args, &mut stats);
+    camstream::media::report_library_problems();
     if args.stats {
         match serde_json::to_string(&stats.report()) {
             Ok(line) => println!("{line}"),

@@ -92,7 +92,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging("sender");
-    match run(args) {
+    let result = run(args);
+    camstream::media::report_library_problems();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sender: error: {}", error_line(&e));

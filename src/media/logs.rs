@@ -1,11 +1,69 @@
 //! The libraries' own log lines. FFmpeg prints a line for every damaged frame (`[mjpeg @ …]`),
 //! from our calls and from OpenCV's, which would bury our one-line messages: its lines are
-//! counted instead, and reported through our log at most once a minute with one example.
-//! OpenCV's own warnings are turned down to errors.
+//! counted instead, and reported through our log at most once a minute with one example, and
+//! what is left at exit ([`report_library_problems`]). OpenCV's own warnings are turned down to
+//! errors. [`Tally`] is that once-a-minute count, for our own repeated lines too.
 
 use ffmpeg_next::ffi;
 use opencv::core;
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+/// A repeated problem is reported at most this often.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Like events counted and reported at most once per [`REPORT_INTERVAL`]: the first at once,
+/// each later report with the count since the last, so a flood of them is a line a minute.
+/// Safe to share between threads.
+#[derive(Default)]
+pub struct Tally {
+    unreported: AtomicU64,
+    last_report: Mutex<Option<Instant>>,
+}
+
+impl Tally {
+    pub const fn new() -> Tally {
+        Tally {
+            unreported: AtomicU64::new(0),
+            last_report: Mutex::new(None),
+        }
+    }
+
+    /// Counts `n` more; returns how many to report now, when a report is due.
+    pub fn count(&self, n: u64) -> Option<u64> {
+        self.unreported.fetch_add(n, Ordering::Relaxed);
+        // Another thread is reporting: these are in its report or the next.
+        let mut last = self.last_report.try_lock().ok()?;
+        if last.is_some_and(|at| at.elapsed() < REPORT_INTERVAL) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.unreported.swap(0, Ordering::Relaxed))
+    }
+
+    /// What was counted since the last report, taken: for a last line.
+    pub fn rest(&self) -> u64 {
+        self.unreported.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Reports the problems FFmpeg had after the last report: for a program's last lines.
+pub fn report_library_problems() {
+    #[cfg(target_arch = "x86_64")]
+    match counting::FFMPEG_PROBLEMS.rest() {
+        0 => {}
+        count => log::warn!("FFmpeg reported {count} more {}", problems(count)),
+    }
+}
+
+fn problems(count: u64) -> &'static str {
+    if count == 1 {
+        "problem"
+    } else {
+        "problems"
+    }
+}
 
 /// Quiets both libraries, once: FFmpeg's lines are counted, OpenCV's warnings go.
 pub fn quiet_library_logs() {
@@ -34,23 +92,16 @@ pub fn quiet_library_logs() {
 /// struct on aarch64).
 #[cfg(target_arch = "x86_64")]
 mod counting {
+    use super::Tally;
     use ffmpeg_next::ffi;
     use std::ffi::CStr;
     use std::os::raw::{c_char, c_int, c_void};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
 
-    /// FFmpeg's problems are reported at most this often.
-    const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+    /// FFmpeg's problems: its lines of an error or worse.
+    pub(super) static FFMPEG_PROBLEMS: Tally = Tally::new();
 
-    /// Problems FFmpeg reported since the last report.
-    static UNREPORTED: AtomicU64 = AtomicU64::new(0);
-    /// When the last report was made.
-    static LAST_REPORT: Mutex<Option<Instant>> = Mutex::new(None);
-
-    /// Counts one of FFmpeg's lines if it is a problem (an error or worse), and reports the count
-    /// when the last report is a minute old. FFmpeg calls it from any of its threads.
+    /// Counts one of FFmpeg's lines if it is a problem, and reports the count when a report is
+    /// due ([`Tally`]). FFmpeg calls it from any of its threads.
     pub(super) unsafe extern "C" fn on_ffmpeg_line(
         context: *mut c_void,
         level: c_int,
@@ -60,16 +111,9 @@ mod counting {
         if level > ffi::AV_LOG_ERROR {
             return;
         }
-        UNREPORTED.fetch_add(1, Ordering::Relaxed);
-        // Another thread is reporting: this one is counted in its report or the next.
-        let Ok(mut last) = LAST_REPORT.try_lock() else {
+        let Some(count) = FFMPEG_PROBLEMS.count(1) else {
             return;
         };
-        if last.is_some_and(|at| at.elapsed() < REPORT_INTERVAL) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let count = UNREPORTED.swap(0, Ordering::Relaxed);
         let mut line = [0 as c_char; 256];
         let mut prefix: c_int = 1;
         // SAFETY: FFmpeg formats its own arguments into our buffer, truncating to its size and
@@ -86,10 +130,26 @@ mod counting {
             );
             CStr::from_ptr(line.as_ptr()).to_string_lossy()
         };
-        let problems = if count == 1 { "problem" } else { "problems" };
         log::warn!(
-            "FFmpeg reported {count} {problems} (e.g. {}); counted, and reported at most once a minute",
+            "FFmpeg reported {count} {} (e.g. {}); counted, and reported at most once a minute",
+            super::problems(count),
             example.trim()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn a_tally_reports_the_first_at_once_then_the_rest_when_asked() {
+        let tally = Tally::new();
+        assert_eq!(tally.count(3), Some(3));
+        // Within the minute: counted, not reported.
+        assert_eq!(tally.count(2), None);
+        assert_eq!(tally.count(1), None);
+        assert_eq!(tally.rest(), 3);
+        assert_eq!(tally.rest(), 0);
     }
 }

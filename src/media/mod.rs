@@ -33,7 +33,7 @@ use opencv::boxed_ref::BoxedRef;
 use opencv::core::{Mat, Vec3b};
 use std::sync::OnceLock;
 
-pub use logs::quiet_library_logs;
+pub use logs::{quiet_library_logs, report_library_problems};
 
 /// A picture as 8-bit blue, green, red rows with no padding (OpenCV's `CV_8UC3`).
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,16 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
         0.0 => f64::INFINITY,
         _ => 10.0 * (255.0f64 * 255.0 * len as f64 / squared).log10(),
     }
+}
+
+/// An FFmpeg video decoder for `context` that gives each picture out as soon as its packet is
+/// in: one thread and no frame reordering (frame threads would hold pictures back).
+pub(crate) fn low_delay_decoder(
+    mut context: ffmpeg_next::codec::context::Context,
+) -> Result<ffmpeg_next::decoder::Video> {
+    context.set_threading(ffmpeg_next::codec::threading::Config::count(1));
+    context.set_flags(ffmpeg_next::codec::Flags::LOW_DELAY);
+    Ok(context.decoder().video()?)
 }
 
 /// FFmpeg's global setup, once; its own log lines stay quiet (errors come back as values).

@@ -4,6 +4,7 @@
 //! and can be lost and come back.
 
 use super::live::LiveSource;
+use super::logs::Tally;
 use super::pattern::TestPattern;
 use super::window::draw_label;
 use crate::config::SourceSpec;
@@ -297,7 +298,7 @@ impl Capture for Scaled {
 }
 
 /// Unreadable frames stepped over in a row before a file is taken to have ended.
-const MAX_SKIPPED_FRAMES: u32 = 10_000;
+const MAX_SKIPPED_FRAMES: u64 = 10_000;
 /// The longest a file's damage is stepped over before the file counts as ended.
 const MAX_SKIP_TIME: Duration = Duration::from_secs(5);
 
@@ -409,17 +410,44 @@ struct Damage {
     /// the damage (at the keyframe before it), and the next step must not land there again, or
     /// the file would replay the same stretch forever.
     furthest: f64,
+    /// Frames stepped over, reported at most once a minute: a file damaged all through would
+    /// otherwise log a line for every stretch.
+    skipped: Tally,
 }
 
 /// Reads the next frame. In a file (`damage` is its record), a stretch that does not decode is
 /// stepped over frame by frame, always forward, while the file says it has frames left, for at
-/// most [`MAX_SKIPPED_FRAMES`] frames and [`MAX_SKIP_TIME`]. Returns false at the end.
+/// most [`MAX_SKIPPED_FRAMES`] frames and [`MAX_SKIP_TIME`]. Returns false at the end, having
+/// reported the frames skipped since the last report.
 fn read_past_damage(
     capture: &mut videoio::VideoCapture,
     frame: &mut Mat,
     mut damage: Option<&mut Damage>,
     name: &str,
 ) -> bool {
+    let (read, skipped) = step_past_damage(capture, frame, damage.as_deref_mut(), name);
+    let Some(damage) = damage else {
+        return read;
+    };
+    let report = match read {
+        true if skipped > 0 => damage.skipped.count(skipped),
+        true => None,
+        false => Some(damage.skipped.rest() + skipped).filter(|&count| count > 0),
+    };
+    if let Some(count) = report {
+        let frames = if count == 1 { "frame" } else { "frames" };
+        log::warn!("{name}: skipped {count} {frames} that could not be read (reported at most once a minute)");
+    }
+    read
+}
+
+/// [`read_past_damage`]'s stepping; returns whether a frame was read, and how many were skipped.
+fn step_past_damage(
+    capture: &mut videoio::VideoCapture,
+    frame: &mut Mat,
+    mut damage: Option<&mut Damage>,
+    name: &str,
+) -> (bool, u64) {
     let started = Instant::now();
     let mut skipped = 0;
     loop {
@@ -427,35 +455,31 @@ fn read_past_damage(
             break;
         }
         let Some(damage) = damage.as_deref_mut() else {
-            return false;
+            return (false, skipped);
         };
         let position = capture.get(videoio::CAP_PROP_POS_FRAMES).unwrap_or(0.0);
         let count = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
         let next = position.max(damage.furthest) + 1.0;
         if skipped >= MAX_SKIPPED_FRAMES || next >= count {
-            return false;
+            return (false, skipped);
         }
         if started.elapsed() > MAX_SKIP_TIME {
             log::warn!(
                 "{name}: nothing decoded for {} s after frame {position}; treating it as the end",
                 MAX_SKIP_TIME.as_secs()
             );
-            return false;
+            return (false, skipped);
         }
         if !capture
             .set(videoio::CAP_PROP_POS_FRAMES, next)
             .unwrap_or(false)
         {
-            return false;
+            return (false, skipped);
         }
         damage.furthest = next;
         skipped += 1;
     }
-    if skipped > 0 {
-        let frames = if skipped == 1 { "frame" } else { "frames" };
-        log::warn!("{name}: skipped {skipped} {frames} that could not be read");
-    }
-    true
+    (true, skipped)
 }
 
 /// Cameras may deliver grey or BGRA frames; everything past here is 8-bit BGR.

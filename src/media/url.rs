@@ -12,8 +12,8 @@
 //! counts from the stream's start, not on a clock we share), so their latency is not measured.
 
 use super::convert::ToBgr;
-use super::init_ffmpeg;
 use super::source::Capture;
+use super::{init_ffmpeg, low_delay_decoder};
 use crate::config::StreamUrl;
 use anyhow::{anyhow, bail, Context, Result};
 use ffmpeg::{codec, decoder, format, frame, media, Dictionary, Packet};
@@ -66,14 +66,9 @@ impl UrlCapture {
         let video = stream.index();
         let fps = Some(f64::from(stream.avg_frame_rate()))
             .filter(|fps| fps.is_finite() && *fps > 0.0 && *fps < 1000.0);
-        let mut context = codec::context::Context::from_parameters(stream.parameters())
+        let context = codec::context::Context::from_parameters(stream.parameters())
             .with_context(|| format!("opening {name}: reading its codec parameters"))?;
-        // One thread and no frame reordering: each picture comes out as soon as its packet is in.
-        context.set_threading(codec::threading::Config::count(1));
-        context.set_flags(codec::Flags::LOW_DELAY);
-        let decoder = context
-            .decoder()
-            .video()
+        let decoder = low_delay_decoder(context)
             .with_context(|| format!("opening {name}: no decoder for its video"))?;
         let mut capture = UrlCapture {
             name,

@@ -7,7 +7,7 @@
 
 use super::{Decoder, Encoder, EncoderSettings, Format, Stored};
 use crate::media::convert::ToBgr;
-use crate::media::{init_ffmpeg, Picture};
+use crate::media::{init_ffmpeg, low_delay_decoder, Picture};
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{anyhow, bail, Context, Result};
 use ffmpeg::format::Pixel;
@@ -282,15 +282,9 @@ impl H264Decoder {
         init_ffmpeg()?;
         let codec = ffmpeg::decoder::find(codec::Id::H264)
             .ok_or_else(|| anyhow!("this FFmpeg has no h264 decoder"))?;
-        let mut context = codec::context::Context::new_with_codec(codec);
-        // One thread and no frame reordering: each frame comes out as soon as it goes in.
-        context.set_threading(codec::threading::Config::count(1));
-        context.set_flags(codec::Flags::LOW_DELAY);
+        let context = codec::context::Context::new_with_codec(codec);
         Ok(H264Decoder {
-            decoder: context
-                .decoder()
-                .video()
-                .context("opening the h264 decoder")?,
+            decoder: low_delay_decoder(context).context("opening the h264 decoder")?,
             yuv: frame::Video::empty(),
             to_bgr: ToBgr::default(),
         })
