@@ -252,3 +252,64 @@ fn a_full_sender_says_so_on_the_page_which_plays_once_a_seat_is_free() {
         sender.log()
     );
 }
+
+#[test]
+fn a_frozen_tab_gives_its_seat_back_without_slowing_a_receiver_and_plays_when_it_wakes() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(browser) = browser(Screen::Desktop) else {
+        return;
+    };
+    let config = TempDir::new("browser-frozen-config");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--viewer-timeout",
+        "2",
+        "--fps",
+        "30",
+    ];
+    let (sender, port) = sender_with("jpeg", &config, &args);
+    browser.goto(&page_url(port, TEST_CODE)).unwrap();
+    let before = wait_for_shown(&browser, 5);
+    assert!(before["shown"].as_u64().unwrap_or(0) > 5, "stats {before}");
+    // A receiver reading all along, on its own thread: when each frame came.
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut receiver = crate::common::TestViewer::connect_with(addr, &crate::common::paired());
+    let arrivals = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let arrived = std::sync::Arc::clone(&arrivals);
+    std::thread::spawn(move || {
+        while let Some(frame) = receiver.frame() {
+            arrived.lock().unwrap().push(Instant::now());
+            receiver.ack(frame.header.seq);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    browser.freeze(true);
+    let frozen = Instant::now();
+    let line = sender.wait_for_line("stalled for");
+    let noticed = frozen.elapsed();
+    // Given its 2 s, and the second it may take the socket's buffers to fill.
+    assert!(noticed < Duration::from_secs(6), "{noticed:?}: {line}");
+    assert!(line.contains("browser 127.0.0.1:"), "{line}");
+    std::thread::sleep(Duration::from_secs(1));
+    let during = frozen.elapsed().as_secs_f64();
+    let got = arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|&&at| at >= frozen)
+        .count();
+    assert!(
+        got as f64 >= 0.9 * 30.0 * during,
+        "the receiver got {got} frames in {during:.1} s while the tab was frozen"
+    );
+    // Woken, the page finds its socket gone and connects again by itself.
+    browser.freeze(false);
+    let shown = stats(&browser)["shown"].as_u64().unwrap_or(0);
+    let after = wait_for_shown(&browser, shown + 10);
+    assert!(
+        after["shown"].as_u64().unwrap_or(0) > shown + 10,
+        "stats {after}; log:\n{}",
+        sender.log()
+    );
+}

@@ -211,9 +211,21 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Stops the driver, Chromium and its helpers (`true`), or lets them go on: a laptop that
+    /// went to sleep, then woke.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to the process group chromedriver leads (see `start`).
+        unsafe { libc::kill(-(self.driver.id() as i32), signal) };
+    }
+}
+
 /// A failing test must leave no browser behind.
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A frozen browser would never answer the request below.
+        self.freeze(false);
         if self.session.is_some() {
             let _ = self.session_request("DELETE", "", None);
         }
