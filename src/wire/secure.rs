@@ -18,7 +18,9 @@
 //! numbers (it may skip frames, never go back). Chunks let the sender seal a few right before the
 //! socket copies them, and the receiver open a few right after it read them, while they are still
 //! in the core's cache: paired runs as fast as the clear (see `SEALED_WRITE_CHUNKS` in
-//! [`super::connection`]), where sealing whole frames ahead ran at 0.7 of it.
+//! [`super::connection`]), where sealing whole frames ahead ran at 0.7 of it. Each viewer's
+//! writer seals what it sends; a sequence number names one frame message of the stream, so a
+//! nonce only ever seals that message, into the same bytes for every viewer.
 //!
 //! AES-256-GCM comes from `aws-lc-rs` (AWS-LC, rustls's default provider) because it was
 //! measured fastest here: its AVX-512 code seals a 1080p frame at about 16 GB/s on one core,
