@@ -346,3 +346,24 @@ fn an_altered_hello_ends_the_pairing() {
     });
     assert!(line.ends_with("pairing code did not match"), "{line}");
 }
+
+#[test]
+fn paired_stats_count_the_sealed_bytes_the_sender_sent() {
+    // Frames of four chunks: the sequence number and every tag are on the wire too.
+    let sender = start_sender(SenderConfig {
+        pairing: paired(),
+        frames: Some(6),
+        ..config("test:320x240", Codec::Raw)
+    });
+    let mut stats = ReceiverStats::default();
+    receiver::run(
+        &receiver(sender.addr, paired(), Some(100)),
+        &Stop::default(),
+        &mut stats,
+    )
+    .unwrap();
+    let sent = sender.join();
+    let received = stats.report();
+    assert_eq!(received.frames, 6);
+    assert_eq!(received.bytes, sent.bytes_sent);
+}

@@ -277,7 +277,7 @@ impl Viewer {
         while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
             match stream.frames.recv_timeout(wait) {
                 Ok(Incoming::Frame { buf, arrived }) => {
-                    let bytes = buf.len() + protocol::LENGTH_PREFIX_LEN;
+                    let bytes = session.wire_len(buf.len());
                     let (header, outcome) = match self.show_frame(&mut stream, &buf)? {
                         Ok(shown) => shown,
                         Err(e) => return Ok(Ended::Lost(e)),

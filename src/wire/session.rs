@@ -4,7 +4,7 @@
 
 use super::connection::{read_payload, read_sealed_frame, MessageReader, MessageWriter};
 use super::protocol::{self, Ack, FrameHeader, Message, StreamHello, MAX_ACK_LEN};
-use super::secure::{Channel, FrameOpener, FrameSealer};
+use super::secure::{self, Channel, FrameOpener, FrameSealer};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
@@ -82,7 +82,6 @@ pub struct SenderSession {
     pub hello: StreamHello,
     /// What reads its frames, until a reader thread takes it.
     frames: Option<FrameReader>,
-    paired: bool,
     acks: MessageWriter<TcpStream>,
     ack_sealing: AckSealing,
     /// The sender's clock minus ours, in microseconds (from the handshake's clock reading).
@@ -118,7 +117,6 @@ impl SenderSession {
         clock_offset_us: i64,
     ) -> Result<Self> {
         let acks = MessageWriter::new(stream.try_clone().context("setting up the connection")?);
-        let paired = keys.is_some();
         let (opener, ack_sealing) = match keys {
             Some((opener, channel)) => (Some(opener), AckSealing::Sealed(channel)),
             None => (None, AckSealing::Clear),
@@ -131,7 +129,6 @@ impl SenderSession {
                 max_len: hello.max_message_len(),
                 scratch: Vec::new(),
             }),
-            paired,
             acks,
             ack_sealing,
             clock_offset_us,
@@ -139,7 +136,17 @@ impl SenderSession {
     }
 
     pub fn is_paired(&self) -> bool {
-        self.paired
+        matches!(self.ack_sealing, AckSealing::Sealed(_))
+    }
+
+    /// The bytes a frame message of `plain_len` bytes took on the wire: its length prefix, and
+    /// its sealing when paired.
+    pub fn wire_len(&self, plain_len: usize) -> usize {
+        let message = match self.is_paired() {
+            true => secure::sealed_frame_len(plain_len),
+            false => plain_len,
+        };
+        protocol::LENGTH_PREFIX_LEN + message
     }
 
     /// Another handle on the connection, and what reads frames from it: for the thread that
