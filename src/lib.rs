@@ -86,7 +86,8 @@
 //!
 //! # Always live
 //!
-//! The sender keeps at most [`sender::FRAMES_IN_FLIGHT`] frames unacknowledged per viewer, so no
+//! The sender keeps about a round trip's worth of frames unacknowledged per viewer (never fewer
+//! than [`sender::MIN_FRAMES_IN_FLIGHT`]; `sender/sinks/window.rs` measures each path), so no
 //! queue anywhere (ours or the kernel's socket buffers) holds old frames: a viewer that falls
 //! behind gets the newest frame from its slot when it acks, and the frames it missed are counted.
 //! An unpaced source makes a frame only when some viewer's slot is empty, so one frame is always

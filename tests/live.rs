@@ -4,7 +4,7 @@
 use crate::common::*;
 use camstream::error_line;
 use camstream::receiver::{self, ReceiverConfig};
-use camstream::sender::FRAMES_IN_FLIGHT;
+use camstream::sender::MIN_FRAMES_IN_FLIGHT;
 use camstream::stats::{FrameLog, ReceiverStats};
 use camstream::wire::protocol::Codec;
 use camstream::Stop;
@@ -19,12 +19,12 @@ fn a_viewer_that_stops_acking_holds_two_frames_then_resumes_at_the_newest() {
     let sender = start_sender(config);
     let mut viewer = TestViewer::connect(sender.addr);
     // Not acking: the sender stops after what may be in flight, however long we wait.
-    let held: Vec<u64> = (0..FRAMES_IN_FLIGHT)
+    let held: Vec<u64> = (0..MIN_FRAMES_IN_FLIGHT as u64)
         .map(|_| viewer.frame().unwrap().header.seq)
         .collect();
     assert!(
         !viewer.frame_arrives_within(Duration::from_millis(500)),
-        "a frame beyond the {FRAMES_IN_FLIGHT} in flight was sent"
+        "a frame beyond the {MIN_FRAMES_IN_FLIGHT} in flight was sent"
     );
     for seq in &held {
         viewer.ack(*seq);
@@ -53,9 +53,9 @@ fn many_viewers_share_one_encode_of_each_frame() {
     let seen: Vec<Vec<Received>> = watchers.into_iter().map(|w| w.join().unwrap()).collect();
     let report = sender.finish();
     assert!(seen.iter().all(|frames| frames.len() == 40));
-    // Each viewer may have been sent up to FRAMES_IN_FLIGHT more than it read before leaving.
+    // Each viewer may have been sent up to MIN_FRAMES_IN_FLIGHT more than it read before leaving.
     assert!(
-        (120..=120 + 3 * FRAMES_IN_FLIGHT).contains(&report.frames_sent),
+        (120..=120 + 3 * MIN_FRAMES_IN_FLIGHT as u64).contains(&report.frames_sent),
         "{report:?}"
     );
     assert!(

@@ -6,6 +6,7 @@
 //! connections cannot flood the log.
 
 use super::sinks::flight::stalled;
+use super::sinks::window::frame_interval;
 use super::sinks::tcp::{Ending, TcpViewer};
 use super::sinks::Sinks;
 use super::{web, Shared, WRITER_THREAD};
@@ -374,6 +375,7 @@ fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
         &shared.greeting,
         &shared.sinks,
         shared.viewer_timeout,
+        frame_interval(shared.stream.fps),
         connected,
         count_frame,
     );

@@ -19,7 +19,7 @@ pub mod sinks;
 mod web;
 
 pub use admission::SPARE_CONNECTIONS;
-pub use sinks::flight::FRAMES_IN_FLIGHT;
+pub use sinks::window::MIN_FRAMES_IN_FLIGHT;
 
 use crate::config::{Bitrate, PairingMode, PublishTarget, SourceSpec};
 use crate::media::codec;

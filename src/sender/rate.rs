@@ -1,23 +1,23 @@
 //! `--bitrate auto`: the encoder's bit rate fitted to what the viewers can take, from what the
-//! sender already sees. Every viewer acks each frame it has shown, and its slot counts the
-//! frames that had to queue, or were skipped, because it was still busy: a viewer whose frames
-//! queued or were skipped in a period was limited by its link (or its machine). Its delivery
-//! rate is the bytes it acked over the time some frame of ours was on its way to it (sent and
-//! not yet acked). Counting only that busy time matters: a viewer that skipped waits for a
-//! keyframe with an idle link, and counting that time would take its link for slower than it
-//! is, and the rate would ratchet down.
+//! sender already sees. Every viewer acks each frame it has shown; its window
+//! ([`super::sinks::window`]) measures from those acks its link's delivery rate (bytes newly
+//! acknowledged over the time between acks, the best of the last few round trips, as BBR
+//! does) and how long frames waited for room in it. Its slot counts the frames that had to
+//! queue, or were skipped, because it was still busy. Measuring between acks matters: bytes
+//! over the time a frame was in flight would read a long round trip as a thin link, and the
+//! rate would walk down to the floor on any path across the internet.
 //!
 //! The policy, every half second:
-//! - if some viewers were limited, aim at 85% of the slowest of them (the best of its limited
-//!   periods in the last two seconds; rising by at most 15% and falling by at most half a
-//!   period), leaving out any viewer far below the others (under a third of their median rate):
-//!   that one keeps skipping to keyframes instead of dragging everyone down;
-//! - if none has been limited for two seconds, raise the rate by 15% a period, to find out
+//! - if some viewers fell behind while their window was full (the link, not the camera, set
+//!   the pace), aim at 85% of the slowest one's delivery rate (rising by at most 15% and falling
+//!   by at most half a period), leaving out any viewer far below the others (under a third of
+//!   their median rate): that one keeps skipping to keyframes instead of dragging everyone down;
+//! - if none has been behind for two seconds, raise the rate by 15% a period, to find out
 //!   whether the links take more; by 4% once near what they took when last limited;
 //! - always within bounds that fit the picture (a sixteenth to twice the fixed default).
 
 use super::sinks::{Feedback, SinkId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often the rate is looked at.
@@ -35,16 +35,10 @@ const PROBE_STEP: f64 = 1.04;
 /// TCP recovers them (a retransmission timeout is 200 ms or more) the delivery rate looks far
 /// lower than the link's: halving, and looking again, does not overshoot into the floor.
 const STEP_DOWN: f64 = 0.5;
-/// How long a limited period's delivery rate is remembered. A link that loses packets (a
-/// narrowing link, a burst too large for a router's queue) stalls while TCP recovers them, and
-/// the periods around it deliver less than the link takes: the best of the last two seconds is
-/// what it takes, as BBR keeps the best of its recent samples.
-const MEMORY: Duration = Duration::from_secs(2);
-/// The share of a period a viewer's link must have been busy with our frames for its delivery
-/// rate to measure the link. Frames that come 33 ms apart each cross an idle link faster than
-/// the link's steady rate (a router's token bucket, a radio's burst): only a link kept busy
-/// shows what it takes.
-const SATURATED: f64 = 0.8;
+/// The share of a period frames must have waited for room in a viewer's window for its
+/// delivery rate to measure its link: with room to spare, the camera set the pace, and the
+/// rate measured is the stream's, not the link's.
+const SATURATED: f64 = 0.5;
 /// A viewer under this share of the others' median rate does not set the rate.
 const FAR_BELOW: f64 = 1.0 / 3.0;
 
@@ -56,8 +50,6 @@ pub struct RateControl {
     last: HashMap<SinkId, Feedback>,
     last_look: Instant,
     last_limited: Instant,
-    /// The slowest limited viewer's delivery rate in each recent limited period, kbit/s.
-    limited: VecDeque<(Instant, f64)>,
     /// What the links took, by the last limited period's reckoning.
     takes_kbps: Option<f64>,
 }
@@ -73,7 +65,6 @@ impl RateControl {
             last: HashMap::new(),
             last_look: now,
             last_limited: now,
-            limited: VecDeque::new(),
             takes_kbps: None,
         }
     }
@@ -97,15 +88,16 @@ impl RateControl {
             .iter()
             .filter_map(|now| {
                 let (now, before) = (now.counters, self.last.get(&now.id)?.counters);
-                let bytes = now.delivered.saturating_sub(before.delivered);
-                let busy = now.busy_us.saturating_sub(before.busy_us) as f64 / 1e6;
-                let kbps = bytes as f64 * 8.0 / 1000.0 / busy.max(seconds / 10.0);
+                if now.rate == 0 {
+                    return None;
+                }
+                let full = now.full_us.saturating_sub(before.full_us) as f64 / 1e6;
                 let skipped = now.skipped > before.skipped;
                 Some(Sample {
-                    kbps,
+                    kbps: now.rate as f64 * 8.0 / 1000.0,
                     behind: skipped || now.queued > before.queued,
                     skipped,
-                    saturated: busy >= seconds * SATURATED,
+                    saturated: full >= seconds * SATURATED,
                 })
             })
             .collect();
@@ -120,19 +112,14 @@ impl RateControl {
             false => {
                 // No rise while some viewer falls behind.
                 self.last_limited = now;
-                // What the links take, from the slowest viewer whose link was kept busy: the
-                // best of the recent such periods.
+                // What the links take, from the slowest viewer whose link set the pace.
                 let slowest = behind
                     .iter()
                     .filter(|s| s.saturated)
                     .map(|s| s.kbps)
                     .reduce(f64::min);
-                self.limited
-                    .retain(|(at, _)| now.saturating_duration_since(*at) < MEMORY);
                 let mut aim = current;
-                if let Some(kbps) = slowest {
-                    let takes = self.limited.iter().map(|(_, k)| *k).fold(kbps, f64::max);
-                    self.limited.push_back((now, kbps));
+                if let Some(takes) = slowest {
                     self.takes_kbps = Some(takes);
                     aim = takes * HEADROOM;
                 }
@@ -163,13 +150,13 @@ impl RateControl {
 
 /// One viewer's period.
 struct Sample {
-    /// Bytes it acked over the time our frames were on their way to it.
+    /// Its delivery rate, as its window measured it.
     kbps: f64,
     /// Frames queued for it, or were skipped.
     behind: bool,
     /// Frames were skipped: it was behind for longer than a burst.
     skipped: bool,
-    /// Its link was busy with our frames most of the period.
+    /// Frames waited for room in its window for much of the period.
     saturated: bool,
 }
 
@@ -189,15 +176,15 @@ mod tests {
         kbps: u64,
         skipped: u64,
         queued: u64,
-        /// Share of the period its link was busy with our frames.
-        busy: f64,
+        /// Share of the period frames waited for room in its window.
+        full: f64,
     }
 
     const CALM_PERIOD: Period = Period {
         kbps: 600,
         skipped: 0,
         queued: 0,
-        busy: 0.3,
+        full: 0.1,
     };
 
     /// Frames queued for it, on a link kept busy: it takes `kbps`, and no more.
@@ -206,7 +193,7 @@ mod tests {
             kbps,
             skipped: 0,
             queued: 3,
-            busy: 1.0,
+            full: 1.0,
         }
     }
 
@@ -238,9 +225,10 @@ mod tests {
             self.now += PERIOD;
             for (counters, period) in self.counters.iter_mut().zip(periods) {
                 counters.delivered += period.kbps * 1000 / 8 / 2;
+                counters.rate = period.kbps * 1000 / 8;
                 counters.skipped += period.skipped;
                 counters.queued += period.queued;
-                counters.busy_us += (PERIOD.as_micros() as f64 * period.busy) as u64;
+                counters.full_us += (PERIOD.as_micros() as f64 * period.full) as u64;
             }
             let feedback: Vec<Feedback> = (self.counters.iter().enumerate())
                 .map(|(id, counters)| Feedback {

@@ -2,14 +2,15 @@
 //! H.264 stream goes to a page that can play it through Media Source Extensions as fragmented
 //! MP4, muxed once per frame for all such tabs ([`Fragments`], their [`Prepare`] step); any
 //! other page gets JPEG frames (for an H.264 or raw stream from the side JPEG encode). Like a
-//! receiver, a tab acks each frame it showed and has at most [`FRAMES_IN_FLIGHT`](super::flight::FRAMES_IN_FLIGHT) unacked, so
-//! a stalled tab skips frames and slows nobody.
+//! receiver, a tab acks each frame it showed and has at most its [`Window`](super::window::Window)
+//! unacked (about a round trip's worth), so a stalled tab skips frames and slows nobody.
 //!
 //! A WebSocket over TLS cannot be split into a reading and a writing half, so the writer and
 //! the ack reader share it behind a lock: the reader waits for bytes without the lock
 //! (`poll`), then takes it and reads what came without blocking.
 
 use super::flight::Flight;
+use super::window::frame_interval;
 use super::{EncodedFrame, Hooks, Member, Policy, Prepare, Sinks};
 use crate::lock;
 use crate::media::codec::Stored;
@@ -107,7 +108,7 @@ pub fn serve<S: Read + Write + Send>(
     };
     // From now on the reader waits for bytes in `poll`, and reads without blocking.
     tcp.set_read_timeout(Some(Duration::from_millis(1)))?;
-    let flight = Flight::new(stall);
+    let flight = Flight::new(stall, frame_interval(stream.fps));
     let fragments = feeds.fragments.filter(|_| mse);
     thread::scope(|scope| {
         let reader = scope.spawn(|| {
@@ -270,8 +271,7 @@ impl<S: Read + Write> Socket<'_, S> {
                 };
                 match PageMessage::parse(&text).map_err(|e| anyhow!(e))? {
                     PageMessage::Ack { seq, latency_us } => {
-                        let (bytes, busy) = flight.acked(seq)?;
-                        member.slot.delivered(bytes, busy);
+                        member.slot.delivered(flight.acked(seq)?);
                         if let Some(latency) = latency_us.filter(|l| l.is_finite()) {
                             tally.latency(latency);
                         }

@@ -1,21 +1,18 @@
-//! The frames a viewer has been sent and not yet acknowledged: what lets a writer send only when
-//! the viewer has room (at most [`FRAMES_IN_FLIGHT`]), and tells, from when each ack came, how
-//! long the viewer's link was busy with our frames. Shared by every kind of viewer that acks.
+//! The frames a viewer has been sent and not yet acknowledged, shared by its writer and its ack
+//! reader: the writer sends only when the viewer's [`Window`] has room (sized by its path's
+//! round trip and delivery rate), and each ack measures that path. Shared by every kind of
+//! viewer that acks.
 //!
 //! It is also what notices a viewer that has stalled (a laptop gone to sleep, a frozen process,
 //! a peer that pairs and then reads nothing): frames in flight and, for the viewer's timeout,
 //! neither an ack nor a write that went through. Such a viewer gives its seat back.
 
 use crate::lock;
-use anyhow::{bail, Result};
-use std::collections::VecDeque;
+use anyhow::Result;
+use super::window::{Acked, Window};
 use std::io::ErrorKind;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// Frames a viewer may hold unacknowledged. Two keep the link busy (one on the wire while the
-/// viewer shows the other) without letting a queue of old frames build anywhere.
-pub const FRAMES_IN_FLIGHT: u64 = 2;
 
 /// The viewer had frames in flight and took nothing for this long: no ack, and no bytes
 /// accepted by its socket.
@@ -42,23 +39,21 @@ pub struct Flight {
 }
 
 pub struct FlightState {
-    /// Sequence number and bytes of each frame, oldest first.
-    frames: VecDeque<(u64, usize)>,
-    /// Since when the link has been busy with our frames, not yet counted.
-    busy_from: Option<Instant>,
+    window: Window,
     /// When the viewer last took something: an ack, or a write its socket accepted.
     progress: Instant,
     reader_done: bool,
 }
 
 impl Flight {
-    /// A viewer's flight; it has stalled when it takes nothing for `stall` with frames in flight.
-    pub fn new(stall: Duration) -> Flight {
+    /// A viewer's flight for a stream with `frame_interval` between frames (zero when
+    /// unpaced); it has stalled when it takes nothing for `stall` with frames in flight.
+    pub fn new(stall: Duration, frame_interval: Duration) -> Flight {
+        let now = Instant::now();
         Flight {
             state: Mutex::new(FlightState {
-                frames: VecDeque::new(),
-                busy_from: None,
-                progress: Instant::now(),
+                window: Window::new(frame_interval, now),
+                progress: now,
                 reader_done: false,
             }),
             changed: Condvar::new(),
@@ -70,13 +65,13 @@ impl Flight {
         lock(&self.state)
     }
 
-    /// Waits until fewer than [`FRAMES_IN_FLIGHT`] frames are unacknowledged; false if the
+    /// Waits until the viewer's window has room for another frame; false if the
     /// reader is done (the viewer is gone), [`Stalled`] if the viewer took nothing meanwhile
     /// for the stall time. Only a viewer with frames in flight can stall: one waiting for a
     /// keyframe owes us nothing.
     pub fn wait_for_room(&self) -> Result<bool> {
         let mut state = self.lock();
-        while state.frames.len() as u64 >= FRAMES_IN_FLIGHT && !state.reader_done {
+        while !state.window.room_at(Instant::now()) && !state.reader_done {
             let idle = state.progress.elapsed();
             let Some(left) = self.stall.checked_sub(idle).filter(|d| !d.is_zero()) else {
                 return Err(Stalled(self.stall).into());
@@ -94,13 +89,7 @@ impl Flight {
     /// (its ack may come before the write returns). The socket's write timeout is the stall
     /// time, so a write that blocks that long with no byte accepted is [`Stalled`] too.
     pub fn send<T>(&self, seq: u64, bytes: usize, write: impl FnOnce() -> Result<T>) -> Result<T> {
-        {
-            let mut state = self.lock();
-            if state.frames.is_empty() {
-                state.busy_from = Some(Instant::now());
-            }
-            state.frames.push_back((seq, bytes));
-        }
+        self.lock().window.sent(seq, bytes, Instant::now());
         let written = write().map_err(|e| match timed_out(&e) {
             true => e.context(Stalled(self.stall)),
             false => e,
@@ -110,22 +99,15 @@ impl Flight {
     }
 
     /// Frame `seq` was acknowledged: the oldest in flight, as a viewer acks in order. Returns
-    /// its bytes, and how long the link was busy with our frames since last counted.
-    pub fn acked(&self, seq: u64) -> Result<(usize, Duration)> {
+    /// its bytes and the viewer's delivery rate by now.
+    pub fn acked(&self, seq: u64) -> Result<Acked> {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.frames.back().is_none_or(|(last, _)| seq > *last) {
-            bail!("it acknowledged frame {seq} before it was sent");
-        }
-        let (_, bytes) = state.frames.pop_front().unwrap_or_default();
+        let acked = state.window.acked(seq, now)?;
         state.progress = now;
-        let busy = state
-            .busy_from
-            .map_or(Duration::ZERO, |from| now.saturating_duration_since(from));
-        state.busy_from = (!state.frames.is_empty()).then_some(now);
         drop(state);
         self.changed.notify_all();
-        Ok((bytes, busy))
+        Ok(acked)
     }
 
     pub fn reader_done(&self) {
@@ -149,14 +131,15 @@ fn timed_out(error: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::window::MIN_FRAMES_IN_FLIGHT;
     use super::*;
 
     #[test]
     fn a_viewer_with_frames_in_flight_that_takes_nothing_stalls() {
-        let flight = Flight::new(Duration::from_millis(100));
-        // Room for FRAMES_IN_FLIGHT frames, however long it waits: nothing is owed yet.
+        let flight = Flight::new(Duration::from_millis(100), Duration::from_millis(33));
+        // Room for the first frames, however long it waits: nothing is owed yet.
         std::thread::sleep(Duration::from_millis(150));
-        for seq in 0..FRAMES_IN_FLIGHT {
+        for seq in 0..MIN_FRAMES_IN_FLIGHT as u64 {
             assert!(flight.wait_for_room().unwrap());
             flight.send(seq, 10, || Ok(())).unwrap();
         }
@@ -171,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_write_that_times_out_is_a_stall() {
-        let flight = Flight::new(Duration::from_secs(10));
+        let flight = Flight::new(Duration::from_secs(10), Duration::ZERO);
         let err = flight
             .send(0, 10, || -> Result<()> {
                 Err(std::io::Error::from(ErrorKind::WouldBlock).into())

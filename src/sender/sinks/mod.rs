@@ -15,6 +15,7 @@ pub mod mjpeg;
 pub mod publish;
 mod slot;
 pub mod tcp;
+pub mod window;
 
 pub use slot::{Counters, Policy, Slot};
 

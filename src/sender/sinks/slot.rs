@@ -1,5 +1,6 @@
 //! A sink's slot: the frames waiting for one consumer, and what happens when it falls behind.
 
+use super::window::Acked;
 use super::EncodedFrame;
 use crate::lock;
 use std::collections::VecDeque;
@@ -39,7 +40,7 @@ struct SlotState {
     closing: bool,
 }
 
-/// A slot's counters, each growing from 0 since it joined.
+/// A slot's counters, each growing from 0 since it joined, and its consumer's delivery rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Frames its consumer never got.
@@ -48,8 +49,10 @@ pub struct Counters {
     pub queued: u64,
     /// Bytes its consumer confirmed.
     pub delivered: u64,
-    /// Microseconds its link was busy with frames (from sent to acknowledged).
-    pub busy_us: u64,
+    /// Its link's delivery rate by its acks (bytes per second); 0 until measured.
+    pub rate: u64,
+    /// Microseconds frames waited for room in its window: its link set the pace.
+    pub full_us: u64,
 }
 
 /// One consumer's mailbox.
@@ -60,10 +63,11 @@ pub struct Slot {
     skipped: AtomicU64,
     /// Frames that had to queue behind another: its consumer was busy.
     queued: AtomicU64,
-    /// Bytes of frames its consumer confirmed it got (a viewer's acks), and for how long its link
-    /// was busy with them: its delivery rate.
+    /// Bytes of frames its consumer confirmed it got (a viewer's acks), and its link's delivery
+    /// rate by them.
     delivered: AtomicU64,
-    busy_us: AtomicU64,
+    rate: AtomicU64,
+    full_us: AtomicU64,
     demand: Arc<Demand>,
 }
 
@@ -79,7 +83,8 @@ impl Slot {
             skipped: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            busy_us: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
+            full_us: AtomicU64::new(0),
             demand,
         }
     }
@@ -202,12 +207,15 @@ impl Slot {
         self.skipped.load(Ordering::Relaxed)
     }
 
-    /// Counts `bytes` of frames the consumer confirmed, and `busy`, how long its link was busy
-    /// with our frames since the last count.
-    pub fn delivered(&self, bytes: usize, busy: Duration) {
-        self.delivered.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.busy_us
-            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+    /// Counts the bytes of a frame the consumer confirmed, and notes its link's delivery rate.
+    pub fn delivered(&self, acked: Acked) {
+        self.delivered
+            .fetch_add(acked.bytes as u64, Ordering::Relaxed);
+        if let Some(rate) = acked.rate {
+            self.rate.store(rate as u64, Ordering::Relaxed);
+        }
+        self.full_us
+            .store(acked.full.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// What its counters say so far.
@@ -216,7 +224,8 @@ impl Slot {
             skipped: self.skipped(),
             queued: self.queued.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
-            busy_us: self.busy_us.load(Ordering::Relaxed),
+            rate: self.rate.load(Ordering::Relaxed),
+            full_us: self.full_us.load(Ordering::Relaxed),
         }
     }
 }

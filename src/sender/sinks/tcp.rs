@@ -1,6 +1,7 @@
 //! A receiver connected over TCP, as a sink: its handshake ([`crate::wire::handshake`]), then
-//! frames from its slot, at most [`FRAMES_IN_FLIGHT`](super::flight::FRAMES_IN_FLIGHT) unacknowledged, so neither a queue of ours
-//! nor the kernel's socket buffers can hold old frames for it.
+//! frames from its slot, as many unacknowledged as its [`Window`](super::window::Window) allows
+//! (about a round trip's worth), so neither a queue of ours nor the kernel's socket buffers can
+//! hold old frames for it.
 
 use super::flight::{stalled, Flight};
 use super::{Hooks, Policy, SinkId, Sinks, Slot};
@@ -46,12 +47,13 @@ impl TcpViewer {
     /// Greets the viewer, then sends it frames until the stream ends or it leaves. `connected`
     /// is called once the handshake is done, `frame_sent` with the bytes of each frame sent.
     /// Its acks are read on a thread of their own, as they come: they give credit for the next
-    /// frame, and when each came says how long the link was busy with our frames.
+    /// frame, and when each came measures the viewer's path. `frame_interval` is the stream's.
     pub fn serve(
         &self,
         greeting: &Greeting,
         sinks: &Sinks,
         stall: Duration,
+        frame_interval: Duration,
         connected: impl FnOnce(),
         frame_sent: impl FnMut(usize),
     ) -> Result<Ending> {
@@ -60,7 +62,7 @@ impl TcpViewer {
         self.stream.set_write_timeout(Some(stall))?;
         sinks.activate(self.id);
         connected();
-        let flight = Flight::new(stall);
+        let flight = Flight::new(stall, frame_interval);
         thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let read = read_acks(&mut acks, &flight, &self.slot);
@@ -128,8 +130,7 @@ impl TcpViewer {
 /// Reads the viewer's acks until it closes the connection (`Ok`) or breaks the protocol.
 fn read_acks(acks: &mut AckReader<'_>, flight: &Flight, slot: &Slot) -> Result<()> {
     while let Some(ack) = acks.read_ack()? {
-        let (bytes, busy) = flight.acked(ack.seq)?;
-        slot.delivered(bytes, busy);
+        slot.delivered(flight.acked(ack.seq)?);
         if ack.keyframe_wanted {
             slot.restart_at_keyframe();
         }
