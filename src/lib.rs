@@ -107,6 +107,7 @@
 pub mod cli;
 pub mod config;
 pub mod media;
+pub mod net;
 pub mod prompt;
 pub mod receiver;
 pub mod sender;

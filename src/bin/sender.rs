@@ -45,6 +45,10 @@ struct Args {
     /// from a rate that fits the picture (2500 for 1280x720)
     #[arg(long, value_name = "KBIT|auto", default_value = "auto", value_parser = config::parse_bitrate)]
     bitrate: Bitrate,
+    /// TCP congestion control for viewers' connections, e.g. bbr (steadier across lossy
+    /// internet paths than cubic; see the README's "On the internet") [default: the system's]
+    #[arg(long, value_name = "NAME")]
+    tcp_congestion: Option<String>,
     /// Frames per second to send; 0 = as fast as possible [default: the file's own rate, 30 for
     /// the test pattern, the camera's pace]
     #[arg(long, value_parser = config::parse_fps)]
@@ -155,6 +159,7 @@ fn run(args: Args) -> Result<()> {
         bitrate: args.bitrate,
         tls,
         publish: args.publish,
+        congestion_control: args.tcp_congestion,
     };
     let report = sender::run(&config, listener, &stop)?;
     if args.stats {

@@ -103,23 +103,8 @@ impl LowWaterReader {
         LowWaterReader { stream, mark: 1 }
     }
 
-    /// SO_RCVLOWAT, which socket2 does not wrap.
     fn set_mark(&mut self, bytes: usize) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: a valid socket descriptor and a pointer to an int that outlives the call.
-        let result = unsafe {
-            libc::setsockopt(
-                self.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVLOWAT,
-                std::ptr::from_ref(&value).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if result != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        crate::net::set_receive_low_water(&self.stream, bytes)?;
         self.mark = bytes;
         Ok(())
     }

@@ -6,20 +6,20 @@
 //! connections cannot flood the log.
 
 use super::sinks::flight::stalled;
-use super::sinks::window::frame_interval;
 use super::sinks::tcp::{Ending, TcpViewer};
+use super::sinks::window::frame_interval;
 use super::sinks::Sinks;
 use super::{web, Shared, WRITER_THREAD};
 use crate::wire::handshake::{refuse, NotAViewer, HANDSHAKE_TIMEOUT};
 use crate::wire::protocol::RefusalReason;
 use crate::wire::secure;
 use crate::wire::sniff::{self, Peer};
-use crate::{error_line, is_disconnect, lock, Stop};
+use crate::{error_line, is_disconnect, lock, net, Stop};
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,13 +232,7 @@ impl AcceptWaker {
 
     /// Blocks until the listener has a connection or the waker was woken.
     fn wait(&self, listener: &TcpListener) {
-        let mut fds = [listener.as_raw_fd(), self.woken.as_raw_fd()].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: two valid pollfd entries that outlive the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        net::wait_readable(&[listener.as_fd(), self.woken.as_fd()], None);
     }
 }
 
@@ -294,6 +288,9 @@ fn admit(
         .name(WRITER_THREAD.to_owned())
         .spawn(move || {
             let shared = &connection.0;
+            if let Err(e) = net::tune_viewer(&stream) {
+                log::debug!("connection from {peer}: setting its socket options: {e}");
+            }
             // The one place a connection is told apart: a receiver, or a browser.
             match kind(&stream) {
                 Ok(Peer::Camstream) => match shared.admission.seat_for_receiver(peer) {

@@ -85,6 +85,9 @@ pub struct SenderConfig {
     pub tls: TlsSource,
     /// Media servers to publish to.
     pub publish: Vec<PublishTarget>,
+    /// TCP congestion control for viewers' connections (`--tcp-congestion`); `None`: the
+    /// system's.
+    pub congestion_control: Option<String>,
 }
 
 /// Seconds between regular keyframes when `--keyframe-interval` is not given.
@@ -193,6 +196,16 @@ pub fn serve(
     listener
         .set_nonblocking(true)
         .context("setting up the listener")?;
+    if let Some(name) = &config.congestion_control {
+        // Connections inherit it from the listener.
+        crate::net::set_congestion_control(&listener, name).with_context(|| {
+            format!(
+                "setting TCP congestion control {name:?} (available: {}; without root, only \
+                 those in net.ipv4.tcp_allowed_congestion_control)",
+                crate::net::available_congestion_controls()
+            )
+        })?;
+    }
     let web = match config.pairing.code() {
         Some(code) => {
             let keys = certificate::load(&config.tls, code).context("setting up HTTPS")?;

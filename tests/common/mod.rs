@@ -76,6 +76,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         // A new certificate each start, kept nowhere.
         tls: camstream::sender::certificate::TlsSource::SelfSigned { folder: None },
         publish: Vec::new(),
+        congestion_control: None,
     }
 }
 

@@ -12,16 +12,16 @@
 use super::flight::Flight;
 use super::window::frame_interval;
 use super::{EncodedFrame, Hooks, Member, Policy, Prepare, Sinks};
-use crate::lock;
 use crate::media::codec::Stored;
 use crate::media::fmp4::Fragmenter;
 use crate::stats::unix_micros;
 use crate::wire::web::{frame_head, PageMessage, Payload, SenderMessage, StreamInfo};
+use crate::{lock, net};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -289,13 +289,7 @@ impl<S: Read + Write> Socket<'_, S> {
             if flight.is_reader_done() {
                 return false;
             }
-            let mut fd = libc::pollfd {
-                fd: self.tcp.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd that outlives the call.
-            if unsafe { libc::poll(&mut fd, 1, 500) } != 0 {
+            if net::wait_readable(&[self.tcp.as_fd()], Some(Duration::from_millis(500))) {
                 return true;
             }
         }

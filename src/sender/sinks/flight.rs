@@ -7,9 +7,9 @@
 //! a peer that pairs and then reads nothing): frames in flight and, for the viewer's timeout,
 //! neither an ack nor a write that went through. Such a viewer gives its seat back.
 
+use super::window::{Acked, Window};
 use crate::lock;
 use anyhow::Result;
-use super::window::{Acked, Window};
 use std::io::ErrorKind;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -6,16 +6,16 @@
 //! the next boundary arrives.
 
 use super::{Hooks, Policy, Sinks};
+use crate::net;
 use crate::wire::http::{mjpeg_part_head, response_head};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const BOUNDARY: &str = "camstreamframe";
 /// Bytes of a part the socket may still hold unsent when the next is written.
-const UNSENT_LIMIT: libc::c_int = 16 * 1024;
+const UNSENT_LIMIT: usize = 16 * 1024;
 /// A client that takes nothing for this long is cut off.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,7 +28,7 @@ pub fn serve(
     sinks: &Sinks,
     mut frame_sent: impl FnMut(usize),
 ) -> Result<u64> {
-    limit_unsent(tcp, UNSENT_LIMIT).context("setting TCP_NOTSENT_LOWAT")?;
+    net::set_unsent_limit(tcp, UNSENT_LIMIT).context("setting TCP_NOTSENT_LOWAT")?;
     tcp.set_write_timeout(Some(SEND_TIMEOUT))?;
     let member = sinks.member(Policy::Live, Hooks::for_connection("mjpeg", None, tcp)?);
     let content_type = format!("multipart/x-mixed-replace;boundary={BOUNDARY}");
@@ -57,23 +57,4 @@ pub fn serve(
         frame_sent(frame.data.len());
     }
     Ok(member.slot.skipped())
-}
-
-/// Sets `TCP_NOTSENT_LOWAT`: the socket counts as writable only while less than `bytes` wait
-/// unsent, so a blocking write waits for the client instead of queueing frames in the kernel.
-fn limit_unsent(tcp: &TcpStream, bytes: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: a valid socket and an int option of the size given.
-    let result = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    match result {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
 }

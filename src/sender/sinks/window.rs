@@ -387,7 +387,11 @@ mod tests {
         );
         assert!(out.worst < MS * 250, "worst {:?}", out.worst);
         // The camera, not the link, set the pace.
-        assert!(out.full < MS * 1000, "frames waited {:?} for room", out.full);
+        assert!(
+            out.full < MS * 1000,
+            "frames waited {:?} for room",
+            out.full
+        );
     }
 
     #[test]
@@ -409,7 +413,11 @@ mod tests {
         // interval, twice, at the rate, and its own transfer.
         assert!(out.worst < MS * 400, "worst {:?}", out.worst);
         // The link set the pace.
-        assert!(out.full > MS * 5000, "frames waited {:?} for room", out.full);
+        assert!(
+            out.full > MS * 5000,
+            "frames waited {:?} for room",
+            out.full
+        );
     }
 
     #[test]
