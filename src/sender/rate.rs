@@ -8,8 +8,9 @@
 //! rate would walk down to the floor on any path across the internet.
 //!
 //! The policy, every half second:
-//! - if some viewers fell behind while their window was full (the link, not the camera, set
-//!   the pace), aim at 85% of the slowest one's delivery rate (rising by at most 15% and falling
+//! - if some viewers fell behind while their window was full, or a queue stands in their path
+//!   (even their quickest frame of late took 50 ms longer than their round trip: the link, not
+//!   the camera, set the pace), aim at 85% of the slowest one's delivery rate (rising by at most 15% and falling
 //!   by at most half a period), leaving out any viewer far below the others (under a third of
 //!   their median rate): that one keeps skipping to keyframes instead of dragging everyone down;
 //! - if none has been behind for two seconds, raise the rate by 15% a period, to find out
@@ -18,7 +19,7 @@
 //!   fast path across the internet takes more than the default, and shows it sharper).
 
 use super::sinks::{Counters, Feedback, SinkId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How often the rate is looked at.
@@ -40,6 +41,17 @@ const STEP_DOWN: f64 = 0.5;
 /// delivery rate to measure its link: with room to spare, the camera set the pace, and the
 /// rate measured is the stream's, not the link's.
 const SATURATED: f64 = 0.5;
+/// A queue standing this long in a viewer's path (even its quickest frame of late took this
+/// much longer than its round trip) says the stream is more than its link takes, before any
+/// frame has to wait for room: a window sized by the round trip leaves room for that much.
+const STANDING_QUEUE: Duration = Duration::from_millis(50);
+/// What the links took when limited is remembered this long: a rate climbs back towards it by
+/// [`PROBE_STEP`], up to [`PROBE_CEILING`] of it, and no further until it is forgotten (then
+/// by [`PROBE_STEP`] again). Each rise past what a link takes builds a queue that every frame
+/// waits in until it is noticed, about a second later.
+const TAKES_MEMORY: Duration = Duration::from_secs(10);
+/// The share of what the links took that a calm rate climbs to while it is remembered.
+const PROBE_CEILING: f64 = 0.95;
 /// A viewer's first this long does not set the rate: its window starts at two frames and
 /// grows as it measures the path (doubling each round trip), and until then what it takes is
 /// the window's, not the link's.
@@ -55,8 +67,10 @@ pub struct RateControl {
     last: HashMap<SinkId, (Counters, Instant)>,
     last_look: Instant,
     last_limited: Instant,
-    /// What the links took, by the last limited period's reckoning.
-    takes_kbps: Option<f64>,
+    /// What the links took in each limited period of the last [`TAKES_MEMORY`].
+    takes_kbps: VecDeque<(Instant, f64)>,
+    /// Some link was ever measured: past [`TAKES_MEMORY`] the rate still feels its way.
+    measured: bool,
 }
 
 impl RateControl {
@@ -70,7 +84,8 @@ impl RateControl {
             last: HashMap::new(),
             last_look: now,
             last_limited: now,
-            takes_kbps: None,
+            takes_kbps: VecDeque::new(),
+            measured: false,
         }
     }
 
@@ -102,11 +117,13 @@ impl RateControl {
                 }
                 let full = now.full_us.saturating_sub(before.full_us) as f64 / 1e6;
                 let skipped = now.skipped > before.skipped;
+                let standing = now.standing_queue_us >= STANDING_QUEUE.as_micros() as u64;
                 Some(Sample {
                     kbps: now.rate as f64 * 8.0 / 1000.0,
-                    behind: skipped || now.queued > before.queued,
+                    behind: skipped || standing || now.queued > before.queued,
                     skipped,
-                    saturated: full >= seconds * SATURATED,
+                    // A standing queue, like a full window, means the link set the pace.
+                    saturated: standing || full >= seconds * SATURATED,
                 })
             })
             .collect();
@@ -134,24 +151,37 @@ impl RateControl {
                     .reduce(f64::min);
                 let mut aim = current;
                 if let Some(takes) = slowest {
-                    self.takes_kbps = Some(takes);
+                    self.takes_kbps.push_back((now, takes));
+                    self.measured = true;
                     aim = takes * HEADROOM;
                 }
-                // Skipping (stuck behind for longer than a burst) always brings the rate down:
-                // a link that loses packets stalls without looking busy.
-                if behind.iter().any(|s| s.skipped) {
+                // Skipping (stuck behind for longer than a burst) where the link set the pace
+                // brings the rate down at once: a link that has just narrowed loses packets,
+                // and its delivery rate reads high until the best of the last second is gone.
+                // Skipping on a link with room to spare is a lost packet's recovery: holding
+                // the rate is what keeps it from walking down to the floor on a lossy path.
+                if behind.iter().any(|s| s.skipped && s.saturated) {
                     aim = aim.min(current * HEADROOM);
                 }
                 aim.clamp(current * STEP_DOWN, current * STEP_UP).round() as u32
             }
             true if now.saturating_duration_since(self.last_limited) >= CALM => {
-                // Near what the links took when last limited, feel for more gently; past it
-                // with no viewer behind, that was a link since widened (or a loss misread).
-                let near = self
-                    .takes_kbps
-                    .is_some_and(|takes| current * STEP_UP > takes * HEADROOM && current < takes);
-                let step = if near { PROBE_STEP } else { STEP_UP };
-                (current * step).round() as u32
+                // Near what the links took lately, feel for more gently, and stop short of it;
+                // once that is forgotten, feel for more again (a link may have widened). Only
+                // before any link was measured (or far below what one took) climb quickly.
+                self.takes_kbps
+                    .retain(|(at, _)| now.saturating_duration_since(*at) < TAKES_MEMORY);
+                let takes = (self.takes_kbps.iter())
+                    .map(|(_, kbps)| *kbps)
+                    .reduce(f64::max);
+                match takes {
+                    Some(takes) if current * STEP_UP > takes * HEADROOM => {
+                        let ceiling = (takes * PROBE_CEILING).max(current);
+                        (current * PROBE_STEP).min(ceiling).round() as u32
+                    }
+                    None if self.measured => (current * PROBE_STEP).round() as u32,
+                    _ => (current * STEP_UP).round() as u32,
+                }
             }
             true => return None,
         }
@@ -264,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn a_viewer_behind_with_an_idle_link_holds_the_rate_and_skipping_lowers_it() {
+    fn a_viewer_behind_with_room_to_spare_holds_the_rate_and_skipping_on_a_full_link_lowers_it() {
         let mut run = Run::new(1000, 1);
         // Frames queued while its link was mostly idle (a hiccup of its own): its few bytes
         // say nothing of the link, so the rate holds, and does not rise 2 s on either.
@@ -277,36 +307,65 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(run.look(&[CALM_PERIOD]), None);
         }
-        // Skipping, though, always lowers it: a link recovering lost packets stalls without
-        // looking busy.
-        let skipping = Period {
+        // Skipping with room in its window is a lost packet's recovery: the rate holds.
+        let recovering = Period {
             skipped: 4,
             ..hiccup
         };
-        assert_eq!(run.look(&[skipping]), Some(850));
+        assert_eq!(run.look(&[recovering]), None);
+        // Skipping with its window full lowers it at once, though its rate still reads high
+        // (the best of the last second, from before its link narrowed).
+        let narrowed = Period {
+            full: 1.0,
+            ..recovering
+        };
+        assert_eq!(run.look(&[narrowed]), Some(850));
     }
 
     #[test]
     fn a_calm_rate_climbs_after_two_seconds_gently_near_what_the_link_took() {
         let mut run = Run::new(1000, 1);
         assert_eq!(run.look(&[behind(800)]), Some(680));
-        let rates: Vec<u32> = (0..24).filter_map(|_| run.look(&[CALM_PERIOD])).collect();
-        assert_eq!(rates[0], 707, "2 s after: near the 800 it took, by 4%");
-        assert!(rates.windows(2).all(|w| w[1] > w[0]), "{rates:?}");
-        assert_eq!(rates[..5], [707, 735, 764, 795, 827], "feeling its way");
-        // Past what it took with nobody behind: the link has widened, 15% a period again.
-        assert_eq!(rates[5], 951);
-        // Far below what a link took (after a loss that cut it hard), it climbs by 15%.
+        // (seconds since it was limited, new rate)
+        let rates: Vec<(f64, u32)> = (1..=24)
+            .filter_map(|n| Some((f64::from(n) / 2.0, run.look(&[CALM_PERIOD])?)))
+            .collect();
+        assert_eq!(
+            rates[0],
+            (2.0, 707),
+            "2 s after: near the 800 it took, by 4%"
+        );
+        assert_eq!(rates[1..3], [(2.5, 735), (3.0, 760)], "up to 95% of it");
+        // Once what it took is forgotten, it feels for more again: the link may have widened.
+        assert_eq!(rates[3], (10.0, 790));
+        // Far below what a link took (after a narrowing that cut it hard), it climbs by 15%.
         let mut run = Run::new(1000, 1);
         let skipping = Period {
             skipped: 4,
+            kbps: 5000,
+            full: 1.0,
             ..CALM_PERIOD
         };
         let cut: Vec<u32> = (0..4).filter_map(|_| run.look(&[skipping])).collect();
         assert_eq!(cut, [850, 723, 615, 523]);
         let rates: Vec<u32> = (0..40).filter_map(|_| run.look(&[CALM_PERIOD])).collect();
-        assert_eq!(rates[0], 601, "15% up: no link was ever measured");
+        assert_eq!(rates[0], 601, "15% up: far below the 5000 it took");
         assert_eq!(*rates.last().unwrap(), 4000, "up to four times the start");
+    }
+
+    #[test]
+    fn a_queue_standing_in_a_path_brings_the_rate_under_what_it_takes() {
+        let mut run = Run::new(4000, 1);
+        // No frame waited for room (a window a few round trips long), but even the quickest
+        // frame took 80 ms longer than the round trip: the link takes 3000, no more.
+        let takes = Period {
+            kbps: 3000,
+            ..CALM_PERIOD
+        };
+        run.counters[0].standing_queue_us = 80_000;
+        assert_eq!(run.look(&[takes]), Some(2550));
+        run.counters[0].standing_queue_us = 10_000;
+        assert_eq!(run.look(&[takes]), None, "no rise for 2 s");
     }
 
     #[test]

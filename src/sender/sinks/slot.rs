@@ -9,8 +9,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long frames that depend on others may queue for a `Live` consumer: enough to carry it
-/// through a keyframe's burst, short enough that it stays live.
+/// through a keyframe's burst, short enough that it stays live; plus its path's round trip
+/// (at most [`MAX_ROUND_TRIP`]), about what TCP takes to recover a lost packet on it, which
+/// costs less than skipping to a keyframe and waiting for it.
 const MAX_BACKLOG: Duration = Duration::from_millis(200);
+/// The most of a consumer's round trip added to [`MAX_BACKLOG`].
+const MAX_ROUND_TRIP: Duration = Duration::from_millis(500);
 
 /// What a slot does with a frame its consumer is not ready for.
 ///
@@ -20,8 +24,9 @@ const MAX_BACKLOG: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     /// For viewers, who want to be live. A keyframe replaces everything waiting. A frame that
-    /// depends on others queues behind them while the oldest has waited less than 200 ms
-    /// (`MAX_BACKLOG`: a keyframe's burst passes without a break); past that, what waits is
+    /// depends on others queues behind them while the oldest has waited less than 200 ms and
+    /// the consumer's round trip (`MAX_BACKLOG`: a keyframe's burst or a lost packet's
+    /// recovery passes without a break); past that, what waits is
     /// dropped and the consumer skips to the next keyframe. With JPEG and raw every frame is a
     /// keyframe, so this is plain newest-only.
     Live,
@@ -53,6 +58,8 @@ pub struct Counters {
     pub rate: u64,
     /// Microseconds frames waited for room in its window: its link set the pace.
     pub full_us: u64,
+    /// Microseconds of queue standing in its path, by its last ack.
+    pub standing_queue_us: u64,
 }
 
 /// One consumer's mailbox.
@@ -68,6 +75,9 @@ pub struct Slot {
     delivered: AtomicU64,
     rate: AtomicU64,
     full_us: AtomicU64,
+    standing_queue_us: AtomicU64,
+    /// Its path's round trip, as its window measured it.
+    round_trip_us: AtomicU64,
     demand: Arc<Demand>,
 }
 
@@ -85,6 +95,8 @@ impl Slot {
             delivered: AtomicU64::new(0),
             rate: AtomicU64::new(0),
             full_us: AtomicU64::new(0),
+            standing_queue_us: AtomicU64::new(0),
+            round_trip_us: AtomicU64::new(0),
             demand,
         }
     }
@@ -113,7 +125,9 @@ impl Slot {
         } else if !state.needs_keyframe {
             let room = match (self.policy, state.waiting.front()) {
                 (_, None) => true,
-                (Policy::Live, Some((_, since))) => now.duration_since(*since) < MAX_BACKLOG,
+                (Policy::Live, Some((_, since))) => {
+                    now.duration_since(*since) < MAX_BACKLOG + self.round_trip()
+                }
                 (Policy::Queue(capacity), Some(_)) => state.waiting.len() < capacity,
             };
             if !room {
@@ -216,6 +230,15 @@ impl Slot {
         }
         self.full_us
             .store(acked.full.as_micros() as u64, Ordering::Relaxed);
+        self.standing_queue_us
+            .store(acked.standing_queue.as_micros() as u64, Ordering::Relaxed);
+        self.round_trip_us
+            .store(acked.round_trip.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Its consumer's round trip, as far as it adds to [`MAX_BACKLOG`].
+    fn round_trip(&self) -> Duration {
+        Duration::from_micros(self.round_trip_us.load(Ordering::Relaxed)).min(MAX_ROUND_TRIP)
     }
 
     /// What its counters say so far.
@@ -226,6 +249,7 @@ impl Slot {
             delivered: self.delivered.load(Ordering::Relaxed),
             rate: self.rate.load(Ordering::Relaxed),
             full_us: self.full_us.load(Ordering::Relaxed),
+            standing_queue_us: self.standing_queue_us.load(Ordering::Relaxed),
         }
     }
 }

@@ -33,6 +33,10 @@ const MAX_FRAMES_IN_FLIGHT: usize = 32;
 pub const WINDOW_GAIN: f64 = 2.0;
 /// The round trip is the least seen over this long (BBR's `min_rtt` window).
 pub const RTT_MEMORY: Duration = Duration::from_secs(10);
+/// The least round trip over this long, against the least over [`RTT_MEMORY`], is the queue
+/// standing in the path: the stream is more than the link takes. Long enough to hold some
+/// frames that no loss held up (a loss delays a few frames behind it by a round trip or so).
+const RECENT: Duration = Duration::from_millis(500);
 /// The delivery rate is the best seen over this many round trips (BBR keeps 10)...
 const RATE_MEMORY_ROUNDS: u32 = 10;
 /// ... and over at least this long, so that on a LAN it spans more than a few frames.
@@ -68,6 +72,11 @@ pub struct Acked {
     pub rate: Option<f64>,
     /// How long, in all, a frame has waited for room: the link, not the source, set the pace.
     pub full: Duration,
+    /// How much longer than the path's round trip even the quickest frame of late took: a
+    /// queue standing at the path's narrowest link.
+    pub standing_queue: Duration,
+    /// The path's round trip ([`Window::round_trip`]).
+    pub round_trip: Duration,
 }
 
 /// The frames in flight to one viewer and what its path takes.
@@ -83,6 +92,8 @@ pub struct Window {
     /// When the frame acknowledged last had been sent.
     first_sent_at: Instant,
     round_trip: Windowed<Duration>,
+    /// The least round trip over the last [`RECENT`].
+    recent_round_trip: Windowed<Duration>,
     /// Bytes per second.
     rate: Windowed<f64>,
     /// Since when a frame has waited for room, and how long frames waited before that.
@@ -100,6 +111,7 @@ impl Window {
             delivered_at: now,
             first_sent_at: now,
             round_trip: Windowed::new(Keep::Least),
+            recent_round_trip: Windowed::new(Keep::Least),
             rate: Windowed::new(Keep::Most),
             full_since: None,
             full: Duration::ZERO,
@@ -196,6 +208,7 @@ impl Window {
         self.first_sent_at = frame.sent_at;
         let round_trip = now.saturating_duration_since(frame.sent_at);
         self.round_trip.add(now, round_trip, RTT_MEMORY);
+        self.recent_round_trip.add(now, round_trip, RECENT);
         // Over the longer of the sending and the acking phases: a burst of acks after a loss
         // was recovered cannot read faster than the frames went out (tcp_rate.c).
         let interval = now
@@ -214,10 +227,14 @@ impl Window {
                 self.full += now.saturating_duration_since(since);
             }
         }
+        let standing_queue = (self.recent_round_trip.best().unwrap_or(round_trip))
+            .saturating_sub(self.round_trip.best().unwrap_or(round_trip));
         Ok(Acked {
             bytes: frame.bytes,
             rate: self.rate.best(),
             full: self.full,
+            standing_queue,
+            round_trip: self.round_trip.best().unwrap_or(round_trip),
         })
     }
 }
@@ -301,6 +318,8 @@ mod tests {
         rates: Vec<(Instant, f64)>,
         /// How long frames waited for room.
         full: Duration,
+        /// The standing queue by the last ack.
+        standing_queue: Duration,
     }
 
     /// A camera making a frame of `bytes` every `interval` for `seconds` into a newest-only
@@ -325,6 +344,7 @@ mod tests {
             rate: 0.0,
             rates: Vec::new(),
             full: Duration::ZERO,
+            standing_queue: Duration::ZERO,
         };
         let mut seq = 0;
         let mut next_frame = start;
@@ -342,6 +362,7 @@ mod tests {
                 let acked = window.acked(acked, now).unwrap();
                 outcome.rates.push((now, acked.rate.unwrap_or(0.0)));
                 outcome.full = acked.full;
+                outcome.standing_queue = acked.standing_queue;
             }
             if let Some(made) = waiting.filter(|_| window.room_at(now)) {
                 window.sent(seq, bytes, now);
@@ -386,7 +407,8 @@ mod tests {
             out.rate * 8.0 / 1000.0
         );
         assert!(out.worst < MS * 250, "worst {:?}", out.worst);
-        // The camera, not the link, set the pace.
+        // The camera, not the link, set the pace, and no queue stands in the path.
+        assert!(out.standing_queue < MS * 20, "{:?}", out.standing_queue);
         assert!(
             out.full < MS * 1000,
             "frames waited {:?} for room",
@@ -412,7 +434,8 @@ mod tests {
         // ... and no frame waits behind more than the window: a round trip and a frame
         // interval, twice, at the rate, and its own transfer.
         assert!(out.worst < MS * 400, "worst {:?}", out.worst);
-        // The link set the pace.
+        // The link set the pace, and a queue stands before it.
+        assert!(out.standing_queue > MS * 50, "{:?}", out.standing_queue);
         assert!(
             out.full > MS * 5000,
             "frames waited {:?} for room",
