@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page, issue 21 for internet-like paths). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -476,6 +476,116 @@ if "1" in counts and "12" in counts:
         f"{twelve / one:.2f}" if one else "",
         "< 1.3",
     )
+
+# 14. Internet-like paths (issue 21): bench/wan.py between two namespaces, each path measured in
+# turn: one bulk TCP stream (iperf3, its first 5 s left out), h264 --bitrate auto (a receiver's
+# frame log, its first 5 s left out), jpeg at 30 fps sized below the link, an MJPEG client, and a
+# tab. Sender and receiver share this machine's clock, so the latencies (capture → shown, with
+# the handshake's clock offset, which is about 0 here) are as measured.
+def frame_log(name):
+    """A receiver's --frame-log: (seq, display µs, latency ms, bytes) per frame shown."""
+    with open(out / f"{name}.csv") as f:
+        return [(int(r["seq"]), int(r["display_unix_us"]), float(r["latency_ms"]), int(r["bytes"]))
+                for r in csv.DictReader(f) if r["latency_ms"]]
+
+
+def settled(frames, skip_s):
+    """The frames shown from `skip_s` after the first one."""
+    return [f for f in frames if f[1] >= frames[0][1] + skip_s * 1_000_000] if frames else []
+
+
+def delivered(frames, name):
+    """kbit/s, fps, share of frames shown (by seq), latency p99 and the longest gap (ms) of a
+    log's frames, from the first of them to when the receiver was stopped ($out/NAME_stop_us),
+    so that a stall at the end counts too."""
+    if len(frames) < 2:
+        return None
+    stopped = out / f"{name}_stop_us"
+    until = max(int(stopped.read_text()), frames[-1][1]) if stopped.exists() else frames[-1][1]
+    span = (until - frames[0][1]) / 1e6
+    seqs = [f[0] for f in frames]
+    times = [f[1] for f in frames] + [until]
+    return {
+        "kbit": sum(f[3] for f in frames[1:]) * 8 / 1000 / span,
+        "shown": len(frames) / (max(seqs) - min(seqs) + 1),
+        "p99": quantile([f[2] for f in frames], 0.99),
+        "gap": max(b - a for a, b in zip(times, times[1:])) / 1000,
+        "fps": (len(frames) - 1) / span,
+    }
+
+
+def bulk_kbit(name):
+    """iperf3's received kbit/s, and the seconds it left out at the start (-O)."""
+    report = load(name)
+    return report["end"]["sum_received"]["bits_per_second"] / 1000, report["start"]["test_start"]["omit"]
+
+
+paths_file = out / "wan_paths.txt"
+for line in (paths_file.read_text().splitlines() if paths_file.exists() else []):
+    name, delay, jitter, loss, kbit, size, quality = line.split()
+    delay, jitter, loss, kbit = float(delay), float(jitter), float(loss), float(kbit)
+    path = (f"{delay:g} ms{f' ±{jitter:g}' if jitter else ''} each way, {loss:.1%} loss, {kbit:g} kbit/s")
+    p99_goal = delay + 300
+    bulk, omit = bulk_kbit(f"wan_{name}_iperf")
+    h264 = delivered(settled(frame_log(f"wan_{name}_h264"), 5), f"wan_{name}_h264")
+    chosen = maybe(f"sender_wan_{name}_h264")
+    row(
+        f"internet path ({path}): h264 --bitrate auto (clip 720p30) after its first 5 s: delivered",
+        f"{h264['kbit']:.0f} kbit/s" + (f" ({chosen['bitrate_kbps']} chosen at the end)" if chosen else "") if h264 else "no frames",
+        f"{bulk:.0f} kbit/s one bulk TCP stream (iperf3, bbr, after {omit} s)",
+        f"{h264['kbit'] / bulk:.2f}" if h264 and bulk else "",
+        "≥ 0.70",
+    )
+    row(
+        "… frames shown / latency p99 / longest gap between frames shown",
+        f"{h264['shown']:.1%} / {h264['p99']:.0f} ms / {h264['gap']:.0f} ms" if h264 else "no frames",
+        "",
+        "",
+        f"≥ 95% / ≤ {p99_goal:.0f} ms / ≤ 1000 ms",
+    )
+    jpeg = delivered(settled(frame_log(f"wan_{name}_jpeg"), 2), f"wan_{name}_jpeg")
+    if jpeg:
+        offered = jpeg["kbit"] / jpeg["fps"] * 30 if jpeg["fps"] else 0
+        row(
+            f"… jpeg {size} q{quality} 30 fps ({offered:.0f} kbit/s at 30 fps, {offered / kbit:.2f} of the link): fps shown after 2 s (p99)",
+            f"{jpeg['fps']:.1f} fps ({jpeg['p99']:.0f} ms)",
+            "30 fps sent",
+            f"{jpeg['fps'] / 30:.2f}",
+            "≥ 28 fps",
+        )
+    mjpeg = maybe(f"wan_{name}_mjpeg")
+    if mjpeg:
+        latency = mjpeg["latency_ms"]
+        measured = f"{mjpeg['fps']:.1f} fps, {mjpeg['kbit_s']:.0f} kbit/s" + (
+            f" ({latency['p50']:.0f} / {latency['p99']:.0f} ms)" if latency["p99"] is not None else "")
+        row(
+            "… MJPEG client of that jpeg sender (no acks), after 2 s: fps, kbit/s (latency p50 / p99)",
+            measured + (f"; {mjpeg['error']}" if mjpeg["error"] else ""),
+            "30 fps sent",
+            f"{mjpeg['fps'] / 30:.2f}",
+            "",
+        )
+    tab = maybe(f"wan_{name}_tab")
+    if tab and "first" in tab:
+        tab_p99 = quantile(page_latencies(tab), 0.99)
+        rx_p99 = h264["p99"] if h264 else float("nan")
+        row(
+            f"… an h264 tab through MSE ({tab['first']['seconds']:.0f} s from {tab['warmup']:g} s after playing): frames shown / p99",
+            f"{shares(tab, 'first')[0]:.0%} / {tab_p99:.0f} ms",
+            f"p99 {rx_p99:.0f} ms receiver (above)",
+            f"{tab_p99 / rx_p99:.2f}" if rx_p99 else "",
+            "≥ 90%, p99 ≤ 1.5× the receiver's",
+        )
+    if (out / f"wan_{name}_cubic_h264.csv").exists():
+        bulk, omit = bulk_kbit(f"wan_{name}_cubic_iperf")
+        h264 = delivered(settled(frame_log(f"wan_{name}_cubic_h264"), 5), f"wan_{name}_cubic_h264")
+        row(
+            "… cubic (--tcp-congestion cubic): h264 --bitrate auto after 5 s: delivered / frames shown / p99 / longest gap",
+            f"{h264['kbit']:.0f} kbit/s / {h264['shown']:.1%} / {h264['p99']:.0f} ms / {h264['gap']:.0f} ms" if h264 else "no frames",
+            f"{bulk:.0f} kbit/s one bulk TCP stream (iperf3 -C cubic, after {omit} s)",
+            f"{h264['kbit'] / bulk:.2f}" if h264 and bulk else "",
+            f"≥ 0.70, ≥ 95%, ≤ {p99_goal:.0f} ms, ≤ 1000 ms",
+        )
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")

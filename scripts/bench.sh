@@ -4,8 +4,10 @@
 #
 # Usage: scripts/bench.sh [--short]
 #   --short  a few seconds per case (what CI runs, so the benchmark cannot rot); the default is
-#            the full run, about four minutes.
-# Needs root for the thin-link cases (two network namespaces joined by a veth pair with tbf);
+#            the full run (case 12's long tab alone takes five minutes, case 14 about eight).
+# Needs root for the thin-link cases (two network namespaces joined by a veth pair with tbf) and
+# for the internet paths of case 14 (two more, joined by bench/wan.py, the project's own link
+# emulator: TUN devices, delay, jitter, loss and a rate limit, as netem would);
 # installs what it needs: iperf3, iproute2, python3-venv, and numpy/pyzmq/imagezmq in a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,16 @@ seconds=10
 # The browser rows (case 12): seconds measured per window, and the long H.264 run (issue 14).
 web_seconds=20
 web_long=300
+# The internet paths (case 14, issue 21), per path: seconds of H.264 --bitrate auto (its first 5 s
+# are left out); of bulk TCP, the first $wan_omit left out; of JPEG and of MJPEG (the first 2 s
+# left out); a tab's warm-up and measured window; whether bulk TCP and H.264 run again with cubic.
+wan_seconds=30
+wan_omit=5
+wan_bulk_seconds=25
+wan_jpeg_seconds=10
+wan_tab_warmup=5
+wan_tab_seconds=20
+wan_cubic=1
 # H.264 rates (kbit/s) for vtest.avi: through camstream's codec, and through the ffmpeg CLI.
 efficiency_rates="700 1000 1300 1800 2500"
 reference_rates="1000 1800"
@@ -23,6 +35,13 @@ if [[ "${1:-}" == "--short" ]]; then
   reference_rates="1000"
   web_seconds=6
   web_long=20
+  wan_seconds=12
+  wan_omit=3
+  wan_bulk_seconds=5
+  wan_jpeg_seconds=5
+  wan_tab_warmup=3
+  wan_tab_seconds=5
+  wan_cubic=0
 fi
 
 bash scripts/setup.sh --bench
@@ -50,6 +69,8 @@ cleanup() {
   for group in "${groups[@]}"; do kill -KILL -- "-$group" 2>/dev/null || true; done
   ip netns del csb-snd 2>/dev/null || true
   ip netns del csb-rcv 2>/dev/null || true
+  ip netns del csb-wan-snd 2>/dev/null || true
+  ip netns del csb-wan-rcv 2>/dev/null || true
   rm -rf "$out"
 }
 trap cleanup EXIT
@@ -120,7 +141,7 @@ stop() {
   done
 }
 
-echo "bench: 1/13 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/14 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -135,7 +156,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/13 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/14 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -157,7 +178,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/13 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/14 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -186,7 +207,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/13 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/14 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -204,7 +225,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/13 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/14 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -213,7 +234,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/13 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/14 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -250,7 +271,7 @@ if [[ ! -s "$clip" ]]; then
     -c:v mjpeg -q:v 2 "$clip"
 fi
 
-echo "bench: 7/13 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
+echo "bench: 7/14 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
 # shellcheck disable=SC2086  # the rates are meant to split
 "$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates --source-bgr "$out/vtest.bgr" \
   >"$out/efficiency.jsonl"
@@ -259,7 +280,7 @@ for rate in $reference_rates; do
 done
 rm "$out/vtest.bgr"
 
-echo "bench: 8/13 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
+echo "bench: 8/14 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
 for codec in h264 jpeg; do
   start_sender "loop_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --quality 80
   start_receiver "loop_$codec"
@@ -269,7 +290,7 @@ for codec in h264 jpeg; do
   stop "$sender"
 done
 
-echo "bench: 9/13 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
+echo "bench: 9/14 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
 for mbit in 8 4 2; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate "${mbit}mbit" burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "link_$mbit" --source "$clip" --loop --fps 30 \
@@ -281,7 +302,7 @@ for mbit in 8 4 2; do
   stop "$sender"
 done
 
-echo "bench: 10/13 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
+echo "bench: 10/14 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
 for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --fps 30 \
@@ -296,7 +317,7 @@ for rate in auto 6000; do
   stop "$sender"
 done
 
-echo "bench: 11/13 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
+echo "bench: 11/14 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
 for codec in h264 jpeg; do
   start_sender "join_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --keyframe-interval 10
   sleep 2
@@ -335,7 +356,7 @@ wait_browser() {
   groups=()
 }
 
-echo "bench: 12/13 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
+echo "bench: 12/14 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
 code=bench-web-code
 export TMPDIR="$out"
 # a. 1280x720 jpeg at 30 fps on loopback: a page and a receiver watch the same stream.
@@ -380,7 +401,7 @@ code=""
 # foreground process on 127.0.0.1. a. How much later a frame reaches an RTMP reader than a
 # direct viewer of the same H.264 (examples/publish_latency.rs). b. The sender's CPU with and
 # without a publisher. c. The sender's upload to the server with 1 reader, then 12.
-echo "bench: 13/13 publishing to nginx-rtmp: latency against the direct path, CPU with a publisher, upload with 1 and 12 readers" >&2
+echo "bench: 13/14 publishing to nginx-rtmp: latency against the direct path, CPU with a publisher, upload with 1 and 12 readers" >&2
 rtmp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$out/nginx"
 cat >"$out/nginx/nginx.conf" <<NGINX
@@ -429,5 +450,113 @@ for count in 1 12; do
 done
 kill -INT "${readers[@]}" 2>/dev/null || true
 stop "$sender"
+
+# Case 14 (issue 21): internet-like paths, emulated by bench/wan.py (these machines have no netem)
+# between two namespaces of their own: TUN devices 10.203.0.1 (sender's side) and 10.203.0.2,
+# each packet delayed, jittered (never reordered), lost at random and rate-limited behind a
+# 100 ms drop-tail queue, the same each way. Each path is set up anew and measures, one after
+# the other on the same path: one bulk TCP stream (iperf3, the reference), h264 --bitrate auto on
+# the clip with a receiver's frame log, jpeg at 30 fps sized to about 0.67 of the link, an MJPEG
+# client of that jpeg sender (no acks: only measured), and an h264 tab (bench/browser.py in the
+# receivers' namespace). The full run repeats the bulk and h264 rows with cubic instead of bbr.
+# Each path: name, one-way delay ms, jitter ms, loss (fraction), kbit/s, the jpeg's size and
+# quality (on loopback: 480x360 q60 ≈ 2700 kbit/s, 640x480 q80 ≈ 5300, 320x240 q45 ≈ 1350).
+wan_paths=(
+  "p1 25 5 0.01 4000 480x360 60"
+  "p2 75 0 0.005 8000 640x480 80"
+  "p3 10 0 0.02 2000 320x240 45"
+)
+wan=""
+# Ends the emulator (it prints what it carried to its log) and the namespaces.
+wan_down() {
+  if [[ -n "$wan" ]]; then
+    stop "$wan"
+    wan=""
+  fi
+  ip netns del csb-wan-snd 2>/dev/null || true
+  ip netns del csb-wan-rcv 2>/dev/null || true
+}
+# Two new namespaces and bench/wan.py between them, for run $1 (its log: $out/wan_$1.log), with
+# the path's options after.
+wan_up() {
+  local name=$1
+  shift
+  wan_down
+  ip netns add csb-wan-snd
+  ip netns add csb-wan-rcv
+  : >"$out/wan_$name.log"
+  python3 bench/wan.py csb-wan-snd csb-wan-rcv "$@" </dev/null >"$out/wan_$name.log" 2>&1 &
+  wan=$!
+  pids+=("$wan")
+  for _ in $(seq 100); do
+    grep -qs "^wan ready" "$out/wan_$name.log" && return
+    kill -0 "$wan" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench: bench/wan.py did not start:" >&2
+  cat "$out/wan_$name.log" >&2
+  exit 1
+}
+# One bulk TCP stream from the sender's side to the receivers', with congestion control $2:
+# $wan_bulk_seconds measured after $wan_omit s left out (-O; the h264 rows leave out their first
+# 5 s): iperf3's JSON to $out/$1.json.
+wan_bulk() {
+  ip netns exec csb-wan-rcv iperf3 -s -1 -B 10.203.0.2 >/dev/null 2>&1 &
+  pids+=("$!")
+  sleep 0.5
+  ip netns exec csb-wan-snd iperf3 -c 10.203.0.2 -C "$2" -O "$wan_omit" -t "$wan_bulk_seconds" -J \
+    >"$out/$1.json"
+}
+# h264 --bitrate auto on the clip for $wan_seconds with congestion control $2 (the sender's
+# --tcp-congestion), a receiver's frame log to $out/$1.csv and when it was stopped to
+# $out/$1_stop_us (a stall at the end counts too).
+wan_h264() {
+  netns=csb-wan-snd listen=10.203.0.1:0 start_sender "$1" --source "$clip" --loop --fps 30 --codec h264 \
+    --tcp-congestion "$2"
+  netns=csb-wan-rcv start_receiver "$1" --frame-log "$out/$1.csv"
+  local run=$receiver
+  sleep "$wan_seconds"
+  date +%s%6N >"$out/$1_stop_us"
+  stop "$run"
+  stop "$sender"
+}
+
+echo "bench: 14/14 on the internet (bench/wan.py): bulk TCP, h264 --bitrate auto, jpeg, MJPEG and a tab on 3 paths" >&2
+code=bench-wan-code
+: >"$out/wan_paths.txt"
+for path in "${wan_paths[@]}"; do
+  read -r name delay jitter loss kbit size quality <<<"$path"
+  echo "$path" >>"$out/wan_paths.txt"
+  options=(--delay-ms "$delay" --jitter-ms "$jitter" --loss "$loss" --rate-kbit "$kbit")
+  wan_up "$name" "${options[@]}"
+  # a. The reference: one bulk TCP stream.
+  wan_bulk "wan_${name}_iperf" bbr
+  # b. h264 --bitrate auto, a receiver's frame log.
+  wan_h264 "wan_${name}_h264" bbr
+  # c. jpeg at 30 fps, about 0.67 of the link; e. then an MJPEG client of the same sender.
+  netns=csb-wan-snd listen=10.203.0.1:0 start_sender "wan_${name}_jpeg" --source "test:$size" \
+    --codec jpeg --quality "$quality" --fps 30
+  netns=csb-wan-rcv start_receiver "wan_${name}_jpeg" --frame-log "$out/wan_${name}_jpeg.csv"
+  run=$receiver
+  sleep "$wan_jpeg_seconds"
+  date +%s%6N >"$out/wan_${name}_jpeg_stop_us"
+  stop "$run"
+  ip netns exec csb-wan-rcv python3 bench/mjpeg_client.py "https://:$code@$addr/stream.mjpg" \
+    --seconds "$wan_jpeg_seconds" >"$out/wan_${name}_mjpeg.json" 2>"$out/wan_${name}_mjpeg.log" || true
+  stop "$sender"
+  # d. An h264 tab in the receivers' namespace, measured from $wan_tab_warmup s after it plays.
+  netns=csb-wan-snd listen=10.203.0.1:0 start_sender "wan_${name}_tab" --source "$clip" --loop --fps 30 --codec h264
+  browser_netns=csb-wan-rcv start_browser "wan_${name}_tab" --seconds "$wan_tab_seconds" --warmup "$wan_tab_warmup"
+  wait_browser "wan_${name}_tab"
+  stop "$sender"
+  # The full run: the reference and h264 again with cubic (Debian's default) on the sender's
+  # connections.
+  if ((wan_cubic)); then
+    wan_bulk "wan_${name}_cubic_iperf" cubic
+    wan_h264 "wan_${name}_cubic_h264" cubic
+  fi
+  wan_down
+done
+code=""
 
 python3 bench/table.py "$out" "$seconds"

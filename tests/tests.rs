@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod gui;
 mod h264;
+mod internet;
 mod live;
 mod loopback;
 mod protocol_props;
