@@ -40,11 +40,11 @@ const STEP_DOWN: f64 = 0.5;
 /// The share of a period frames must have waited for room in a viewer's window for its
 /// delivery rate to measure its link: with room to spare, the camera set the pace, and the
 /// rate measured is the stream's, not the link's.
-const SATURATED: f64 = 0.5;
+const SATURATED: f64 = 0.75;
 /// A queue standing this long in a viewer's path (even its quickest frame of late took this
 /// much longer than its round trip) says the stream is more than its link takes, before any
 /// frame has to wait for room: a window sized by the round trip leaves room for that much.
-const STANDING_QUEUE: Duration = Duration::from_millis(50);
+const STANDING_QUEUE: Duration = Duration::from_millis(40);
 /// What the links took when limited is remembered this long: a rate climbs back towards it by
 /// [`PROBE_STEP`], up to [`PROBE_CEILING`] of it, and no further until it is forgotten (then
 /// by [`PROBE_STEP`] again). Each rise past what a link takes builds a queue that every frame
@@ -118,12 +118,21 @@ impl RateControl {
                 let full = now.full_us.saturating_sub(before.full_us) as f64 / 1e6;
                 let skipped = now.skipped > before.skipped;
                 let standing = now.standing_queue_us >= STANDING_QUEUE.as_micros() as u64;
+                log::trace!(
+                    "rate: viewer {}: {} kbit/s, queue {} ms, full {:.0}%, queued {}, skipped {}",
+                    viewer.id.0,
+                    now.rate * 8 / 1000,
+                    now.standing_queue_us / 1000,
+                    full / seconds * 100.0,
+                    now.queued - before.queued,
+                    now.skipped - before.skipped,
+                );
                 Some(Sample {
                     kbps: now.rate as f64 * 8.0 / 1000.0,
                     behind: skipped || standing || now.queued > before.queued,
                     skipped,
-                    // A standing queue, like a full window, means the link set the pace.
-                    saturated: standing || full >= seconds * SATURATED,
+                    standing,
+                    full: full >= seconds * SATURATED,
                 })
             })
             .collect();
@@ -143,10 +152,12 @@ impl RateControl {
             false => {
                 // No rise while some viewer falls behind.
                 self.last_limited = now;
-                // What the links take, from the slowest viewer whose link set the pace.
+                // What the links take, from the slowest viewer with a queue standing in its path:
+                // only that says its link set the pace (a full window alone may be a lost
+                // packet's recovery holding up the acks).
                 let slowest = behind
                     .iter()
-                    .filter(|s| s.saturated)
+                    .filter(|s| s.standing)
                     .map(|s| s.kbps)
                     .reduce(f64::min);
                 let mut aim = current;
@@ -160,7 +171,7 @@ impl RateControl {
                 // and its delivery rate reads high until the best of the last second is gone.
                 // Skipping on a link with room to spare is a lost packet's recovery: holding
                 // the rate is what keeps it from walking down to the floor on a lossy path.
-                if behind.iter().any(|s| s.skipped && s.saturated) {
+                if behind.iter().any(|s| s.skipped && s.full) {
                     aim = aim.min(current * HEADROOM);
                 }
                 aim.clamp(current * STEP_DOWN, current * STEP_UP).round() as u32
@@ -201,8 +212,11 @@ struct Sample {
     behind: bool,
     /// Frames were skipped: it was behind for longer than a burst.
     skipped: bool,
-    /// Frames waited for room in its window for much of the period.
-    saturated: bool,
+    /// A queue stands in its path: the stream is more than its link takes.
+    standing: bool,
+    /// Frames waited for room in its window for much of the period: its link was too thin, or
+    /// a lost packet held the acks up.
+    full: bool,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -223,6 +237,8 @@ mod tests {
         queued: u64,
         /// Share of the period frames waited for room in its window.
         full: f64,
+        /// The queue standing in its path, ms.
+        queue_ms: u64,
     }
 
     const CALM_PERIOD: Period = Period {
@@ -230,15 +246,17 @@ mod tests {
         skipped: 0,
         queued: 0,
         full: 0.1,
+        queue_ms: 5,
     };
 
-    /// Frames queued for it, on a link kept busy: it takes `kbps`, and no more.
+    /// Frames queued for it behind a queue standing in its path: it takes `kbps`, and no more.
     fn behind(kbps: u64) -> Period {
         Period {
             kbps,
             skipped: 0,
             queued: 3,
             full: 1.0,
+            queue_ms: 80,
         }
     }
 
@@ -273,6 +291,7 @@ mod tests {
                 counters.skipped += period.skipped;
                 counters.queued += period.queued;
                 counters.full_us += (PERIOD.as_micros() as f64 * period.full) as u64;
+                counters.standing_queue_us = period.queue_ms * 1000;
             }
             let feedback: Vec<Feedback> = (self.counters.iter().enumerate())
                 .map(|(id, counters)| Feedback {
@@ -354,18 +373,27 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_standing_in_a_path_brings_the_rate_under_what_it_takes() {
+    fn a_full_window_without_a_standing_queue_is_a_loss_being_recovered() {
         let mut run = Run::new(4000, 1);
-        // No frame waited for room (a window a few round trips long), but even the quickest
-        // frame took 80 ms longer than the round trip: the link takes 3000, no more.
-        let takes = Period {
-            kbps: 3000,
+        // Frames waited for room most of the period, but even the quickest frame came back
+        // at the path's round trip: acks held up by a lost packet, not a thin link. The rate
+        // holds (however low the period's delivery rate) and does not rise for 2 s.
+        let recovering = Period {
+            kbps: 2000,
+            queued: 6,
+            full: 0.9,
             ..CALM_PERIOD
         };
-        run.counters[0].standing_queue_us = 80_000;
-        assert_eq!(run.look(&[takes]), Some(2550));
-        run.counters[0].standing_queue_us = 10_000;
-        assert_eq!(run.look(&[takes]), None, "no rise for 2 s");
+        assert_eq!(run.look(&[recovering]), None);
+        for _ in 0..3 {
+            assert_eq!(run.look(&[CALM_PERIOD]), None);
+        }
+        // A queue standing in the path, though, is the link's limit.
+        let thin = Period {
+            queue_ms: 80,
+            ..recovering
+        };
+        assert_eq!(run.look(&[thin]), Some(2000));
     }
 
     #[test]
