@@ -94,12 +94,22 @@ fn windows_show_video_and_q_quits_each_program() {
     );
     let receiver_window = find_window("RECEIVING VIDEO", &receiver);
     // Beside the sender's preview, not on top of it (Xvfb has no window manager to move it).
-    let geometry = Command::new("xdotool")
-        .args(["getwindowgeometry", &receiver_window])
-        .output()
-        .unwrap();
-    let geometry = String::from_utf8_lossy(&geometry.stdout);
-    assert!(geometry.contains("Position: 330,0"), "{geometry}");
+    // highgui maps the window first and moves it just after: on a loaded machine the first look
+    // can come in between.
+    let geometry = || {
+        let output = Command::new("xdotool")
+            .args(["getwindowgeometry", &receiver_window])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = geometry();
+    while !seen.contains("Position: 330,0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = geometry();
+    }
+    assert!(seen.contains("Position: 330,0"), "{seen}");
     std::thread::sleep(Duration::from_secs(2));
     if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
         let _ = Command::new("import")
