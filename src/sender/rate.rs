@@ -287,7 +287,6 @@ mod tests {
         fn look(&mut self, periods: &[Period]) -> Option<u32> {
             self.now += PERIOD;
             for (counters, period) in self.counters.iter_mut().zip(periods) {
-                counters.delivered += period.kbps * 1000 / 8 / 2;
                 counters.rate = period.kbps * 1000 / 8;
                 counters.skipped += period.skipped;
                 counters.queued += period.queued;

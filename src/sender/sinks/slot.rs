@@ -52,8 +52,6 @@ pub struct Counters {
     pub skipped: u64,
     /// Frames that queued behind another.
     pub queued: u64,
-    /// Bytes its consumer confirmed.
-    pub delivered: u64,
     /// Its link's delivery rate by its acks (bytes per second); 0 until measured.
     pub rate: u64,
     /// Microseconds frames waited for room in its window: its link set the pace.
@@ -70,9 +68,7 @@ pub struct Slot {
     skipped: AtomicU64,
     /// Frames that had to queue behind another: its consumer was busy.
     queued: AtomicU64,
-    /// Bytes of frames its consumer confirmed it got (a viewer's acks), and its link's delivery
-    /// rate by them.
-    delivered: AtomicU64,
+    /// Its link's delivery rate by its acks.
     rate: AtomicU64,
     full_us: AtomicU64,
     standing_queue_us: AtomicU64,
@@ -92,7 +88,6 @@ impl Slot {
             ready: Condvar::new(),
             skipped: AtomicU64::new(0),
             queued: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
             rate: AtomicU64::new(0),
             full_us: AtomicU64::new(0),
             standing_queue_us: AtomicU64::new(0),
@@ -221,10 +216,8 @@ impl Slot {
         self.skipped.load(Ordering::Relaxed)
     }
 
-    /// Counts the bytes of a frame the consumer confirmed, and notes its link's delivery rate.
+    /// Notes what the consumer's ack of a frame measured of its link.
     pub fn delivered(&self, acked: Acked) {
-        self.delivered
-            .fetch_add(acked.bytes as u64, Ordering::Relaxed);
         if let Some(rate) = acked.rate {
             self.rate.store(rate as u64, Ordering::Relaxed);
         }
@@ -246,7 +239,6 @@ impl Slot {
         Counters {
             skipped: self.skipped(),
             queued: self.queued.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
             rate: self.rate.load(Ordering::Relaxed),
             full_us: self.full_us.load(Ordering::Relaxed),
             standing_queue_us: self.standing_queue_us.load(Ordering::Relaxed),

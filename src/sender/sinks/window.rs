@@ -165,28 +165,12 @@ impl Window {
         (MIN_FRAMES_IN_FLIGHT + more as usize).min(MAX_FRAMES_IN_FLIGHT)
     }
 
-    /// Whether any frame is unacknowledged.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// The bytes that may be in flight: the rate times one round trip plus one frame interval,
     /// with the gain; `None` until both are measured.
     pub fn window_bytes(&self) -> Option<f64> {
         let round_trip = self.round_trip.best()?;
         let rate = self.rate.best()?;
         Some(WINDOW_GAIN * rate * (round_trip + self.frame_interval).as_secs_f64())
-    }
-
-    /// The shortest round trip seen lately (including one frame's transfer and the viewer's
-    /// showing it).
-    pub fn round_trip(&self) -> Option<Duration> {
-        self.round_trip.best()
-    }
-
-    /// The best delivery rate seen lately, bytes per second.
-    pub fn rate(&self) -> Option<f64> {
-        self.rate.best()
     }
 
     /// Frame `seq` of `bytes` is being sent at `now`.
@@ -395,7 +379,7 @@ mod tests {
             }
             now += MS;
         }
-        outcome.rate = window.rate().unwrap_or(0.0);
+        outcome.rate = window.rate.best().unwrap_or(0.0);
         outcome
     }
 
@@ -536,7 +520,7 @@ mod tests {
         window.sent(5, 100, start);
         assert!(window.acked(6, start).is_err());
         assert_eq!(window.acked(5, start + MS).unwrap().bytes, 100);
-        assert!(window.is_empty());
+        assert!(window.frames.is_empty());
     }
 
     #[test]
