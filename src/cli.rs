@@ -8,8 +8,12 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Logs go to stderr as `program: message`, so stdout carries only the `--stats` line.
+/// `RUST_LOG` adds to the default of `info` rather than replacing it, so asking for
+/// `camstream=trace` keeps the program's own lines (its address, its code).
 pub fn init_logging(program: &'static str) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .parse_env(env_logger::Env::default())
         .format(move |out, record| match record.level() {
             log::Level::Info => writeln!(out, "{program}: {}", record.args()),
             level => writeln!(

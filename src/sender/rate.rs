@@ -57,6 +57,10 @@ const PROBE_CEILING: f64 = 0.95;
 /// grows as it measures the path (doubling each round trip), and until then what it takes is
 /// the window's, not the link's.
 const FINDING_PATH: Duration = Duration::from_secs(1);
+/// A viewer that could not show this many of the frames it received in a period (a page
+/// whose decoder fell behind: it acks frames as they arrive, so its window cannot say so)
+/// was sent more than its machine plays. A frame or two is the browser's own hiccup.
+const UNSHOWN_LIMIT: u64 = 3;
 /// A viewer under this share of the others' median rate does not set the rate.
 const FAR_BELOW: f64 = 1.0 / 3.0;
 
@@ -119,19 +123,23 @@ impl RateControl {
                 let full = now.full_us.saturating_sub(before.full_us) as f64 / 1e6;
                 let skipped = now.skipped > before.skipped;
                 let standing = now.standing_queue_us >= STANDING_QUEUE.as_micros() as u64;
+                let unshown = now.unshown - before.unshown;
                 log::trace!(
-                    "rate: viewer {}: {} kbit/s, queue {} ms, full {:.0}%, queued {}, skipped {}",
+                    "rate: viewer {}: {} kbit/s, queue {} ms, full {:.0}%, queued {}, skipped {}, unshown {}",
                     viewer.id.0,
                     now.rate * 8 / 1000,
                     now.standing_queue_us / 1000,
                     full / seconds * 100.0,
                     now.queued - before.queued,
                     now.skipped - before.skipped,
+                    unshown,
                 );
+                let unshown = unshown >= UNSHOWN_LIMIT;
                 Some(Sample {
                     kbps: now.rate as f64 * 8.0 / 1000.0,
-                    behind: skipped || standing || now.queued > before.queued,
+                    behind: skipped || standing || unshown || now.queued > before.queued,
                     skipped,
+                    unshown,
                     standing,
                     full: full >= seconds * SATURATED,
                 })
@@ -175,6 +183,13 @@ impl RateControl {
                 if behind.iter().any(|s| s.skipped && s.full) {
                     aim = aim.min(current * HEADROOM);
                 }
+                // A machine that could not play what it received took less than this rate:
+                // lower it, and climb back no closer than a probe while that is remembered.
+                if behind.iter().any(|s| s.unshown) {
+                    self.takes_kbps.push_back((now, current));
+                    self.measured = true;
+                    aim = aim.min(current * HEADROOM);
+                }
                 aim.clamp(current * STEP_DOWN, current * STEP_UP).round() as u32
             }
             true if now.saturating_duration_since(self.last_limited) >= CALM => {
@@ -215,6 +230,8 @@ struct Sample {
     skipped: bool,
     /// A queue stands in its path: the stream is more than its link takes.
     standing: bool,
+    /// It could not show some frames it received: more than its machine plays.
+    unshown: bool,
     /// Frames waited for room in its window for much of the period: its link was too thin, or
     /// a lost packet held the acks up.
     full: bool,
@@ -236,6 +253,7 @@ mod tests {
         kbps: u64,
         skipped: u64,
         queued: u64,
+        unshown: u64,
         /// Share of the period frames waited for room in its window.
         full: f64,
         /// The queue standing in its path, ms.
@@ -246,6 +264,7 @@ mod tests {
         kbps: 600,
         skipped: 0,
         queued: 0,
+        unshown: 0,
         full: 0.1,
         queue_ms: 5,
     };
@@ -256,6 +275,7 @@ mod tests {
             kbps,
             skipped: 0,
             queued: 3,
+            unshown: 0,
             full: 1.0,
             queue_ms: 80,
         }
@@ -290,6 +310,7 @@ mod tests {
                 counters.rate = period.kbps * 1000 / 8;
                 counters.skipped += period.skipped;
                 counters.queued += period.queued;
+                counters.unshown += period.unshown;
                 counters.full_us += (PERIOD.as_micros() as f64 * period.full) as u64;
                 counters.standing_queue_us = period.queue_ms * 1000;
             }
@@ -412,5 +433,37 @@ mod tests {
         // One within reach of the others (2000 of 3000) does set the rate.
         assert_eq!(run.look(&[easy, behind(2000), bad]), Some(2000));
         assert_eq!(run.look(&[easy, behind(2000), bad]), Some(1700));
+    }
+
+    #[test]
+    fn a_page_that_cannot_play_what_it_receives_brings_the_rate_down_and_caps_the_climb() {
+        let mut run = Run::new(2500, 1);
+        // A tab whose link is fast and idle, but whose decoder drops frames: its acks say
+        // nothing is wrong, what it could not show does.
+        let playing = Period {
+            kbps: 100_000,
+            ..CALM_PERIOD
+        };
+        // At ease, it climbs to twice the start.
+        let rates: Vec<u32> = (0..20).filter_map(|_| run.look(&[playing])).collect();
+        assert_eq!(rates.last(), Some(&5000));
+        let dropping = Period {
+            unshown: 5,
+            ..playing
+        };
+        assert_eq!(
+            run.look(&[dropping]),
+            Some(4250),
+            "15% below what it could not play"
+        );
+        // A frame or two is the browser's own hiccup.
+        let hiccup = Period {
+            unshown: 2,
+            ..playing
+        };
+        assert_eq!(run.look(&[hiccup]), None);
+        // It climbs back, gently, to no more than 95% of the rate it could not play.
+        let rates: Vec<u32> = (0..12).filter_map(|_| run.look(&[playing])).collect();
+        assert_eq!(rates, [4420, 4597, 4750]);
     }
 }

@@ -69,6 +69,10 @@ pub enum PageMessage {
         #[serde(default)]
         latency_us: Option<f64>,
     },
+    /// The page received `frames` it will never show: its decoder dropped them, or it jumped
+    /// past them to the live edge. Acks say a frame arrived; this says the machine playing it
+    /// could not keep up.
+    Unshown { frames: u64 },
 }
 
 impl PageMessage {
@@ -106,7 +110,12 @@ mod tests {
             PageMessage::parse(r#"{"start":{"mse":false}}"#),
             Ok(PageMessage::Start { mse: false })
         );
+        assert_eq!(
+            PageMessage::parse(r#"{"unshown":{"frames":3}}"#),
+            Ok(PageMessage::Unshown { frames: 3 })
+        );
         assert!(PageMessage::parse(r#"{"ack":{}}"#).is_err());
+        assert!(PageMessage::parse(r#"{"unshown":{"frames":-1}}"#).is_err());
         let mut head = vec![9; 3];
         frame_head(&mut head, Payload::Jpeg, 0x0102, 0x0a0b, true);
         assert_eq!(head.len(), FRAME_HEAD_LEN);

@@ -8,7 +8,7 @@
   const overlay = $('overlay'), input = $('code'), reason = $('reason');
   const MS = window.ManagedMediaSource || window.MediaSource;
 
-  const stats = { shown: 0, fps: 0, latency_ms: null, kbps: 0, mode: 'none', state: 'connecting' };
+  const stats = { shown: 0, unshown: 0, fps: 0, latency_ms: null, kbps: 0, mode: 'none', state: 'connecting' };
   // The close code of a sender that is full (--max-viewers); see src/sender/web.rs.
   const SENDER_FULL = 4002;
   const latencies = [];
@@ -21,7 +21,7 @@
   // it follows a clock that drifts.
   let clockSamples = [];
 
-  let ws = null, gotStream = false, backoff = 500, clockTimer = 0, retryTimer = 0;
+  let ws = null, gotStream = false, backoff = 500, clockTimer = 0, retryTimer = 0, fps = 30;
   let mse = null; // {ms, sb, url, queue, current, initCapture, seeked}
   let jpegChain = Promise.resolve();
   let lastLatencyUs = null;
@@ -138,6 +138,7 @@
 
   function onStream(s) {
     gotStream = true;
+    fps = s.fps > 0 ? s.fps : 30;
     backoff = 500;
     const useMse = !!(s.mime && MS && MS.isTypeSupported(s.mime));
     stats.mode = useMse ? 'mse' : 'jpeg';
@@ -323,6 +324,26 @@
   }
   if (hasVideoFrameCallback) video.requestVideoFrameCallback(onVideoFrame);
 
+  // Frames received but never shown (the decoder dropped them, or the live edge jumped past
+  // them), told to the sender: the page acks frames as they arrive, so without this a machine
+  // too busy to play the stream would look like one keeping up, and --bitrate auto would not
+  // come down for it.
+  let unshownSince = 0, droppedBefore = 0;
+  function unshown(frames) {
+    if (frames > 0) { unshownSince += frames; stats.unshown += frames; }
+  }
+  function reportUnshown() {
+    const quality = mse && video.getVideoPlaybackQuality && video.getVideoPlaybackQuality();
+    if (quality) {
+      // The count starts again with each new source.
+      if (quality.droppedVideoFrames < droppedBefore) droppedBefore = 0;
+      unshown(quality.droppedVideoFrames - droppedBefore);
+      droppedBefore = quality.droppedVideoFrames;
+    }
+    if (unshownSince > 0) send({ unshown: { frames: unshownSince } });
+    unshownSince = 0;
+  }
+
   // The live edge, every 250 ms: jump when far behind or stuck in a gap, else catch up gently.
   let lastTime = -1, lastTrim = 0;
   function liveEdge() {
@@ -333,6 +354,7 @@
     const stalled = lag > 0.1 && (t === lastTime || video.paused);
     lastTime = t;
     if (lag > 0.5 || stalled) {
+      unshown(Math.round((end - 0.05 - t) * fps));
       video.currentTime = end - 0.05;
       video.playbackRate = 1;
       if (video.paused) video.play().catch(() => {});
@@ -350,6 +372,7 @@
   // Stats and the overlay.
   function tick() {
     liveEdge();
+    reportUnshown();
     const since = performance.now() - 1000;
     for (const list of Object.values(recent)) while (list.length && list[0][0] < since) list.shift();
     stats.fps = recent.shown.length;

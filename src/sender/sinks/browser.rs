@@ -226,8 +226,8 @@ impl<S: Read + Write> Socket<'_, S> {
                     match PageMessage::parse(&text).map_err(|e| anyhow!(e))? {
                         PageMessage::Start { mse } => return Ok(mse),
                         PageMessage::Clock { t1 } => self.answer_clock(t1)?,
-                        PageMessage::Ack { .. } => {
-                            bail!("the page acknowledged a frame before it asked for any")
+                        PageMessage::Ack { .. } | PageMessage::Unshown { .. } => {
+                            bail!("the page reported on frames before it asked for any")
                         }
                     }
                 }
@@ -276,6 +276,7 @@ impl<S: Read + Write> Socket<'_, S> {
                             tally.latency(latency);
                         }
                     }
+                    PageMessage::Unshown { frames } => member.slot.unshown(frames),
                     PageMessage::Clock { t1 } => self.answer_clock(t1)?,
                     PageMessage::Start { .. } => {}
                 }

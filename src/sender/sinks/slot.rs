@@ -52,6 +52,8 @@ pub struct Counters {
     pub skipped: u64,
     /// Frames that queued behind another.
     pub queued: u64,
+    /// Frames its consumer received but could not show (a page's decoder fell behind).
+    pub unshown: u64,
     /// Its link's delivery rate by its acks (bytes per second); 0 until measured.
     pub rate: u64,
     /// Microseconds frames waited for room in its window: its link set the pace.
@@ -68,6 +70,7 @@ pub struct Slot {
     skipped: AtomicU64,
     /// Frames that had to queue behind another: its consumer was busy.
     queued: AtomicU64,
+    unshown: AtomicU64,
     /// Its link's delivery rate by its acks.
     rate: AtomicU64,
     full_us: AtomicU64,
@@ -88,6 +91,7 @@ impl Slot {
             ready: Condvar::new(),
             skipped: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            unshown: AtomicU64::new(0),
             rate: AtomicU64::new(0),
             full_us: AtomicU64::new(0),
             standing_queue_us: AtomicU64::new(0),
@@ -216,6 +220,11 @@ impl Slot {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Notes frames the consumer received but could not show.
+    pub fn unshown(&self, frames: u64) {
+        self.unshown.fetch_add(frames, Ordering::Relaxed);
+    }
+
     /// Notes what the consumer's ack of a frame measured of its link.
     pub fn delivered(&self, acked: Acked) {
         if let Some(rate) = acked.rate {
@@ -239,6 +248,7 @@ impl Slot {
         Counters {
             skipped: self.skipped(),
             queued: self.queued.load(Ordering::Relaxed),
+            unshown: self.unshown.load(Ordering::Relaxed),
             rate: self.rate.load(Ordering::Relaxed),
             full_us: self.full_us.load(Ordering::Relaxed),
             standing_queue_us: self.standing_queue_us.load(Ordering::Relaxed),
