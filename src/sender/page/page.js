@@ -1,6 +1,6 @@
 // camstream's page: logs in with the pairing code, plays the sender's stream live (fMP4 into
 // Media Source Extensions, or JPEG frames on a canvas), acks what it shows and keeps an overlay
-// of fps, latency and bit rate. The messages are in notes/issue14-web-protocol.md.
+// of fps, latency and bit rate. The messages are in the README ("Browser").
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -354,7 +354,9 @@
     const stalled = lag > 0.1 && (t === lastTime || video.paused);
     lastTime = t;
     if (lag > 0.5 || stalled) {
-      unshown(Math.round((end - 0.05 - t) * fps));
+      // Stuck at a gap is frames the sender skipped (it counts those); far behind while
+      // playing is frames that came faster than this machine plays them.
+      if (!stalled) unshown(Math.round((end - 0.05 - t) * fps));
       video.currentTime = end - 0.05;
       video.playbackRate = 1;
       if (video.paused) video.play().catch(() => {});

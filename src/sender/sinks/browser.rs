@@ -108,7 +108,7 @@ pub fn serve<S: Read + Write + Send>(
     };
     // From now on the reader waits for bytes in `poll`, and reads without blocking.
     tcp.set_read_timeout(Some(Duration::from_millis(1)))?;
-    let flight = Flight::for_page(stall, frame_interval(stream.fps));
+    let flight = Flight::new(stall, frame_interval(stream.fps));
     let fragments = feeds.fragments.filter(|_| mse);
     thread::scope(|scope| {
         let reader = scope.spawn(|| {

@@ -52,14 +52,6 @@ impl Flight {
         Flight::with_window(stall, Window::new(frame_interval, Instant::now()))
     }
 
-    /// [`Flight::new`] for a page, which acks fragments as they arrive rather than as it shows
-    /// them: two frames until its round trip is longer than two frame intervals (a path, not
-    /// the page's own backlog; see [`Window::with_short_path`]).
-    pub fn for_page(stall: Duration, frame_interval: Duration) -> Flight {
-        let window = Window::new(frame_interval, Instant::now());
-        Flight::with_window(stall, window.with_short_path(2 * frame_interval))
-    }
-
     fn with_window(stall: Duration, window: Window) -> Flight {
         let now = Instant::now();
         Flight {

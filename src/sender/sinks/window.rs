@@ -99,8 +99,6 @@ pub struct Window {
     /// Since when a frame has waited for room, and how long frames waited before that.
     full_since: Option<Instant>,
     full: Duration,
-    /// Round trips shorter than this keep the window at two frames.
-    short_path: Duration,
 }
 
 impl Window {
@@ -117,17 +115,7 @@ impl Window {
             rate: Windowed::new(Keep::Most),
             full_since: None,
             full: Duration::ZERO,
-            short_path: Duration::ZERO,
         }
-    }
-
-    /// A window that keeps [`MIN_FRAMES_IN_FLIGHT`] while the round trip is shorter than
-    /// `short_path`: for a viewer whose acks come back before it has shown the frame (a page
-    /// acks fragments as they arrive), a short round trip is its own backlog more than a path,
-    /// and frames beyond two only queue in it.
-    pub fn with_short_path(mut self, short_path: Duration) -> Window {
-        self.short_path = short_path;
-        self
     }
 
     /// Whether another frame may go at `now`; if not, a frame waits for room from `now` on,
@@ -143,10 +131,8 @@ impl Window {
     /// Whether another frame may go now.
     pub fn has_room(&self) -> bool {
         let frames = self.frames.len();
-        let short = self.round_trip.best().is_none_or(|r| r < self.short_path);
         frames < MIN_FRAMES_IN_FLIGHT
-            || (!short
-                && frames < self.frame_limit()
+            || (frames < self.frame_limit()
                 && (self.bytes_in_flight as f64) < self.window_bytes().unwrap_or(0.0))
     }
 
@@ -481,34 +467,6 @@ mod tests {
         assert!(!window.has_room());
         let frames = window.window_bytes().unwrap() / 6e6;
         assert!((1.5..=4.5).contains(&frames), "{frames} frames");
-    }
-
-    #[test]
-    fn a_page_on_a_short_path_keeps_two_frames() {
-        // Frames every 33 ms, each acked 40 ms after it was sent (a page busy with its own
-        // backlog): the most frames in flight at once, for a plain window and a page's.
-        let most_in_flight = |mut window: Window| {
-            let start = Instant::now();
-            let mut acks: VecDeque<(Instant, u64)> = VecDeque::new();
-            let mut most = 0;
-            for tick in 0..3000u32 {
-                let now = start + MS * tick;
-                while acks.front().is_some_and(|(at, _)| *at <= now) {
-                    let (_, seq) = acks.pop_front().unwrap();
-                    window.acked(seq, now).unwrap();
-                }
-                if tick % 33 == 0 && window.has_room() {
-                    window.sent(u64::from(tick), 14_000, now);
-                    acks.push_back((now + MS * 40, u64::from(tick)));
-                }
-                most = most.max(window.frames.len());
-            }
-            most
-        };
-        let start = Instant::now();
-        assert!(most_in_flight(Window::new(MS * 33, start)) >= 2);
-        let page = Window::new(MS * 33, start).with_short_path(MS * 66);
-        assert_eq!(most_in_flight(page), MIN_FRAMES_IN_FLIGHT);
     }
 
     #[test]
