@@ -29,7 +29,7 @@ fn main() -> Result<()> {
     let [clip, quality, rates @ ..] = args.as_slice() else {
         bail!("usage: codec_efficiency CLIP QUALITY KBIT [KBIT ...] [--source-bgr PATH]");
     };
-    let mut source = Source::open(&SourceSpec::Location(clip.clone()))?;
+    let mut source = Source::open(&SourceSpec::Location(clip.clone()), &Default::default())?;
     let (width, height) = source.size();
     let fps = source.native_fps().unwrap_or(30.0);
     let mut pictures = Vec::new();

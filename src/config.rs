@@ -9,30 +9,89 @@ use std::str::FromStr;
 /// Where frames come from, as the user names it in `--source`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
-    /// A camera by OpenCV index.
-    Camera(i32),
+    /// A camera: a V4L2 index or device.
+    Camera(CameraId),
     /// The built-in moving pattern.
     TestPattern { width: u32, height: u32 },
+    /// A GStreamer pipeline ending in `appsink` (`gst:...`, or any source with ` ! `).
+    Pipeline(String),
     /// A file path or URL for OpenCV's VideoCapture.
     Location(String),
 }
 
+/// A camera as the user names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraId {
+    /// `0`: `/dev/video0`.
+    Index(i32),
+    /// `/dev/video2`, `/dev/v4l/by-id/usb-...-video-index0`: stays the same camera when
+    /// others are plugged in.
+    Device(String),
+}
+
+impl fmt::Display for CameraId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CameraId::Index(index) => write!(f, "camera {index}"),
+            CameraId::Device(path) => write!(f, "camera {path}"),
+        }
+    }
+}
+
 impl SourceSpec {
-    /// Cameras and network streams run by themselves and can be lost and come back; files and
-    /// the test pattern are read when a frame is due.
+    /// Cameras, pipelines and network streams run by themselves and can be lost and come
+    /// back; files and the test pattern are read when a frame is due.
     pub fn is_live(&self) -> bool {
         match self {
-            SourceSpec::Camera(_) => true,
+            SourceSpec::Camera(_) | SourceSpec::Pipeline(_) => true,
             SourceSpec::TestPattern { .. } => false,
             SourceSpec::Location(location) => location.contains("://"),
         }
     }
 }
 
+/// How a camera is asked to send its pictures (`--camera-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CameraFormat {
+    /// MJPEG above 640x480, where USB webcams give full rate only compressed; else the
+    /// driver's choice.
+    #[default]
+    Auto,
+    Mjpeg,
+    Yuyv,
+}
+
+impl FromStr for CameraFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(CameraFormat::Auto),
+            "mjpeg" | "mjpg" => Ok(CameraFormat::Mjpeg),
+            "yuyv" | "yuy2" => Ok(CameraFormat::Yuyv),
+            _ => Err(format!(
+                "invalid camera format \"{text}\": use auto, mjpeg or yuyv"
+            )),
+        }
+    }
+}
+
+/// `--size WIDTHxHEIGHT` (and `test:WIDTHxHEIGHT`): each side 1 to 4096.
+pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let invalid =
+        || format!("invalid size \"{text}\": use WIDTHxHEIGHT, each 1-{MAX_SIDE}, like 1280x720");
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(invalid)?;
+    let side = |s: &str| s.parse::<u32>().ok().filter(|v| (1..=MAX_SIDE).contains(v));
+    match (side(w), side(h)) {
+        (Some(width), Some(height)) => Ok((width, height)),
+        _ => Err(invalid()),
+    }
+}
+
 /// Size of `--source test` when none is given.
 pub const DEFAULT_PATTERN_SIZE: (u32, u32) = (640, 480);
-/// Largest test pattern side: a raw frame must fit in a message.
-const MAX_PATTERN_SIDE: u32 = 4096;
+/// Largest picture side (the test pattern, --size): a raw frame must fit in a message.
+const MAX_SIDE: u32 = 4096;
 
 impl FromStr for SourceSpec {
     type Err = String;
@@ -47,28 +106,28 @@ impl FromStr for SourceSpec {
                     "invalid camera index \"{text}\": must be 0 or more"
                 ));
             }
-            return Ok(SourceSpec::Camera(index));
+            return Ok(SourceSpec::Camera(CameraId::Index(index)));
+        }
+        if text.starts_with("/dev/video") || text.starts_with("/dev/v4l/") {
+            return Ok(SourceSpec::Camera(CameraId::Device(text.to_owned())));
+        }
+        if let Some(pipeline) = text.strip_prefix("gst:") {
+            if pipeline.trim().is_empty() {
+                return Err("empty GStreamer pipeline after gst:".into());
+            }
+            return Ok(SourceSpec::Pipeline(pipeline.trim().to_owned()));
+        }
+        if text.contains(" ! ") {
+            return Ok(SourceSpec::Pipeline(text.trim().to_owned()));
         }
         if text == "test" {
             let (width, height) = DEFAULT_PATTERN_SIZE;
             return Ok(SourceSpec::TestPattern { width, height });
         }
         if let Some(size) = text.strip_prefix("test:") {
-            let invalid = || {
-                format!(
-                    "invalid test pattern size \"{size}\": use WIDTHxHEIGHT, each 1-{MAX_PATTERN_SIDE}, like test:1280x720"
-                )
-            };
-            let (w, h) = size.split_once('x').ok_or_else(invalid)?;
-            let side = |s: &str| {
-                s.parse::<u32>()
-                    .ok()
-                    .filter(|v| (1..=MAX_PATTERN_SIDE).contains(v))
-            };
-            return match (side(w), side(h)) {
-                (Some(width), Some(height)) => Ok(SourceSpec::TestPattern { width, height }),
-                _ => Err(invalid()),
-            };
+            let (width, height) =
+                parse_size(size).map_err(|e| format!("test pattern: {e}, like test:1280x720"))?;
+            return Ok(SourceSpec::TestPattern { width, height });
         }
         Ok(SourceSpec::Location(text.to_owned()))
     }
@@ -513,8 +572,25 @@ mod tests {
 
     #[test]
     fn sources() {
-        assert_eq!("0".parse(), Ok(SourceSpec::Camera(0)));
-        assert_eq!("2".parse(), Ok(SourceSpec::Camera(2)));
+        assert_eq!("0".parse(), Ok(SourceSpec::Camera(CameraId::Index(0))));
+        assert_eq!("2".parse(), Ok(SourceSpec::Camera(CameraId::Index(2))));
+        assert_eq!(
+            "/dev/video2".parse(),
+            Ok(SourceSpec::Camera(CameraId::Device("/dev/video2".into())))
+        );
+        let by_id = "/dev/v4l/by-id/usb-046d_C920-video-index0";
+        assert_eq!(
+            by_id.parse(),
+            Ok(SourceSpec::Camera(CameraId::Device(by_id.into())))
+        );
+        let pipeline = "videotestsrc ! videoconvert ! appsink";
+        assert_eq!(
+            format!("gst:{pipeline}").parse(),
+            Ok(SourceSpec::Pipeline(pipeline.into()))
+        );
+        assert_eq!(pipeline.parse(), Ok(SourceSpec::Pipeline(pipeline.into())));
+        assert!("gst: ".parse::<SourceSpec>().unwrap_err().contains("empty"));
+        assert!(SourceSpec::Pipeline(pipeline.into()).is_live());
         assert_eq!(
             "test".parse(),
             Ok(SourceSpec::TestPattern {
@@ -539,6 +615,25 @@ mod tests {
             .unwrap_err()
             .contains("WIDTHxHEIGHT"));
         assert!("-1".parse::<SourceSpec>().is_err());
+    }
+
+    #[test]
+    fn sizes_and_camera_formats() {
+        assert_eq!(parse_size("1280x720"), Ok((1280, 720)));
+        assert_eq!(parse_size("640X480"), Ok((640, 480)));
+        for bad in ["1280", "0x720", "1280x", "x", "5000x10", "axb"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("WIDTHxHEIGHT"),
+                "{bad}"
+            );
+        }
+        assert_eq!("MJPEG".parse(), Ok(CameraFormat::Mjpeg));
+        assert_eq!("yuyv".parse(), Ok(CameraFormat::Yuyv));
+        assert_eq!("auto".parse(), Ok(CameraFormat::Auto));
+        assert!("h264"
+            .parse::<CameraFormat>()
+            .unwrap_err()
+            .contains("auto, mjpeg or yuyv"));
     }
 
     #[test]

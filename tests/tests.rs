@@ -6,6 +6,7 @@ mod common;
 
 mod bad_peers;
 mod browser;
+mod cameras;
 mod cli;
 mod gui;
 mod h264;

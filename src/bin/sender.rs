@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result};
 use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
+use camstream::media::camera;
+use camstream::media::source::{Source, SourceRequest};
 use camstream::prompt::Prompter;
 use camstream::sender::certificate::TlsSource;
 use camstream::sender::{self, SenderConfig};
@@ -27,9 +29,22 @@ struct Args {
     /// Only this receiver IP may connect; others are refused with a log line [default: anyone]
     #[arg(long, value_name = "IP", value_parser = config::parse_ip)]
     allow: Option<IpAddr>,
-    /// Camera index, `test` / `test:WIDTHxHEIGHT` for a moving test pattern, or a video file or URL
+    /// Camera index or device (`/dev/video0`, `/dev/v4l/by-id/...`), `gst:PIPELINE` (or any
+    /// source with ` ! `), `test` / `test:WIDTHxHEIGHT` for a moving test pattern, or a video
+    /// file or URL
     #[arg(long, default_value = "0")]
     source: SourceSpec,
+    /// Picture size, WIDTHxHEIGHT: asked of a camera (what it gave is logged); other sources
+    /// are scaled to it
+    #[arg(long, value_name = "WIDTHxHEIGHT", value_parser = config::parse_size)]
+    size: Option<(u32, u32)>,
+    /// What a camera sends: `mjpeg` (full rate at large sizes on USB), `yuyv`, or `auto`
+    /// (MJPEG above 640x480)
+    #[arg(long, value_name = "auto|mjpeg|yuyv", default_value = "auto")]
+    camera_format: config::CameraFormat,
+    /// List the cameras here (each V4L2 device's formats, sizes and rates) and exit
+    #[arg(long)]
+    list_cameras: bool,
     /// `jpeg` (compressed once per frame), `h264` (a fraction of JPEG's bytes, for thin links)
     /// or `raw` (BGR pixels, lossless, large)
     #[arg(long, default_value = "jpeg", value_parser = config::parse_codec)]
@@ -108,11 +123,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if args.list_cameras {
+        print!("{}", camera::describe_all(&camera::list()));
+        return Ok(());
+    }
     let (listen, allow) = match args.listen {
         Some(listen) => (listen, args.allow),
         None => ask_address(args.allow)?,
     };
     let (preview, stop) = cli::start(!args.no_preview, "a preview window")?;
+    let request = SourceRequest {
+        size: args.size,
+        fps: args.fps,
+        camera_format: args.camera_format,
+    };
+    // A camera that cannot be opened says so before any address is printed.
+    let source = Source::open(&args.source, &request)?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let pairing = match args.pairing.given() {
         Some(pairing) => pairing,
@@ -148,6 +174,8 @@ fn run(args: Args) -> Result<()> {
         codec: args.codec,
         quality: args.quality,
         fps: args.fps,
+        size: args.size,
+        camera_format: args.camera_format,
         frames: args.frames,
         looping: args.looping,
         allow,
@@ -161,7 +189,7 @@ fn run(args: Args) -> Result<()> {
         publish: args.publish,
         congestion_control: args.tcp_congestion,
     };
-    let report = sender::run(&config, listener, &stop)?;
+    let report = sender::serve(&config, source, listener, &stop)?;
     if args.stats {
         println!("{}", serde_json::to_string(&report)?);
     }

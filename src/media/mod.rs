@@ -3,8 +3,9 @@
 //! works on plain BGR bytes with a width and a height ([`Picture`]), so it can be tested
 //! without a camera or a display.
 //!
-//! - [`source`]: the one way the sender reads pictures: cameras, files, URLs and the test
-//!   pattern ([`pattern`]); cameras and streams are read on their own thread by [`live`].
+//! - [`source`]: the one way the sender reads pictures: cameras ([`camera`]: modes, and the
+//!   list of what is plugged in), GStreamer pipelines, files, URLs and the test pattern
+//!   ([`pattern`]); cameras, pipelines and streams are read on their own thread by [`live`].
 //! - [`url`]: the receiver's other streams (rtmp, rtsp, srt, http MJPEG and HLS), played
 //!   through FFmpeg as a live source.
 //! - [`codec`]: one encoder and one decoder per codec, chosen in one place; `convert` turns
@@ -16,6 +17,7 @@
 //! - [`fmp4`]: the frames as fragmented MP4 for a browser's Media Source Extensions (bytes
 //!   only): an init segment, then one fragment per frame.
 
+pub mod camera;
 pub mod codec;
 mod convert;
 pub mod fmp4;

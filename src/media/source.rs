@@ -1,5 +1,5 @@
-//! Where the sender's pictures come from: a camera, a video file, a URL, or the built-in test
-//! pattern, all behind one [`Source`]. Files and the pattern are read when a frame is due;
+//! Where the sender's pictures come from: a camera ([`super::camera`]), a GStreamer pipeline,
+//! a video file, a URL, or the built-in test pattern, all behind one [`Source`]. Files and the pattern are read when a frame is due;
 //! cameras and streams run by themselves, so they are read on their own thread ([`super::live`])
 //! and can be lost and come back.
 
@@ -7,7 +7,7 @@ use super::live::LiveSource;
 use super::logs::Tally;
 use super::pattern::TestPattern;
 use super::window::draw_label;
-use crate::config::SourceSpec;
+use crate::config::{CameraFormat, SourceSpec};
 use crate::stats::clock_time_ms;
 use anyhow::{bail, Context, Result};
 use opencv::core::{self, Mat};
@@ -32,6 +32,15 @@ pub trait Capture: Send {
     }
     /// Reads the next picture as BGR rows into `out`. `Ok(false)`: the source ended or stopped.
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
+}
+
+/// What the user asked of the pictures besides their source: `--size` and `--fps` are asked
+/// of a camera (with `--camera-format`); other sources are scaled to `--size`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SourceRequest {
+    pub size: Option<(u32, u32)>,
+    pub fps: Option<f64>,
+    pub camera_format: CameraFormat,
 }
 
 /// Opens (and later reopens) the capture behind a live source.
@@ -71,26 +80,44 @@ enum Reading {
 }
 
 impl Source {
-    /// Opens what `--source` names; an error here is the user's to fix.
-    pub fn open(spec: &SourceSpec) -> Result<Source> {
+    /// Opens what `--source` names, as `request` asks; an error here is the user's to fix.
+    pub fn open(spec: &SourceSpec, request: &SourceRequest) -> Result<Source> {
+        let size = request.size;
+        let scaled = move |capture: Box<dyn Capture>| -> Box<dyn Capture> {
+            match size {
+                Some(size) if size != capture.size() => Box::new(Scaled::new(capture, size)),
+                _ => capture,
+            }
+        };
         match spec {
-            SourceSpec::TestPattern { width, height } => Ok(Source {
-                is_pattern: true,
-                ..Self::on_demand(
-                    Box::new(PatternCapture {
-                        pattern: TestPattern::new(*width, *height),
-                        seq: 0,
-                    }),
-                    false,
-                )
-            }),
-            SourceSpec::Camera(index) => {
-                let index = *index;
-                Self::live(Box::new(move || OpenCvCapture::camera(index)))
+            SourceSpec::TestPattern { width, height } => {
+                let (width, height) = request.size.unwrap_or((*width, *height));
+                Ok(Source {
+                    is_pattern: true,
+                    ..Self::on_demand(
+                        Box::new(PatternCapture {
+                            pattern: TestPattern::new(width, height),
+                            seq: 0,
+                        }),
+                        false,
+                    )
+                })
+            }
+            SourceSpec::Camera(camera) => {
+                let (camera, request) = (camera.clone(), *request);
+                Self::live(Box::new(move || super::camera::open(&camera, &request)))
+            }
+            SourceSpec::Pipeline(pipeline) => {
+                let pipeline = pipeline.clone();
+                Self::live(Box::new(move || {
+                    OpenCvCapture::pipeline(&pipeline).map(scaled)
+                }))
             }
             SourceSpec::Location(location) if spec.is_live() => {
                 let location = location.clone();
-                Self::live(Box::new(move || OpenCvCapture::stream(&location)))
+                Self::live(Box::new(move || {
+                    OpenCvCapture::stream(&location).map(scaled)
+                }))
             }
             SourceSpec::Location(location) => {
                 let name = format!("video file {location}");
@@ -99,10 +126,8 @@ impl Source {
                 }
                 let capture = videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
                     .with_context(|| format!("opening {name}"))?;
-                Ok(Self::on_demand(
-                    Box::new(OpenCvCapture::new(capture, name, true)?),
-                    true,
-                ))
+                let capture = Box::new(OpenCvCapture::new(capture, name, true)?);
+                Ok(Self::on_demand(scaled(capture), true))
             }
         }
     }
@@ -302,8 +327,11 @@ const MAX_SKIPPED_FRAMES: u64 = 10_000;
 /// The longest a file's damage is stepped over before the file counts as ended.
 const MAX_SKIP_TIME: Duration = Duration::from_secs(5);
 
-/// A camera, file or stream read through OpenCV's `VideoCapture`.
-struct OpenCvCapture {
+/// The longest a GStreamer pipeline may take to start: a network camera's can take seconds.
+const PIPELINE_START_LIMIT: Duration = Duration::from_secs(10);
+
+/// A camera, pipeline, file or stream read through OpenCV's `VideoCapture`.
+pub(super) struct OpenCvCapture {
     capture: videoio::VideoCapture,
     frame: Mat,
     converted: Mat,
@@ -319,10 +347,38 @@ struct OpenCvCapture {
 }
 
 impl OpenCvCapture {
-    fn camera(index: i32) -> Result<Box<dyn Capture>> {
-        let name = format!("camera {index}");
-        let capture = videoio::VideoCapture::new(index, videoio::CAP_ANY)
-            .with_context(|| format!("opening {name}"))?;
+    /// A GStreamer pipeline through OpenCV's GStreamer backend. One without an `appsink` gets
+    /// one that hands OpenCV BGR (`gst:libcamerasrc` is enough for a Pi camera).
+    fn pipeline(pipeline: &str) -> Result<Box<dyn Capture>> {
+        let name = format!("GStreamer pipeline \"{pipeline}\"");
+        let full = match pipeline.contains("appsink") {
+            true => pipeline.to_owned(),
+            false => format!("{pipeline} ! videoconvert ! video/x-raw,format=BGR ! appsink"),
+        };
+        // OpenCV waits for a pipeline that cannot start (a misspelt element) forever: wait on
+        // another thread, which is left behind if GStreamer never answers.
+        let (opened, open) = std::sync::mpsc::channel();
+        let launch = full.clone();
+        std::thread::spawn(move || {
+            let _ = opened.send(videoio::VideoCapture::from_file(
+                &launch,
+                videoio::CAP_GSTREAMER,
+            ));
+        });
+        let capture = match open.recv_timeout(PIPELINE_START_LIMIT) {
+            Ok(capture) => capture.with_context(|| format!("opening {name}"))?,
+            Err(_) => bail!(
+                "opening {name}: GStreamer did not start it within {} s (`gst-launch-1.0 {full}` \
+                 shows GStreamer's own error)",
+                PIPELINE_START_LIMIT.as_secs()
+            ),
+        };
+        if !capture.is_opened().unwrap_or(false) {
+            bail!(
+                "opening {name}: GStreamer could not start it (`gst-launch-1.0 {full}` shows \
+                 GStreamer's own error)"
+            );
+        }
         Ok(Box::new(Self::new(capture, name, false)?))
     }
 
@@ -333,7 +389,11 @@ impl OpenCvCapture {
         Ok(Box::new(Self::new(capture, name, false)?))
     }
 
-    fn new(mut capture: videoio::VideoCapture, name: String, is_file: bool) -> Result<Self> {
+    pub(super) fn new(
+        mut capture: videoio::VideoCapture,
+        name: String,
+        is_file: bool,
+    ) -> Result<Self> {
         if !capture.is_opened().unwrap_or(false) {
             if is_file {
                 bail!(
@@ -505,7 +565,8 @@ mod tests {
     #[test]
     fn the_pattern_shows_its_capture_time_at_its_foot_and_nowhere_else() {
         let (width, height) = (320u32, 240u32);
-        let mut source = Source::open(&SourceSpec::TestPattern { width, height }).unwrap();
+        let pattern = SourceSpec::TestPattern { width, height };
+        let mut source = Source::open(&pattern, &SourceRequest::default()).unwrap();
         source.show_capture_time();
         let row = width as usize * 3;
         let mut frame = Vec::new();

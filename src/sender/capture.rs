@@ -135,7 +135,7 @@ impl CaptureLoop<'_> {
             Next::Frame(at) => at,
             Next::Ended if self.config.looping => {
                 log::info!("{} ended; playing it again (--loop)", source.name());
-                *source = Source::open(&self.config.source)?;
+                *source = Source::open(&self.config.source, &self.config.source_request())?;
                 return Ok(Turn::Again);
             }
             Next::Ended => {

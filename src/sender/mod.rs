@@ -21,9 +21,9 @@ mod web;
 pub use admission::SPARE_CONNECTIONS;
 pub use sinks::window::MIN_FRAMES_IN_FLIGHT;
 
-use crate::config::{Bitrate, PairingMode, PublishTarget, SourceSpec};
+use crate::config::{Bitrate, CameraFormat, PairingMode, PublishTarget, SourceSpec};
 use crate::media::codec;
-use crate::media::source::Source;
+use crate::media::source::{Source, SourceRequest};
 use crate::stats::SenderReport;
 use crate::wire::handshake::Greeting;
 use crate::wire::protocol::{Codec, StreamHello};
@@ -60,8 +60,13 @@ pub struct SenderConfig {
     pub source: SourceSpec,
     pub codec: Codec,
     pub quality: u8,
-    /// Frames per second to pace the source at; `None` uses the source's own rate, 0 is unpaced.
+    /// Frames per second to pace the source at (and to ask a camera for); `None` uses the
+    /// source's own rate, 0 is unpaced.
     pub fps: Option<f64>,
+    /// The picture size to ask a camera for, or to scale other sources to (`--size`).
+    pub size: Option<(u32, u32)>,
+    /// The pixel format to ask a camera for.
+    pub camera_format: CameraFormat,
     /// End the stream after this many frames have gone out to viewers.
     pub frames: Option<u64>,
     /// Play a file again from the start when it ends.
@@ -94,6 +99,15 @@ pub struct SenderConfig {
 pub const DEFAULT_KEYFRAME_INTERVAL: f64 = 2.0;
 
 impl SenderConfig {
+    /// What the source is asked for besides itself.
+    pub fn source_request(&self) -> SourceRequest {
+        SourceRequest {
+            size: self.size,
+            fps: self.fps,
+            camera_format: self.camera_format,
+        }
+    }
+
     /// The bit rate to start at: a fixed `--bitrate`, or about 0.09 bits per pixel per frame
     /// at 30 fps (2.5 Mbit/s for 1280x720, 5.6 for 1920x1080), which x264 turns into good
     /// quality for a camera's scene.
@@ -181,7 +195,12 @@ struct Counters {
 /// Streams from `config.source` to every viewer that connects to `listener` until the source
 /// ends, `--frames` is reached, the preview window is closed or `stop` is raised.
 pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<SenderReport> {
-    serve(config, Source::open(&config.source)?, listener, stop)
+    serve(
+        config,
+        Source::open(&config.source, &config.source_request())?,
+        listener,
+        stop,
+    )
 }
 
 /// [`run`] with the source already open (a test can bring its own camera).

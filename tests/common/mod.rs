@@ -77,6 +77,8 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         tls: camstream::sender::certificate::TlsSource::SelfSigned { folder: None },
         publish: Vec::new(),
         congestion_control: None,
+        size: None,
+        camera_format: Default::default(),
     }
 }
 
@@ -102,7 +104,7 @@ pub fn start_sender(config: SenderConfig) -> RunningSender {
 }
 
 pub fn start_sender_on(config: SenderConfig, listener: TcpListener) -> RunningSender {
-    let input = Source::open(&config.source).unwrap();
+    let input = Source::open(&config.source, &config.source_request()).unwrap();
     start_sender_with(config, input, listener)
 }
 
@@ -275,7 +277,7 @@ pub fn write_pattern_video(path: &std::path::Path, width: u32, height: u32, fram
 
 pub fn source_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
     let spec = SourceSpec::Location(path.to_string_lossy().into_owned());
-    let mut source = Source::open(&spec).unwrap();
+    let mut source = Source::open(&spec, &Default::default()).unwrap();
     let mut frames = Vec::new();
     loop {
         let mut buf = Vec::new();
