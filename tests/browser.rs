@@ -187,6 +187,19 @@ fn a_wrong_code_shows_no_picture_and_asks_for_the_code() {
     assert_eq!(now["shown"], 0, "a picture was shown: {}", why());
     assert_eq!(now["state"], "login", "{}", why());
     assert_eq!(form, true, "the login form is not visible: {}", why());
+    // No "0 fps – ms" behind the form.
+    let overlay = browser
+        .execute(
+            "return getComputedStyle(document.getElementById('overlay')).display",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(
+        overlay,
+        "none",
+        "the numbers show over the login form: {}",
+        why()
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const video = $('video'), canvas = $('canvas'), form = $('login'), status = $('status');
-  const overlay = $('overlay'), input = $('code'), reason = $('reason');
+  const overlay = $('overlay'), toggle = $('toggle'), input = $('code'), reason = $('reason');
   const MS = window.ManagedMediaSource || window.MediaSource;
 
   const stats = { shown: 0, unshown: 0, fps: 0, latency_ms: null, kbps: 0, mode: 'none', state: 'connecting' };
@@ -32,6 +32,7 @@
     stats.state = state;
     status.textContent = text || '';
     status.hidden = !text;
+    showOverlay();
   }
 
   // Login: the code from #code=CODE, or typed.
@@ -386,17 +387,25 @@
   }
   setInterval(tick, 250);
 
+  // The numbers, when wanted, over the video: never over the login form, where they would
+  // only say "0 fps".
+  let overlayWanted = true;
+  function showOverlay() {
+    overlay.hidden = !overlayWanted || stats.state === 'login';
+    toggle.hidden = stats.state === 'login';
+  }
   function setOverlay(on) {
-    overlay.hidden = !on;
+    overlayWanted = on;
+    showOverlay();
     try { localStorage.setItem('camstream.overlay', on ? '1' : '0'); } catch (e) { /* private */ }
   }
   let saved = null;
   try { saved = localStorage.getItem('camstream.overlay'); } catch (e) { /* private */ }
   setOverlay(saved !== '0');
-  $('toggle').addEventListener('click', () => setOverlay(overlay.hidden));
+  toggle.addEventListener('click', () => setOverlay(!overlayWanted));
   document.addEventListener('keydown', (ev) => {
     if (ev.key === 'o' && ev.target !== input && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
-      setOverlay(overlay.hidden);
+      setOverlay(!overlayWanted);
     }
   });
 
