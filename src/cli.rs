@@ -3,8 +3,10 @@
 
 use crate::config::PairingMode;
 use crate::Stop;
-use anyhow::Result;
+use anyhow::{anyhow, Context, Result};
 use std::io::{BufRead, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Logs go to stderr as `program: message`, so stdout carries only the `--stats` line.
@@ -80,27 +82,53 @@ fn stop_on_q_line(stop: &Stop) {
     });
 }
 
-/// `--code` and `--insecure`, the same on both programs.
+/// `--code`, `--code-file` and `--insecure`, the same on both programs.
 #[derive(clap::Args, Debug)]
 pub struct PairingArgs {
-    /// The pairing code [sender: default a new one-time code, printed at start; receiver:
-    /// asked for]
-    #[arg(long, value_name = "CODE", value_parser = crate::config::parse_code)]
+    /// The pairing code, also read from CAMSTREAM_CODE [sender: default a new one-time code,
+    /// printed at start; receiver: asked for]. On the command line every local user can read
+    /// it in `ps`: a service gives --code-file or CAMSTREAM_CODE
+    #[arg(long, value_name = "CODE", env = "CAMSTREAM_CODE", hide_env_values = true,
+          value_parser = crate::config::parse_code)]
     pub code: Option<String>,
+    /// A file holding the pairing code (readable by its owner only: chmod 600)
+    #[arg(long, value_name = "PATH", conflicts_with = "code")]
+    pub code_file: Option<PathBuf>,
     /// No pairing, no encryption, on both sides: anyone who can reach the sender can watch
-    #[arg(long, conflicts_with = "code")]
+    #[arg(long, conflicts_with_all = ["code", "code_file"])]
     pub insecure: bool,
 }
 
 impl PairingArgs {
-    /// What the flags decided, or `None` when the code is still to be made or asked for.
-    pub fn given(&self) -> Option<PairingMode> {
-        match (&self.code, self.insecure) {
-            (_, true) => Some(PairingMode::Insecure),
-            (Some(code), false) => Some(PairingMode::Code(code.clone())),
-            (None, false) => None,
+    /// What the flags (and CAMSTREAM_CODE) decided, or `None` when the code is still to be made
+    /// or asked for.
+    pub fn given(&self) -> Result<Option<PairingMode>> {
+        if self.insecure {
+            return Ok(Some(PairingMode::Insecure));
         }
+        if let Some(path) = &self.code_file {
+            return read_code_file(path).map(|code| Some(PairingMode::Code(code)));
+        }
+        Ok(self.code.clone().map(PairingMode::Code))
     }
+}
+
+/// The code in `path`, warning when others may read it.
+fn read_code_file(path: &Path) -> Result<String> {
+    let name = path.display();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading code file {name}"))?;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading code file {name}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "code file {name} can be read by others (mode {:o}): chmod 600 {name}",
+            mode & 0o777
+        );
+    }
+    crate::config::parse_code(&text).map_err(|e| anyhow!("code file {name}: {e}"))
 }
 
 /// This machine's addresses a phone on the same network could reach: up, IPv4, not loopback or

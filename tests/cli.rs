@@ -485,3 +485,64 @@ fn receiving<'a>(addr: &'a str, frames: &'a str) -> Vec<&'a str> {
         "--stats",
     ]
 }
+
+#[test]
+fn a_code_from_a_file_or_the_environment_never_on_the_command_line() {
+    let dir = common::TempDir::new("code-file");
+    let file = dir.0.join("code");
+    std::fs::write(&file, format!("{}\n", common::TEST_CODE)).unwrap();
+    let set_mode = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(0o600);
+    let path = file.to_str().unwrap();
+    let listen = [
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        "test:160x120",
+        "--no-preview",
+    ];
+    let mut args = listen.to_vec();
+    args.extend(["--code-file", path]);
+    let (sender, addr) = started_sender(Program::start(&mut command(SENDER, &args)));
+    assert!(
+        !sender.log().contains("can be read by others"),
+        "{}",
+        sender.log()
+    );
+    // The receiver takes it from CAMSTREAM_CODE.
+    let output = command(RECEIVER, &receiving(&addr, "3"))
+        .env("CAMSTREAM_CODE", common::TEST_CODE)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    drop(sender);
+    // A file others may read works, with a warning that says how to fix it.
+    set_mode(0o644);
+    let (sender, addr) = started_sender(Program::start(&mut command(SENDER, &args)));
+    sender.wait_for_line(&format!(
+        "sender: warn: code file {path} can be read by others (mode 644): chmod 600 {path}"
+    ));
+    assert!(receive(&addr, 3, common::TEST_CODE).status.success());
+    drop(sender);
+    // --help shows where the code may come from, never the value in the environment.
+    let help = command(SENDER, &["--help"])
+        .env("CAMSTREAM_CODE", "9-secret-value")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("CAMSTREAM_CODE") && help.contains("--code-file"),
+        "{help}"
+    );
+    assert!(!help.contains("secret"), "{help}");
+    // A missing file is one line naming it.
+    let mut missing = listen.to_vec();
+    missing.extend(["--code-file", "/no/such/code"]);
+    assert_eq!(
+        error_of(SENDER, &missing),
+        "sender: error: reading code file /no/such/code: no such file or directory"
+    );
+}

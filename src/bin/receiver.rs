@@ -87,11 +87,10 @@ const LOCKOUT_MARGIN: Duration = Duration::from_millis(200);
 fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     // The prompter (and its lock on standard input) is gone before `q` + Enter is listened for.
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
-    let (connect, pairing) = ask_missing(args, &mut prompter)?;
-    let typed = matches!(
-        (&pairing, args.pairing.given()),
-        (PairingMode::Code(_), None)
-    );
+    let given = args.pairing.given()?;
+    let typed = given.is_none();
+    let (connect, pairing) = ask_missing(args, given, &mut prompter)?;
+    let typed = typed && matches!(pairing, PairingMode::Code(_));
     let mut config = ReceiverConfig {
         connect,
         bind: args.bind,
@@ -120,13 +119,14 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
 /// `--code` and `--insecure` are ignored for one).
 fn ask_missing(
     args: &Args,
+    given: Option<PairingMode>,
     prompter: &mut Prompter<impl BufRead, impl Write>,
 ) -> Result<(Connect, PairingMode)> {
     let connect = match &args.connect {
         Some(connect) => connect.clone(),
         None => Connect::Sender(ask_sender(prompter)?),
     };
-    let pairing = match (args.pairing.given(), &connect) {
+    let pairing = match (given, &connect) {
         (Some(pairing), Connect::Sender(_)) => pairing,
         (given, Connect::Url(url)) => {
             if given.is_some() {

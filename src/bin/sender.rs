@@ -140,7 +140,7 @@ fn run(args: Args) -> Result<()> {
     // A camera that cannot be opened says so before any address is printed.
     let source = Source::open(&args.source, &request)?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-    let pairing = match args.pairing.given() {
+    let pairing = match args.pairing.given()? {
         Some(pairing) => pairing,
         None => PairingMode::Code(secure::new_code()?),
     };
