@@ -88,9 +88,9 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     // The prompter (and its lock on standard input) is gone before `q` + Enter is listened for.
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
     let given = args.pairing.given()?;
-    let typed = given.is_none();
+    let flags_decided = given.is_some();
     let (connect, pairing) = ask_missing(args, given, &mut prompter)?;
-    let typed = typed && matches!(pairing, PairingMode::Code(_));
+    let typed = !flags_decided && matches!(pairing, PairingMode::Code(_));
     let mut config = ReceiverConfig {
         connect,
         bind: args.bind,

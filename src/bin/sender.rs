@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
 use camstream::media::camera;
-use camstream::media::source::{Source, SourceRequest};
+use camstream::media::source::Source;
 use camstream::prompt::Prompter;
 use camstream::sender::certificate::TlsSource;
 use camstream::sender::{self, SenderConfig};
@@ -132,37 +132,10 @@ fn run(args: Args) -> Result<()> {
         None => ask_address(args.allow)?,
     };
     let (preview, stop) = cli::start(!args.no_preview, "a preview window")?;
-    let request = SourceRequest {
-        size: args.size,
-        fps: args.fps,
-        camera_format: args.camera_format,
-    };
-    // A camera that cannot be opened says so before any address is printed.
-    let source = Source::open(&args.source, &request)?;
-    let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let pairing = match args.pairing.given()? {
         Some(pairing) => pairing,
         None => PairingMode::Code(secure::new_code()?),
     };
-    log::info!(
-        "listening on {}{} ({})",
-        listener.local_addr()?,
-        allow.map_or(String::new(), |ip| format!(" for {ip} only")),
-        match &pairing {
-            PairingMode::Code(code) => format!("pairing code {code}"),
-            PairingMode::Insecure =>
-                "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
-        }
-    );
-    let listening = listener.local_addr()?;
-    let link = cli::page_link(listening, &pairing);
-    log::info!("watch in a browser: {link}");
-    if !args.no_qr && std::io::stderr().is_terminal() {
-        match cli::qr_code(&link) {
-            Ok(qr) => eprintln!("{qr}"),
-            Err(e) => log::warn!("drawing the link as a QR code: {e}"),
-        }
-    }
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(certificate), Some(key)) => TlsSource::Files { certificate, key },
         _ => TlsSource::SelfSigned {
@@ -189,6 +162,27 @@ fn run(args: Args) -> Result<()> {
         publish: args.publish,
         congestion_control: args.tcp_congestion,
     };
+    // A camera that cannot be opened says so before any address is printed.
+    let source = Source::open(&config.source, &config.source_request())?;
+    let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    log::info!(
+        "listening on {}{} ({})",
+        listener.local_addr()?,
+        allow.map_or(String::new(), |ip| format!(" for {ip} only")),
+        match &config.pairing {
+            PairingMode::Code(code) => format!("pairing code {code}"),
+            PairingMode::Insecure =>
+                "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
+        }
+    );
+    let link = cli::page_link(listener.local_addr()?, &config.pairing);
+    log::info!("watch in a browser: {link}");
+    if !args.no_qr && std::io::stderr().is_terminal() {
+        match cli::qr_code(&link) {
+            Ok(qr) => eprintln!("{qr}"),
+            Err(e) => log::warn!("drawing the link as a QR code: {e}"),
+        }
+    }
     let report = sender::serve(&config, source, listener, &stop)?;
     if args.stats {
         println!("{}", serde_json::to_string(&report)?);

@@ -173,37 +173,10 @@ fn describe(path: &Path, stable: &[(PathBuf, PathBuf)]) -> Option<CameraInfo> {
         return None;
     }
     let formats = (device.enum_formats().unwrap_or_default().into_iter())
-        .map(|format| {
-            let sizes = (device.enum_framesizes(format.fourcc).unwrap_or_default())
-                .into_iter()
-                .map(|size| match size.size {
-                    v4l::framesize::FrameSizeEnum::Discrete(d) => SizeInfo::Discrete {
-                        width: d.width,
-                        height: d.height,
-                        fps: (device.enum_frameintervals(format.fourcc, d.width, d.height))
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|interval| match interval.interval {
-                                v4l::frameinterval::FrameIntervalEnum::Discrete(f)
-                                    if f.numerator > 0 =>
-                                {
-                                    Some(f64::from(f.denominator) / f64::from(f.numerator))
-                                }
-                                _ => None,
-                            })
-                            .collect(),
-                    },
-                    v4l::framesize::FrameSizeEnum::Stepwise(s) => SizeInfo::Range {
-                        min: (s.min_width, s.min_height),
-                        max: (s.max_width, s.max_height),
-                    },
-                })
-                .collect();
-            FormatInfo {
-                fourcc: format.fourcc.to_string().trim().to_owned(),
-                description: format.description,
-                sizes,
-            }
+        .map(|format| FormatInfo {
+            fourcc: format.fourcc.to_string().trim().to_owned(),
+            sizes: sizes(&device, format.fourcc),
+            description: format.description,
         })
         .collect();
     let canonical = path.canonicalize().ok()?;
@@ -218,6 +191,45 @@ fn describe(path: &Path, stable: &[(PathBuf, PathBuf)]) -> Option<CameraInfo> {
             .collect(),
         formats,
     })
+}
+
+/// The sizes `device` gives in `fourcc`, each with its rates.
+fn sizes(device: &v4l::Device, fourcc: v4l::FourCC) -> Vec<SizeInfo> {
+    use v4l::framesize::FrameSizeEnum;
+    use v4l::video::Capture as _;
+    (device
+        .enum_framesizes(fourcc)
+        .unwrap_or_default()
+        .into_iter())
+    .map(|size| match size.size {
+        FrameSizeEnum::Discrete(d) => SizeInfo::Discrete {
+            width: d.width,
+            height: d.height,
+            fps: rates(device, fourcc, d.width, d.height),
+        },
+        FrameSizeEnum::Stepwise(s) => SizeInfo::Range {
+            min: (s.min_width, s.min_height),
+            max: (s.max_width, s.max_height),
+        },
+    })
+    .collect()
+}
+
+/// The frame rates `device` lists for a size (a range of intervals lists none).
+fn rates(device: &v4l::Device, fourcc: v4l::FourCC, width: u32, height: u32) -> Vec<f64> {
+    use v4l::frameinterval::FrameIntervalEnum;
+    use v4l::video::Capture as _;
+    (device
+        .enum_frameintervals(fourcc, width, height)
+        .unwrap_or_default()
+        .into_iter())
+    .filter_map(|interval| match interval.interval {
+        FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+            Some(f64::from(f.denominator) / f64::from(f.numerator))
+        }
+        _ => None,
+    })
+    .collect()
 }
 
 /// What `sender --list-cameras` prints.

@@ -365,19 +365,16 @@ impl OpenCvCapture {
                 videoio::CAP_GSTREAMER,
             ));
         });
+        let hint = format!("`gst-launch-1.0 {full}` shows GStreamer's own error");
         let capture = match open.recv_timeout(PIPELINE_START_LIMIT) {
             Ok(capture) => capture.with_context(|| format!("opening {name}"))?,
             Err(_) => bail!(
-                "opening {name}: GStreamer did not start it within {} s (`gst-launch-1.0 {full}` \
-                 shows GStreamer's own error)",
+                "opening {name}: GStreamer did not start it within {} s ({hint})",
                 PIPELINE_START_LIMIT.as_secs()
             ),
         };
         if !capture.is_opened().unwrap_or(false) {
-            bail!(
-                "opening {name}: GStreamer could not start it (`gst-launch-1.0 {full}` shows \
-                 GStreamer's own error)"
-            );
+            bail!("opening {name}: GStreamer could not start it ({hint})");
         }
         Ok(Box::new(Self::new(capture, name, false)?))
     }

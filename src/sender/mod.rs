@@ -192,18 +192,9 @@ struct Counters {
     page_latencies: std::sync::Mutex<Latencies>,
 }
 
-/// Streams from `config.source` to every viewer that connects to `listener` until the source
-/// ends, `--frames` is reached, the preview window is closed or `stop` is raised.
-pub fn run(config: &SenderConfig, listener: TcpListener, stop: &Stop) -> Result<SenderReport> {
-    serve(
-        config,
-        Source::open(&config.source, &config.source_request())?,
-        listener,
-        stop,
-    )
-}
-
-/// [`run`] with the source already open (a test can bring its own camera).
+/// Streams from `source` (opened from `config.source` with [`SenderConfig::source_request`],
+/// or a test's own camera) to every viewer that connects to `listener` until the source ends,
+/// `--frames` is reached, the preview window is closed or `stop` is raised.
 pub fn serve(
     config: &SenderConfig,
     mut source: Source,
