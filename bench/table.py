@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page, issue 21 for internet-like paths). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page, issue 21 for internet-like paths, issue 22 for JPEG as it came). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -586,6 +586,28 @@ for line in (paths_file.read_text().splitlines() if paths_file.exists() else [])
             f"{h264['kbit'] / bulk:.2f}" if h264 and bulk else "",
             f"≥ 0.70, ≥ 95%, ≤ {p99_goal:.0f} ms, ≤ 1000 ms",
         )
+
+# 15. JPEG as it came (issue 22): the clip's own JPEG passed on against encoded again, and recorded
+# as it came against not recording (two receivers of one stream at the same time).
+passed, encoded = load("sender_jpeg_as_it_came"), load("sender_jpeg_encoded")
+row(
+    "JPEG as it came: sender CPU for the 1280x720 MJPEG clip at 30 fps, passed on as it came",
+    f"{cpu(passed):.3f} cores",
+    f"{cpu(encoded):.3f} cores decoded and encoded again (--quality 80)",
+    f"{cpu(passed) / cpu(encoded):.2f}" if cpu(encoded) else "",
+    "≤ 0.20",
+)
+recording, plain = load("jpeg_record"), load("jpeg_record_not")
+probe = json.loads((out / "jpeg_record_probe.json").read_text() or "{}").get("streams", [{}])[0]
+row(
+    "… recording it as it came (.mkv): receiver latency p50 / p99, CPU (frames shown, packets in the file)",
+    f"{recording['latency_ms']['p50']:.1f} / {recording['latency_ms']['p99']:.1f} ms, {cpu(recording):.3f} cores "
+    f"({recording['frames']}, {probe.get('nb_read_packets', '?')} {probe.get('codec_name', '')})",
+    f"{plain['latency_ms']['p50']:.1f} / {plain['latency_ms']['p99']:.1f} ms, {cpu(plain):.3f} cores, not recording",
+    f"{recording['latency_ms']['p50'] / plain['latency_ms']['p50']:.2f} / {cpu(recording) / cpu(plain):.2f}"
+    if plain['latency_ms']['p50'] and cpu(plain) else "",
+    "within 10%",
+)
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")

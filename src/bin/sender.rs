@@ -49,9 +49,10 @@ struct Args {
     /// or `raw` (BGR pixels, lossless, large)
     #[arg(long, default_value = "jpeg", value_parser = config::parse_codec)]
     codec: Codec,
-    /// JPEG quality, 1-100
-    #[arg(long, default_value = "80", value_parser = config::parse_quality)]
-    quality: u8,
+    /// JPEG quality, 1-100 [default: 80]. A source that gives JPEG (an MJPEG camera, file or
+    /// pipeline) is passed on as it came unless this is given
+    #[arg(long, value_parser = config::parse_quality)]
+    quality: Option<u8>,
     /// H.264: seconds between keyframes (a viewer that joins or falls behind gets one sooner)
     #[arg(long, value_name = "SECONDS", default_value_t = sender::DEFAULT_KEYFRAME_INTERVAL,
           value_parser = config::parse_keyframe_interval)]

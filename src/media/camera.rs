@@ -65,6 +65,12 @@ pub fn open(camera: &CameraId, mode: &SourceRequest) -> Result<Box<dyn Capture>>
         .get(videoio::CAP_PROP_FOURCC)
         .map(|code| fourcc_name(code as u32))
         .unwrap_or_default();
+    // Without conversion, OpenCV hands over the camera's own JPEG (one row of bytes).
+    if mode.keep_jpeg && matches!(fourcc.as_str(), "MJPG" | "JPEG") {
+        capture
+            .set(videoio::CAP_PROP_CONVERT_RGB, 0.0)
+            .with_context(|| format!("asking {name} for its JPEG as it comes"))?;
+    }
     let opened = OpenCvCapture::new(capture, name.clone(), false)?;
     let (width, height) = opened.size();
     let gave = format!(
@@ -286,8 +292,8 @@ mod tests {
         let asked = |size, camera_format| {
             fourcc(&SourceRequest {
                 size,
-                fps: None,
                 camera_format,
+                ..Default::default()
             })
         };
         assert_eq!(asked(None, CameraFormat::Auto), None);

@@ -109,7 +109,8 @@ impl Fragmenter {
 impl Muxer {
     /// Describes the stream from its first keyframe and writes the init segment.
     fn start(track: Track, header: &FrameHeader, keyframe: &[u8]) -> Result<Muxer> {
-        let codecs = (track.stored.mp4_codecs)(keyframe)
+        let codecs = (track.stored.mp4_codecs)
+            .and_then(|codecs| codecs(keyframe))
             .ok_or_else(|| anyhow!("keyframe {} names no codec profile", header.seq))?;
         let written = Arc::new(Mutex::new(Vec::new()));
         let io = format::context::StreamIo::from_write(Collect(Arc::clone(&written)))

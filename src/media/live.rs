@@ -3,7 +3,7 @@
 //! rate), a read that fails or blocks is noticed within [`SIGNAL_TIMEOUT`], and a lost source is
 //! reopened every [`REOPEN_INTERVAL`] until it is back, while the sender keeps serving.
 
-use super::source::{Capture, Next, Opener, Scaled};
+use super::source::{Capture, Decoded, Next, Opener, Pixels, Scaled};
 use crate::{error_line, lock};
 use anyhow::anyhow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -37,6 +37,8 @@ struct Shared {
 
 struct Latest {
     frame: Vec<u8>,
+    /// What the frame's bytes are.
+    pixels: Pixels,
     captured_at: SystemTime,
     /// Frames delivered so far.
     count: u64,
@@ -58,6 +60,7 @@ impl LiveSource {
         let shared = Arc::new(Shared {
             latest: Mutex::new(Latest {
                 frame: Vec::new(),
+                pixels: Pixels::Bgr,
                 captured_at: SystemTime::now(),
                 count: 0,
                 lost: None,
@@ -97,7 +100,10 @@ impl LiveSource {
             self.last_frame_at = Instant::now();
             out.clear();
             out.extend_from_slice(&latest.frame);
-            return Next::Frame(latest.captured_at);
+            return match latest.pixels {
+                Pixels::Bgr => Next::Frame(latest.captured_at),
+                Pixels::Jpeg => Next::Jpeg(latest.captured_at),
+            };
         }
         if latest.lost.is_none() && self.last_frame_at.elapsed() > self.silence {
             // The read has not returned: leave that reader behind and start a fresh one.
@@ -172,9 +178,11 @@ impl Reader {
                 capture = self.reopen();
                 continue;
             };
+            // A JPEG's size was checked against its own header by the capture.
+            let pixels = source.pixels();
             let lost = match source.read_into(&mut frame) {
-                Ok(true) if frame.len() == expected => {
-                    if !self.deliver(&mut frame) {
+                Ok(true) if pixels == Pixels::Jpeg || frame.len() == expected => {
+                    if !self.deliver(&mut frame, pixels) {
                         return;
                     }
                     continue;
@@ -194,12 +202,13 @@ impl Reader {
     }
 
     /// Swaps `frame` in as the newest. Returns false if this reader is no longer wanted.
-    fn deliver(&self, frame: &mut Vec<u8>) -> bool {
+    fn deliver(&self, frame: &mut Vec<u8>, pixels: Pixels) -> bool {
         let mut latest = self.shared.lock();
         if latest.generation != self.generation {
             return false;
         }
         std::mem::swap(&mut latest.frame, frame);
+        latest.pixels = pixels;
         latest.captured_at = SystemTime::now();
         latest.count += 1;
         if latest.lost.take().is_some() {
@@ -256,6 +265,10 @@ impl Reader {
                     self.size.0,
                     self.size.1
                 );
+                let capture: Box<dyn Capture> = match capture.pixels() {
+                    Pixels::Jpeg => Box::new(Decoded::new(capture)),
+                    Pixels::Bgr => capture,
+                };
                 Some(Box::new(Scaled::new(capture, self.size)))
             }
             Err(e) => {

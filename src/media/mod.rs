@@ -22,7 +22,7 @@ pub mod codec;
 mod convert;
 pub mod fmp4;
 pub mod live;
-mod logs;
+pub(crate) mod logs;
 pub mod pattern;
 pub mod recorder;
 pub mod remux;

@@ -1,6 +1,6 @@
 //! `--record`: files of the video as it arrived; the container follows the file's extension.
-//! A codec a container can hold (H.264) is written as it came, not re-encoded (`remux`);
-//! the pictures of any other are re-encoded by OpenCV.
+//! A codec a container can hold (H.264, JPEG) is written as it came, not re-encoded (`remux`);
+//! the pictures of any other (raw) are re-encoded by OpenCV.
 
 use super::codec;
 use super::remux::Remuxer;
@@ -170,20 +170,97 @@ mod tests {
         units
     }
 
-    /// Each packet in the file, as NAL units, with its keyframe flag.
-    fn stored_packets(path: &Path) -> Vec<(bool, Vec<Vec<u8>>)> {
+    /// Each packet in the file of `codec`: its keyframe flag, time in seconds, and bytes.
+    fn packets_in(path: &Path, codec: ffmpeg::codec::Id) -> Vec<(bool, f64, Vec<u8>)> {
         let mut input = ffmpeg::format::input(path).unwrap();
         let stream = input.streams().best(ffmpeg::media::Type::Video).unwrap();
-        assert_eq!(stream.parameters().id(), ffmpeg::codec::Id::H264);
+        assert_eq!(stream.parameters().id(), codec);
+        let base = f64::from(stream.time_base());
         input
             .packets()
             .map(|(_, packet)| {
-                (
-                    packet.is_key(),
-                    length_prefixed_units(packet.data().unwrap()),
-                )
+                let at = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * base;
+                (packet.is_key(), at, packet.data().unwrap().to_vec())
             })
             .collect()
+    }
+
+    /// Each packet in the file, as NAL units, with its keyframe flag.
+    fn stored_packets(path: &Path) -> Vec<(bool, Vec<Vec<u8>>)> {
+        packets_in(path, ffmpeg::codec::Id::H264)
+            .into_iter()
+            .map(|(key, _, data)| (key, length_prefixed_units(&data)))
+            .collect()
+    }
+
+    #[test]
+    fn jpeg_is_recorded_as_it_came_at_its_capture_times() {
+        let (width, height) = (64, 48);
+        let mut encoder = codec::format(Codec::Jpeg)
+            .encoder(&codec::EncoderSettings {
+                width,
+                height,
+                quality: 80,
+                fps: 30.0,
+                keyframe_interval: 2.0,
+                bitrate_kbps: 0,
+            })
+            .unwrap();
+        // Uneven gaps: the file keeps when each picture was taken, not a nominal rate.
+        let gaps_us = [0u64, 33_000, 40_000, 30_000, 100_000, 33_000];
+        let mut at = 1_700_000_000_000_000u64;
+        let frames: Vec<(FrameHeader, Vec<u8>)> = (0..gaps_us.len())
+            .map(|i| {
+                let mut picture: Vec<u8> = (0..width * height * 3)
+                    .map(|p| (p as usize * 7 + i * 40) as u8)
+                    .collect();
+                let mut data = Vec::new();
+                encoder.encode(&mut picture, &mut data, false).unwrap();
+                at += gaps_us[i];
+                let header = FrameHeader {
+                    seq: i as u64,
+                    capture_unix_us: at,
+                    width,
+                    height,
+                    pixel_format: crate::wire::protocol::PixelFormat::Bgr8,
+                    codec: Codec::Jpeg,
+                    keyframe: true,
+                };
+                (header, data)
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("camstream-jpeg-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["out.mkv", "out.avi", "out.mp4"] {
+            let path = dir.join(name);
+            let hello = StreamHello::new(width, height, Codec::Jpeg, 30.0);
+            let mut recorder = Recorder::create(&path, &hello, 30.0).unwrap();
+            for (header, data) in &frames {
+                recorder.write(header, data, None).unwrap();
+            }
+            assert_eq!(recorder.finish().unwrap(), frames.len() as u64, "{name}");
+            let stored = packets_in(&path, ffmpeg::codec::Id::MJPEG);
+            assert_eq!(stored.len(), frames.len(), "{name}");
+            let first = frames[0].0.capture_unix_us;
+            for ((key, time, data), (header, sent)) in stored.iter().zip(&frames) {
+                assert!(
+                    data == sent,
+                    "{name}: frame {} was not stored as it came",
+                    header.seq
+                );
+                assert!(key, "{name}: frame {} is its own keyframe", header.seq);
+                // AVI has a frame rate, not times; Matroska (to 1 ms) and MP4 keep uneven gaps.
+                if !name.ends_with(".avi") {
+                    let want = (header.capture_unix_us - first) as f64 / 1e6;
+                    assert!(
+                        (time - want).abs() < 0.0015,
+                        "{name}: frame {} at {time}",
+                        header.seq
+                    );
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

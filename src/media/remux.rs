@@ -48,7 +48,14 @@ pub(super) struct Timing {
     /// The container's, chosen by its muxer.
     pub time_base: Rational,
     pub first_capture_us: u64,
+    /// The container numbers frames rather than timing them (AVI).
+    numbered: bool,
     last_timestamp: i64,
+}
+
+/// Whether `output` numbers its frames at a fixed rate rather than timing each (AVI).
+fn numbers_frames(output: &format::context::Output) -> bool {
+    output.format().name() == "avi"
 }
 
 impl Remuxer {
@@ -205,11 +212,19 @@ impl Track {
             (*raw).extradata = buffer.cast();
             (*raw).extradata_size = extradata.len() as i32;
         }
+        // AVI holds a frame rate, not times: its frames are numbered at the stream's rate (30
+        // for an unpaced one), or the gaps between capture times would be filled with empty
+        // frames.
+        let time_base = match (numbers_frames(output), self.fps) {
+            (true, fps) if fps > 0.0 => Rational(1, fps.round().clamp(1.0, 1000.0) as i32),
+            (true, _) => Rational(1, 30),
+            (false, _) => MICROSECONDS,
+        };
         let mut stream = output
             .add_stream(ffmpeg::encoder::find(codec::Id::None))
             .context("adding the video stream")?;
         stream.set_parameters(parameters);
-        stream.set_time_base(MICROSECONDS);
+        stream.set_time_base(time_base);
         if self.fps > 0.0 {
             stream.set_rate(Rational::from(self.fps));
             stream.set_avg_frame_rate(Rational::from(self.fps));
@@ -229,6 +244,7 @@ impl Timing {
         Timing {
             time_base,
             first_capture_us,
+            numbered: numbers_frames(output),
             // So the first frame, at 0, is after it.
             last_timestamp: -1,
         }
@@ -238,7 +254,10 @@ impl Timing {
     /// (a sender that restarted, or a clock that stepped back, must not reorder the frames).
     pub fn next(&mut self, capture_unix_us: u64) -> i64 {
         let since_first = capture_unix_us.saturating_sub(self.first_capture_us);
-        let timestamp = rescale(since_first, self.time_base).max(self.last_timestamp + 1);
+        let timestamp = match self.numbered {
+            true => self.last_timestamp + 1,
+            false => rescale(since_first, self.time_base).max(self.last_timestamp + 1),
+        };
         self.last_timestamp = timestamp;
         timestamp
     }

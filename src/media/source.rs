@@ -1,14 +1,21 @@
 //! Where the sender's pictures come from: a camera ([`super::camera`]), a GStreamer pipeline,
-//! a video file, a URL, or the built-in test pattern, all behind one [`Source`]. Files and the pattern are read when a frame is due;
-//! cameras and streams run by themselves, so they are read on their own thread ([`super::live`])
-//! and can be lost and come back.
+//! a video file, a URL, or the built-in test pattern, all behind one [`Source`]. Files and the
+//! pattern are read when a frame is due; cameras and streams run by themselves, so they are read
+//! on their own thread ([`super::live`]) and can be lost and come back.
+//!
+//! A source that already gives JPEG (a camera in MJPEG mode, a pipeline ending in `image/jpeg`,
+//! an MJPEG file) hands its pictures over as they came when the stream can take them so
+//! ([`SourceRequest::keep_jpeg`]): no decode, no encode. Otherwise they are decoded here, and
+//! everything after sees BGR.
 
+use super::codec::{self, Decoder};
 use super::live::LiveSource;
 use super::logs::Tally;
 use super::pattern::TestPattern;
 use super::window::draw_label;
 use crate::config::{CameraFormat, SourceSpec};
 use crate::stats::clock_time_ms;
+use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use anyhow::{bail, Context, Result};
 use opencv::core::{self, Mat};
 use opencv::prelude::*;
@@ -30,8 +37,22 @@ pub trait Capture: Send {
     fn silence_limit(&self) -> Duration {
         super::live::SIGNAL_TIMEOUT
     }
-    /// Reads the next picture as BGR rows into `out`. `Ok(false)`: the source ended or stopped.
+    /// What its reads give.
+    fn pixels(&self) -> Pixels {
+        Pixels::Bgr
+    }
+    /// Reads the next picture into `out`, as [`Capture::pixels`] says. `Ok(false)`: the source
+    /// ended or stopped.
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
+}
+
+/// What a picture's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pixels {
+    /// BGR rows of the picture's size.
+    Bgr,
+    /// One JPEG picture of that size, as the camera, pipeline or file made it.
+    Jpeg,
 }
 
 /// What the user asked of the pictures besides their source: `--size` and `--fps` are asked
@@ -41,6 +62,9 @@ pub struct SourceRequest {
     pub size: Option<(u32, u32)>,
     pub fps: Option<f64>,
     pub camera_format: CameraFormat,
+    /// The stream is JPEG and may carry the source's own: a source that gives JPEG at the size
+    /// asked hands it over as it came ([`Next::Jpeg`]) instead of decoding it.
+    pub keep_jpeg: bool,
 }
 
 /// Opens (and later reopens) the capture behind a live source.
@@ -49,8 +73,11 @@ pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Capture>> + Send>;
 /// What [`Source::next_into`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
-    /// A new picture, captured at this time, is in the buffer.
+    /// A new picture (BGR), captured at this time, is in the buffer.
     Frame(SystemTime),
+    /// A new JPEG picture, as the source made it, is in the buffer: only from a source opened
+    /// with [`SourceRequest::keep_jpeg`].
+    Jpeg(SystemTime),
     /// No new picture yet; the source is fine.
     Waiting,
     /// A live source is lost: since when, and why.
@@ -82,13 +109,8 @@ enum Reading {
 impl Source {
     /// Opens what `--source` names, as `request` asks; an error here is the user's to fix.
     pub fn open(spec: &SourceSpec, request: &SourceRequest) -> Result<Source> {
-        let size = request.size;
-        let scaled = move |capture: Box<dyn Capture>| -> Box<dyn Capture> {
-            match size {
-                Some(size) if size != capture.size() => Box::new(Scaled::new(capture, size)),
-                _ => capture,
-            }
-        };
+        let request = *request;
+        let fitted = move |capture| fit(capture, &request);
         match spec {
             SourceSpec::TestPattern { width, height } => {
                 let (width, height) = request.size.unwrap_or((*width, *height));
@@ -104,30 +126,31 @@ impl Source {
                 })
             }
             SourceSpec::Camera(camera) => {
-                let (camera, request) = (camera.clone(), *request);
-                Self::live(Box::new(move || super::camera::open(&camera, &request)))
+                let camera = camera.clone();
+                // A camera is asked for its size, not scaled to it.
+                let as_it_comes = SourceRequest {
+                    size: None,
+                    ..request
+                };
+                Self::live(Box::new(move || {
+                    super::camera::open(&camera, &request).map(|c| fit(c, &as_it_comes))
+                }))
             }
             SourceSpec::Pipeline(pipeline) => {
                 let pipeline = pipeline.clone();
                 Self::live(Box::new(move || {
-                    OpenCvCapture::pipeline(&pipeline).map(scaled)
+                    OpenCvCapture::pipeline(&pipeline).map(fitted)
                 }))
             }
             SourceSpec::Location(location) if spec.is_live() => {
                 let location = location.clone();
                 Self::live(Box::new(move || {
-                    OpenCvCapture::stream(&location).map(scaled)
+                    OpenCvCapture::stream(&location).map(fitted)
                 }))
             }
             SourceSpec::Location(location) => {
-                let name = format!("video file {location}");
-                if !Path::new(location).exists() {
-                    bail!("opening {name}: no such file");
-                }
-                let capture = videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
-                    .with_context(|| format!("opening {name}"))?;
-                let capture = Box::new(OpenCvCapture::new(capture, name, true)?);
-                Ok(Self::on_demand(scaled(capture), true))
+                let capture = OpenCvCapture::file(location, request.keep_jpeg)?;
+                Ok(Self::on_demand(fitted(capture), true))
             }
         }
     }
@@ -208,6 +231,9 @@ impl Source {
                 if !capture.read_into(out)? {
                     return Ok(Next::Ended);
                 }
+                if capture.pixels() == Pixels::Jpeg {
+                    return Ok(Next::Jpeg(captured_at));
+                }
                 if self.shows_time {
                     let time = clock_time_ms(captured_at);
                     draw_label(self.size, out, &time, CAPTURE_TIME_HEIGHT, false)?;
@@ -246,6 +272,111 @@ impl Capture for PatternCapture {
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         self.pattern.render(self.seq, out);
         self.seq += 1;
+        Ok(true)
+    }
+}
+
+/// `capture` as `request` wants it: its JPEG kept only when the stream may carry it as it came
+/// (at the size asked), else decoded; scaled to the size asked.
+fn fit(capture: Box<dyn Capture>, request: &SourceRequest) -> Box<dyn Capture> {
+    let size = request.size.unwrap_or(capture.size());
+    let capture: Box<dyn Capture> = match capture.pixels() {
+        Pixels::Jpeg if request.keep_jpeg && size == capture.size() => {
+            log::info!(
+                "{} gives JPEG: passing it on as it came (no decode, no encode; --quality would \
+                 re-encode it)",
+                capture.name()
+            );
+            capture
+        }
+        Pixels::Jpeg => Box::new(Decoded::new(capture)),
+        Pixels::Bgr => capture,
+    };
+    match size == capture.size() {
+        true => capture,
+        false => Box::new(Scaled::new(capture, size)),
+    }
+}
+
+/// Turns a source's JPEG pictures into BGR, for what needs pixels: the preview, another codec,
+/// scaling.
+pub struct JpegPictures {
+    decoder: Box<dyn Decoder>,
+}
+
+impl JpegPictures {
+    pub fn new() -> Result<JpegPictures> {
+        Ok(JpegPictures {
+            decoder: codec::format(Codec::Jpeg).decoder()?,
+        })
+    }
+
+    /// Decodes `jpeg`, which must be a `size` picture, into BGR rows in `out`.
+    pub fn decode_into(&mut self, jpeg: &[u8], size: (u32, u32), out: &mut Vec<u8>) -> Result<()> {
+        let header = FrameHeader {
+            seq: 0,
+            capture_unix_us: 0,
+            width: size.0,
+            height: size.1,
+            pixel_format: PixelFormat::Bgr8,
+            codec: Codec::Jpeg,
+            keyframe: true,
+        };
+        let Some(picture) = self.decoder.decode(&header, jpeg)? else {
+            bail!("decoding jpeg: no picture came out");
+        };
+        out.clear();
+        out.extend_from_slice(picture.bgr);
+        Ok(())
+    }
+}
+
+/// A JPEG capture whose pictures are decoded as they are read.
+pub(crate) struct Decoded {
+    inner: Box<dyn Capture>,
+    jpeg: Vec<u8>,
+    pictures: Option<JpegPictures>,
+}
+
+impl Decoded {
+    pub(crate) fn new(inner: Box<dyn Capture>) -> Decoded {
+        Decoded {
+            inner,
+            jpeg: Vec::new(),
+            pictures: None,
+        }
+    }
+}
+
+impl Capture for Decoded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.inner.native_fps()
+    }
+
+    fn silence_limit(&self) -> Duration {
+        self.inner.silence_limit()
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if !self.inner.read_into(&mut self.jpeg)? {
+            return Ok(false);
+        }
+        let pictures = match &mut self.pictures {
+            Some(pictures) => pictures,
+            empty => empty.insert(JpegPictures::new()?),
+        };
+        let (size, name) = (self.inner.size(), self.inner.name());
+        pictures
+            .decode_into(&self.jpeg, size, out)
+            .with_context(|| format!("reading {name}"))?;
         Ok(true)
     }
 }
@@ -344,15 +475,19 @@ pub(super) struct OpenCvCapture {
     /// Learnt from the first frame; later frames must match it.
     width: u32,
     height: u32,
+    pixels: Pixels,
 }
 
 impl OpenCvCapture {
     /// A GStreamer pipeline through OpenCV's GStreamer backend. One without an `appsink` gets
-    /// one that hands OpenCV BGR (`gst:libcamerasrc` is enough for a Pi camera).
+    /// one that hands OpenCV BGR (`gst:libcamerasrc` is enough for a Pi camera), or, after
+    /// `image/jpeg` caps, the JPEG pictures as they are.
     fn pipeline(pipeline: &str) -> Result<Box<dyn Capture>> {
         let name = format!("GStreamer pipeline \"{pipeline}\"");
+        let last = pipeline.rsplit('!').next().unwrap_or_default().trim();
         let full = match pipeline.contains("appsink") {
             true => pipeline.to_owned(),
+            false if last.starts_with("image/jpeg") => format!("{pipeline} ! appsink"),
             false => format!("{pipeline} ! videoconvert ! video/x-raw,format=BGR ! appsink"),
         };
         // OpenCV waits for a pipeline that cannot start (a misspelt element) forever: wait on
@@ -379,6 +514,29 @@ impl OpenCvCapture {
         Ok(Box::new(Self::new(capture, name, false)?))
     }
 
+    /// A video file; with `keep_jpeg`, an MJPEG one gives its pictures as they are stored
+    /// (OpenCV's FFmpeg backend hands over packets, not pictures, when its format is -1).
+    fn file(location: &str, keep_jpeg: bool) -> Result<Box<dyn Capture>> {
+        let name = format!("video file {location}");
+        if !Path::new(location).exists() {
+            bail!("opening {name}: no such file");
+        }
+        let open = || {
+            videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
+                .with_context(|| format!("opening {name}"))
+        };
+        if keep_jpeg {
+            let mut packets = open()?;
+            if packets.set(videoio::CAP_PROP_FORMAT, -1.0).unwrap_or(false) {
+                let capture = Self::new(packets, name.clone(), true)?;
+                if capture.pixels == Pixels::Jpeg {
+                    return Ok(Box::new(capture));
+                }
+            }
+        }
+        Ok(Box::new(Self::new(open()?, name, true)?))
+    }
+
     fn stream(location: &str) -> Result<Box<dyn Capture>> {
         let name = format!("stream {location}");
         let capture = videoio::VideoCapture::from_file(location, videoio::CAP_ANY)
@@ -403,9 +561,14 @@ impl OpenCvCapture {
         if !capture.read(&mut frame).unwrap_or(false) || frame.empty() {
             bail!("reading from {name}: it delivered no frame");
         }
+        let (pixels, (width, height)) = match jpeg_in(&frame) {
+            Some(size) => (Pixels::Jpeg, size),
+            None => (Pixels::Bgr, (frame.cols() as u32, frame.rows() as u32)),
+        };
         Ok(OpenCvCapture {
-            width: frame.cols() as u32,
-            height: frame.rows() as u32,
+            width,
+            height,
+            pixels,
             capture,
             frame,
             converted: Mat::default(),
@@ -433,31 +596,59 @@ impl Capture for OpenCvCapture {
             .filter(|fps| fps.is_finite() && *fps > 0.0 && *fps < 1000.0)
     }
 
+    fn pixels(&self) -> Pixels {
+        self.pixels
+    }
+
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         let (width, height, name) = (self.width, self.height, &self.name);
+        // A file's packet that is not a JPEG picture is damage, stepped over like a picture
+        // that does not decode.
+        let pixels = self.pixels;
+        let usable = |frame: &Mat| pixels == Pixels::Bgr || jpeg_in(frame).is_some();
         if !std::mem::take(&mut self.first_pending)
             && !read_past_damage(
                 &mut self.capture,
                 &mut self.frame,
                 self.is_file.then_some(&mut self.damage),
+                &usable,
                 name,
             )
         {
             return Ok(false);
         }
         let frame = &self.frame;
-        if frame.cols() as u32 != width || frame.rows() as u32 != height {
+        let size = match self.pixels {
+            Pixels::Jpeg => jpeg_in(frame)
+                .with_context(|| format!("{name} gave a frame that is not a JPEG picture"))?,
+            Pixels::Bgr => (frame.cols() as u32, frame.rows() as u32),
+        };
+        if size != (width, height) {
             bail!(
                 "{name} changed size from {width}x{height} to {}x{}",
-                frame.cols(),
-                frame.rows()
+                size.0,
+                size.1
             );
+        }
+        if self.pixels == Pixels::Jpeg {
+            out.clear();
+            out.extend_from_slice(frame.data_bytes()?);
+            return Ok(true);
         }
         let bgr = to_bgr(frame, &mut self.converted).with_context(|| format!("reading {name}"))?;
         out.clear();
         out.extend_from_slice(bgr.data_bytes()?);
         Ok(true)
     }
+}
+
+/// The size of the JPEG picture `frame` holds, if it holds one: OpenCV hands over a camera's,
+/// a pipeline's or a file's own JPEG as one row of bytes.
+fn jpeg_in(frame: &Mat) -> Option<(u32, u32)> {
+    if frame.rows() != 1 || frame.typ() != core::CV_8UC1 {
+        return None;
+    }
+    codec::jpeg_picture_size(frame.data_bytes().ok()?)
 }
 
 /// Where a file's damage has been stepped over to, so that stepping never goes back.
@@ -472,17 +663,18 @@ struct Damage {
     skipped: Tally,
 }
 
-/// Reads the next frame. In a file (`damage` is its record), a stretch that does not decode is
-/// stepped over frame by frame, always forward, while the file says it has frames left, for at
+/// Reads the next frame. In a file (`damage` is its record), a stretch that does not decode (or
+/// is not `usable`) is stepped over frame by frame, always forward, while the file says it has frames left, for at
 /// most [`MAX_SKIPPED_FRAMES`] frames and [`MAX_SKIP_TIME`]. Returns false at the end, having
 /// reported the frames skipped since the last report.
 fn read_past_damage(
     capture: &mut videoio::VideoCapture,
     frame: &mut Mat,
     mut damage: Option<&mut Damage>,
+    usable: &dyn Fn(&Mat) -> bool,
     name: &str,
 ) -> bool {
-    let (read, skipped) = step_past_damage(capture, frame, damage.as_deref_mut(), name);
+    let (read, skipped) = step_past_damage(capture, frame, damage.as_deref_mut(), usable, name);
     let Some(damage) = damage else {
         return read;
     };
@@ -503,12 +695,13 @@ fn step_past_damage(
     capture: &mut videoio::VideoCapture,
     frame: &mut Mat,
     mut damage: Option<&mut Damage>,
+    usable: &dyn Fn(&Mat) -> bool,
     name: &str,
 ) -> (bool, u64) {
     let started = Instant::now();
     let mut skipped = 0;
     loop {
-        if capture.read(frame).unwrap_or(false) && !frame.empty() {
+        if capture.read(frame).unwrap_or(false) && !frame.empty() && usable(frame) {
             break;
         }
         let Some(damage) = damage.as_deref_mut() else {

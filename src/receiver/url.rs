@@ -15,7 +15,7 @@ use crate::media::Picture;
 use crate::stats::ReceiverStats;
 use crate::wire::protocol::{Codec, StreamHello};
 use crate::{error_line, Stop};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use std::time::SystemTime;
 
 /// Plays `url` until `--frames` is reached, the window is closed or `stop` is raised. A server
@@ -55,6 +55,8 @@ pub(super) fn play(
                 show(viewer, stats, &stream, &picture, arrived)?;
             }
             Next::Waiting => {}
+            // Only a sender's source is opened to keep JPEG.
+            Next::Jpeg(_) => bail!("{name} gave JPEG pictures where pixels were expected"),
             Next::Lost { why, .. } if config.once => {
                 return Err(anyhow!(why).context(format!("receiving from {name}")));
             }

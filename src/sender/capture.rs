@@ -1,6 +1,9 @@
 //! The capture loop: reads the source at its pace (or, unpaced, when a viewer is ready for a
 //! frame), encodes each frame once for every sink, shows the preview, and while a live source is
 //! lost sends a "NO SIGNAL" card instead. Runs on the calling thread, which highgui needs.
+//!
+//! A source's own JPEG goes out as it came in a JPEG stream; it is decoded only for what needs
+//! pixels (the preview, a side feed of another codec).
 
 use super::rate::RateControl;
 use super::sinks::{BufferPool, Sinks};
@@ -8,11 +11,12 @@ use super::{SenderConfig, Shared, PREVIEW_TITLE};
 use crate::config::Bitrate;
 use crate::media::codec::{self, Encoder, EncoderSettings};
 use crate::media::live::REOPEN_INTERVAL;
-use crate::media::source::{Next, Source};
+use crate::media::logs::Tally;
+use crate::media::source::{JpegPictures, Next, Pixels, Source};
 use crate::media::window::{draw_card, Window, WindowEvent};
 use crate::media::Picture;
 use crate::stats::{clock_time, unix_micros, SenderReport};
-use crate::wire::protocol::{FrameHeader, PixelFormat};
+use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use crate::{Stop, POLL};
 use anyhow::Result;
 use std::sync::atomic::Ordering;
@@ -51,7 +55,7 @@ pub(super) fn run(
     let settings = EncoderSettings {
         width,
         height,
-        quality: config.quality,
+        quality: config.quality.unwrap_or(super::DEFAULT_QUALITY),
         fps: stream_fps,
         keyframe_interval: config.keyframe_interval,
         bitrate_kbps: start_kbps,
@@ -70,7 +74,7 @@ pub(super) fn run(
         settings,
         rate: None,
         pool: BufferPool::new(POOLED_BUFFERS),
-        picture: Vec::new(),
+        picture: SourcePicture::new(source.size()),
         next_at: Instant::now(),
         last_card: None,
         last_forced_keyframe: None,
@@ -114,7 +118,7 @@ struct CaptureLoop<'a> {
     rate: Option<RateControl>,
     pool: BufferPool,
     /// The source's newest picture (for the preview, and the encoder's input).
-    picture: Vec<u8>,
+    picture: SourcePicture,
     next_at: Instant,
     last_card: Option<Instant>,
     last_forced_keyframe: Option<Instant>,
@@ -131,8 +135,9 @@ impl CaptureLoop<'_> {
         if self.wait_for_due(source)? {
             return Ok(Turn::Done);
         }
-        let captured_at = match source.next_into(&mut self.picture, POLL)? {
-            Next::Frame(at) => at,
+        let captured_at = match source.next_into(&mut self.picture.bytes, POLL)? {
+            Next::Frame(at) => self.picture.is(Pixels::Bgr, at),
+            Next::Jpeg(at) => self.picture.is(Pixels::Jpeg, at),
             Next::Ended if self.config.looping => {
                 log::info!("{} ended; playing it again (--loop)", source.name());
                 *source = Source::open(&self.config.source, &self.config.source_request())?;
@@ -144,7 +149,7 @@ impl CaptureLoop<'_> {
             }
             Next::Lost { since, why } if self.card_due() => {
                 self.draw_no_signal(source, since, why)?;
-                SystemTime::now()
+                self.picture.is(Pixels::Bgr, SystemTime::now())
             }
             Next::Waiting | Next::Lost { .. } => {
                 return Ok(match self.preview.quit_asked()? {
@@ -157,7 +162,9 @@ impl CaptureLoop<'_> {
         counters.frames_captured.fetch_add(1, Ordering::Relaxed);
         if let Some(window) = self.preview.window {
             let (width, height) = source.size();
-            window.show(&Picture::new(width, height, &self.picture))?;
+            if let Some(bgr) = self.picture.bgr()? {
+                window.show(&Picture::new(width, height, bgr))?;
+            }
             if self.preview.quit_asked()? {
                 return Ok(Turn::Done);
             }
@@ -225,7 +232,7 @@ impl CaptureLoop<'_> {
             format!("trying again every {} s", REOPEN_INTERVAL.as_secs()),
         ];
         let (width, height) = source.size();
-        draw_card(width, height, &lines, &mut self.picture)
+        draw_card(width, height, &lines, &mut self.picture.bytes)
     }
 
     /// Whether some sink, of the stream or a side feed, is receiving frames.
@@ -273,7 +280,17 @@ impl CaptureLoop<'_> {
         if force {
             self.last_forced_keyframe = Some(Instant::now());
         }
-        let keyframe = self.encoder.encode(&mut self.picture, &mut data, force)?;
+        let keyframe = match (self.picture.pixels, self.config.codec) {
+            (Pixels::Jpeg, Codec::Jpeg) => {
+                // As it came: the buffer becomes the frame, as raw pictures do.
+                std::mem::swap(&mut self.picture.bytes, &mut data);
+                true
+            }
+            _ => match self.picture.bgr()? {
+                Some(bgr) => self.encoder.encode(bgr, &mut data, force)?,
+                None => return Ok(self.count(side_offered)),
+            },
+        };
         let frame = self.pool.frame(FrameHeader { keyframe, ..header }, data);
         let offered = self.sinks.publish(&frame)?;
         Ok(self.count(side_offered + offered))
@@ -295,8 +312,11 @@ impl CaptureLoop<'_> {
             Some(encoder) => encoder,
             empty => empty.insert(codec::format(feed.codec).encoder(&self.settings)?),
         };
+        let Some(bgr) = self.picture.bgr()? else {
+            return Ok(0);
+        };
         let mut data = self.pool.buffer();
-        let keyframe = encoder.encode(&mut self.picture, &mut data, feed.sinks.wants_keyframe())?;
+        let keyframe = encoder.encode(bgr, &mut data, feed.sinks.wants_keyframe())?;
         feed.encoded.fetch_add(1, Ordering::Relaxed);
         let header = FrameHeader {
             codec: feed.codec,
@@ -316,6 +336,62 @@ impl CaptureLoop<'_> {
             }
         }
         Turn::Again
+    }
+}
+
+/// The source's newest picture as it came, and its pixels once something needed them.
+struct SourcePicture {
+    bytes: Vec<u8>,
+    pixels: Pixels,
+    size: (u32, u32),
+    /// A JPEG's pixels, when `decoded` says they are this picture's.
+    bgr: Vec<u8>,
+    decoded: bool,
+    jpeg: Option<JpegPictures>,
+    /// JPEG pictures that did not decode, reported at most once a minute.
+    undecodable: Tally,
+}
+
+impl SourcePicture {
+    fn new(size: (u32, u32)) -> SourcePicture {
+        SourcePicture {
+            bytes: Vec::new(),
+            pixels: Pixels::Bgr,
+            size,
+            bgr: Vec::new(),
+            decoded: false,
+            jpeg: None,
+            undecodable: Tally::default(),
+        }
+    }
+
+    /// Notes that `bytes` now holds a new picture of `pixels`; returns `at`.
+    fn is(&mut self, pixels: Pixels, at: SystemTime) -> SystemTime {
+        self.pixels = pixels;
+        self.decoded = false;
+        at
+    }
+
+    /// The picture's BGR rows, decoding a JPEG the first time they are asked for; `None` if it
+    /// does not decode (a camera's damaged picture is skipped, not the end of the stream).
+    fn bgr(&mut self) -> Result<Option<&mut Vec<u8>>> {
+        if self.pixels == Pixels::Bgr {
+            return Ok(Some(&mut self.bytes));
+        }
+        if !self.decoded {
+            let jpeg = match &mut self.jpeg {
+                Some(jpeg) => jpeg,
+                empty => empty.insert(JpegPictures::new()?),
+            };
+            if let Err(e) = jpeg.decode_into(&self.bytes, self.size, &mut self.bgr) {
+                if let Some(count) = self.undecodable.count(1) {
+                    log::warn!("{count} of the source's JPEG pictures did not decode (reported at most once a minute): {e:#}");
+                }
+                return Ok(None);
+            }
+            self.decoded = true;
+        }
+        Ok(Some(&mut self.bgr))
     }
 }
 

@@ -59,7 +59,9 @@ pub const DEFAULT_VIEWER_TIMEOUT: u64 = 10;
 pub struct SenderConfig {
     pub source: SourceSpec,
     pub codec: Codec,
-    pub quality: u8,
+    /// JPEG quality (1-100) of the pictures the sender encodes. `None`: [`DEFAULT_QUALITY`], and
+    /// a source's own JPEG goes out as it came in a JPEG stream.
+    pub quality: Option<u8>,
     /// Frames per second to pace the source at (and to ask a camera for); `None` uses the
     /// source's own rate, 0 is unpaced.
     pub fps: Option<f64>,
@@ -95,6 +97,9 @@ pub struct SenderConfig {
     pub congestion_control: Option<String>,
 }
 
+/// JPEG quality when `--quality` is not given.
+pub const DEFAULT_QUALITY: u8 = 80;
+
 /// Seconds between regular keyframes when `--keyframe-interval` is not given.
 pub const DEFAULT_KEYFRAME_INTERVAL: f64 = 2.0;
 
@@ -105,6 +110,7 @@ impl SenderConfig {
             size: self.size,
             fps: self.fps,
             camera_format: self.camera_format,
+            keep_jpeg: self.codec == Codec::Jpeg && self.quality.is_none(),
         }
     }
 
@@ -230,7 +236,7 @@ pub fn serve(
     let sinks = Sinks::default();
     let format = codec::format(config.codec);
     let fragments = match format.stored() {
-        Some(stored) => Some(Arc::new(Fragments::new(
+        Some(stored) if stored.mp4_codecs.is_some() => Some(Arc::new(Fragments::new(
             stored,
             (hello.width, hello.height),
             hello.fps,

@@ -61,7 +61,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
     SenderConfig {
         source: source.parse().unwrap(),
         codec,
-        quality: 90,
+        quality: Some(90),
         fps: None,
         frames: None,
         looping: false,

@@ -69,7 +69,7 @@ impl Format for H264 {
         Some(Stored {
             codec: codec::Id::H264,
             global_header: parameter_sets,
-            mp4_codecs,
+            mp4_codecs: Some(mp4_codecs),
         })
     }
 }

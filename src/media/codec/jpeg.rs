@@ -1,7 +1,7 @@
 //! JPEG: one picture per frame, OpenCV's `imencode`/`imdecode` (libjpeg-turbo). Every frame is a
 //! keyframe. A frame's own SOF header must give the frame's size before the decoder sees it.
 
-use super::{Decoder, Encoder, EncoderSettings, Format};
+use super::{Decoder, Encoder, EncoderSettings, Format, Stored};
 use crate::media::Picture;
 use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{bail, Context, Result};
@@ -15,17 +15,11 @@ impl Format for Jpeg {
     /// A JPEG's own header (its SOF marker) must give the frame's size, so a picture that would
     /// decode to something else, or to something huge, never reaches the decoder.
     fn check(&self, header: &FrameHeader, data: &[u8]) -> Result<(), ProtocolError> {
-        let is_jpeg = matches!(imagesize::image_type(data), Ok(imagesize::ImageType::Jpeg));
-        let size = imagesize::blob_size(data).ok().filter(|_| is_jpeg);
-        match size {
-            Some(size)
-                if (size.width, size.height) == (header.width as usize, header.height as usize) =>
-            {
-                Ok(())
-            }
-            Some(size) => Err(ProtocolError::Malformed(format!(
-                "jpeg frame {} holds a {}x{} picture, but the frame says {}x{}",
-                header.seq, size.width, size.height, header.width, header.height
+        match picture_size(data) {
+            Some(size) if size == (header.width, header.height) => Ok(()),
+            Some((width, height)) => Err(ProtocolError::Malformed(format!(
+                "jpeg frame {} holds a {width}x{height} picture, but the frame says {}x{}",
+                header.seq, header.width, header.height
             ))),
             None => Err(ProtocolError::Malformed(format!(
                 "jpeg frame {} is not a JPEG picture ({} bytes)",
@@ -50,6 +44,26 @@ impl Format for Jpeg {
             picture: Mat::default(),
         }))
     }
+
+    /// Matroska and AVI hold JPEG pictures as they are (MJPEG); each is its own keyframe and
+    /// needs no codec header.
+    fn stored(&self) -> Option<Stored> {
+        Some(Stored {
+            codec: ffmpeg_next::codec::Id::MJPEG,
+            global_header: |_| Vec::new(),
+            mp4_codecs: None,
+        })
+    }
+}
+
+/// The size a JPEG's own header (its SOF marker) gives, if `data` starts as a JPEG picture.
+pub fn picture_size(data: &[u8]) -> Option<(u32, u32)> {
+    let is_jpeg = matches!(imagesize::image_type(data), Ok(imagesize::ImageType::Jpeg));
+    let size = imagesize::blob_size(data).ok().filter(|_| is_jpeg)?;
+    Some((
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    ))
 }
 
 /// Encodes with reused parameter and output buffers.

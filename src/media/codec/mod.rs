@@ -7,6 +7,7 @@ mod h264;
 #[cfg(test)]
 pub(crate) use h264::tests::{annex_b_units, test_stream as h264_test_stream};
 mod jpeg;
+pub use jpeg::picture_size as jpeg_picture_size;
 mod raw;
 
 use super::Picture;
@@ -46,7 +47,7 @@ pub trait Encoder {
 }
 
 /// Turns frames back into pictures.
-pub trait Decoder {
+pub trait Decoder: Send {
     /// Decodes a frame that passed [`check_frame`]: zero or one picture (a codec that predicts
     /// from other frames may need more than one frame before it shows anything).
     fn decode<'a>(
@@ -79,9 +80,13 @@ pub struct Stored {
     /// The codec header a container needs (H.264's parameter sets), taken from a keyframe.
     pub global_header: fn(&[u8]) -> Vec<u8>,
     /// The RFC 6381 `codecs` parameter of an MP4 holding these frames (`avc1.64001f`), from a
-    /// keyframe: what a browser is asked whether it can play.
-    pub mp4_codecs: fn(&[u8]) -> Option<String>,
+    /// keyframe: what a browser is asked whether it can play. `None`: browsers' Media Source
+    /// Extensions do not play this codec.
+    pub mp4_codecs: Option<Mp4Codecs>,
 }
+
+/// Reads the RFC 6381 `codecs` parameter off a keyframe.
+pub type Mp4Codecs = fn(&[u8]) -> Option<String>;
 
 /// The one place a codec is chosen.
 pub fn format(codec: Codec) -> &'static dyn Format {
