@@ -47,7 +47,8 @@
 //!   (`rtmp://`, `rtsp://`, `srt://`, `http(s)://`) instead of a sender, it plays that through
 //!   [`media::url`] (FFmpeg, read as a live source), in the same window, with no latency.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
-//!   [`stats`]: the `--stats` reports and `--frame-log`.
+//!   [`stats`]: the `--stats` reports and `--frame-log`. [`service`]: telling systemd the
+//!   sender is listening (`scripts/package.sh` builds the Debian package with its unit).
 //!
 //! # Wire format
 //!
@@ -111,6 +112,7 @@ pub mod net;
 pub mod prompt;
 pub mod receiver;
 pub mod sender;
+pub mod service;
 pub mod stats;
 pub mod wire;
 

@@ -16,6 +16,7 @@ mod loopback;
 mod protocol_props;
 mod publish;
 mod secure;
+mod service;
 mod survive;
 mod urls;
 mod web;

@@ -9,7 +9,7 @@ use camstream::sender::certificate::TlsSource;
 use camstream::sender::{self, SenderConfig};
 use camstream::wire::protocol::Codec;
 use camstream::wire::secure;
-use camstream::{cli, error_line};
+use camstream::{cli, error_line, service};
 use clap::Parser;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -176,6 +176,11 @@ fn run(args: Args) -> Result<()> {
                 "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
         }
     );
+    // Not the code: `systemctl status` shows the status line to every local user.
+    let ready = format!("READY=1\nSTATUS=listening on {}", listener.local_addr()?);
+    if let Err(e) = service::notify(&ready) {
+        log::warn!("{}", error_line(&e));
+    }
     let link = cli::page_link(listener.local_addr()?, &config.pairing);
     log::info!("watch in a browser: {link}");
     if !args.no_qr && std::io::stderr().is_terminal() {
