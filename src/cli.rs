@@ -150,8 +150,9 @@ pub fn lan_addresses() -> Vec<std::net::IpAddr> {
 }
 
 /// The page's link for a sender listening on `listen`: on its LAN address when it listens on
-/// every interface, with the pairing code in the fragment (which never leaves the browser).
-pub fn page_link(listen: std::net::SocketAddr, pairing: &PairingMode) -> String {
+/// every interface, with the pairing code in the fragment (which never leaves the browser)
+/// when `with_code`.
+pub fn page_link(listen: std::net::SocketAddr, pairing: &PairingMode, with_code: bool) -> String {
     let host = match listen.ip() {
         ip if ip.is_unspecified() => lan_addresses()
             .first()
@@ -161,7 +162,8 @@ pub fn page_link(listen: std::net::SocketAddr, pairing: &PairingMode) -> String 
     };
     let address = std::net::SocketAddr::new(host, listen.port());
     match pairing.code() {
-        Some(code) => format!("https://{address}/#code={code}"),
+        Some(code) if with_code => format!("https://{address}/#code={code}"),
+        Some(_) => format!("https://{address}/"),
         None => format!("http://{address}/"),
     }
 }
@@ -186,13 +188,14 @@ mod tests {
     fn the_page_link_carries_the_code_and_draws_as_a_qr_code() {
         let listen = "127.0.0.1:9999".parse().unwrap();
         let code = PairingMode::Code("37-noble-otter".into());
-        let link = page_link(listen, &code);
+        let link = page_link(listen, &code, true);
         assert_eq!(link, "https://127.0.0.1:9999/#code=37-noble-otter");
+        assert_eq!(page_link(listen, &code, false), "https://127.0.0.1:9999/");
         assert_eq!(
-            page_link(listen, &PairingMode::Insecure),
+            page_link(listen, &PairingMode::Insecure, true),
             "http://127.0.0.1:9999/"
         );
-        let every = page_link("0.0.0.0:9999".parse().unwrap(), &code);
+        let every = page_link("0.0.0.0:9999".parse().unwrap(), &code, true);
         assert!(!every.contains("0.0.0.0"), "{every}");
         let qr = qr_code(&link).unwrap();
         let rows: Vec<&str> = qr.lines().collect();

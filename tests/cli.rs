@@ -512,6 +512,14 @@ fn a_code_from_a_file_or_the_environment_never_on_the_command_line() {
         "{}",
         sender.log()
     );
+    // Nor is it in the log (a service's journal), which says where it is, nor in the link.
+    sender.wait_for_line("sender: watch in a browser: https://");
+    assert!(
+        sender.log().contains(&format!("(pairing code in {path})"))
+            && !sender.log().contains(common::TEST_CODE),
+        "{}",
+        sender.log()
+    );
     // The receiver takes it from CAMSTREAM_CODE.
     let output = command(RECEIVER, &receiving(&addr, "3"))
         .env("CAMSTREAM_CODE", common::TEST_CODE)

@@ -166,13 +166,17 @@ fn run(args: Args) -> Result<()> {
     // A camera that cannot be opened says so before any address is printed.
     let source = Source::open(&config.source, &config.source_request())?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    // A code read from a file stays out of the log: a service's log (the journal) has more
+    // readers than the file.
+    let code_file = args.pairing.code_file.as_deref();
     log::info!(
         "listening on {}{} ({})",
         listener.local_addr()?,
         allow.map_or(String::new(), |ip| format!(" for {ip} only")),
-        match &config.pairing {
-            PairingMode::Code(code) => format!("pairing code {code}"),
-            PairingMode::Insecure =>
+        match (&config.pairing, code_file) {
+            (PairingMode::Code(_), Some(file)) => format!("pairing code in {}", file.display()),
+            (PairingMode::Code(code), None) => format!("pairing code {code}"),
+            (PairingMode::Insecure, _) =>
                 "NOT encrypted, --insecure: anyone who can reach it can watch".into(),
         }
     );
@@ -181,7 +185,7 @@ fn run(args: Args) -> Result<()> {
     if let Err(e) = service::notify(&ready) {
         log::warn!("{}", error_line(&e));
     }
-    let link = cli::page_link(listener.local_addr()?, &config.pairing);
+    let link = cli::page_link(listener.local_addr()?, &config.pairing, code_file.is_none());
     log::info!("watch in a browser: {link}");
     if !args.no_qr && std::io::stderr().is_terminal() {
         match cli::qr_code(&link) {
