@@ -2,14 +2,19 @@
 //! stands in for one (Debian's OpenCV has the GStreamer backend), and what needs a real device
 //! is tested through its errors and `--list-cameras`.
 
-use crate::common::{command, config, pattern_frame, start_sender, watch, TempDir, SENDER};
+use crate::common::{
+    command, config, pattern_frame, receiver_config, start_sender, watch, TempDir, SENDER,
+};
 use camstream::config::SourceSpec;
 use camstream::error_line;
 use camstream::media::codec::{self, EncoderSettings};
 use camstream::media::recorder::Recorder;
 use camstream::media::source::Source;
+use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
+use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::{Codec, FrameHeader, PixelFormat, StreamHello};
+use camstream::Stop;
 use std::path::Path;
 
 /// A moving ball, 320x240 at 30 fps, with no appsink: the sender adds one.
@@ -131,6 +136,21 @@ fn write_mjpeg_video(path: &Path, (width, height): (u32, u32), count: u64) -> Ve
     jpegs
 }
 
+/// The JPEG pictures an MJPEG file holds, as libavformat reads them.
+fn mjpeg_packets(path: &Path) -> Vec<Vec<u8>> {
+    ffmpeg_next::init().unwrap();
+    let mut input = ffmpeg_next::format::input(path).unwrap();
+    let video = input
+        .streams()
+        .best(ffmpeg_next::media::Type::Video)
+        .unwrap();
+    assert_eq!(video.parameters().id(), ffmpeg_next::codec::Id::MJPEG);
+    input
+        .packets()
+        .map(|(_, packet)| packet.data().unwrap_or_default().to_vec())
+        .collect()
+}
+
 #[test]
 fn an_mjpeg_files_pictures_go_out_as_they_came_unless_quality_asks_otherwise() {
     let dir = TempDir::new("mjpeg-file");
@@ -157,6 +177,23 @@ fn an_mjpeg_files_pictures_go_out_as_they_came_unless_quality_asks_otherwise() {
                 frame.header.seq
             );
         }
+        // A receiver recording it keeps the same bytes: file to file, nothing re-encoded.
+        let again = start_sender(SenderConfig {
+            quality: None,
+            ..config(path.to_str().unwrap(), Codec::Jpeg)
+        });
+        let recording = dir.0.join(format!("received-{name}"));
+        let receiving = ReceiverConfig {
+            frames: None,
+            record: Some(recording.clone()),
+            ..receiver_config(again.addr, 0)
+        };
+        receiver::run(&receiving, &Stop::default(), &mut ReceiverStats::default()).unwrap();
+        again.join();
+        assert!(
+            mjpeg_packets(&recording) == jpegs,
+            "{name}: recorded as it came"
+        );
         // --quality asks for the sender's own encoding: decoded and encoded again.
         let encoded = start_sender(config(path.to_str().unwrap(), Codec::Jpeg));
         let (_, frames, _) = watch(encoded.addr, 3);
