@@ -46,9 +46,15 @@ struct Latest {
     /// Only the reader of this generation may deliver; a reader stuck in a read is replaced by
     /// moving it on, and leaves when its read returns. [`CLOSED`] tells every reader to leave.
     generation: u64,
+    /// Reader threads still running (each with its capture open).
+    readers: usize,
 }
 
 const CLOSED: u64 = u64::MAX;
+
+/// How long closing a source waits for its readers to close their captures. Not forever: one
+/// may be stuck in a read that never returns.
+const READER_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 impl LiveSource {
     /// Starts reading `capture`, which `opener` opened (an error there was the user's to fix,
@@ -65,6 +71,7 @@ impl LiveSource {
                 count: 0,
                 lost: None,
                 generation: 0,
+                readers: 0,
             }),
             fresh: Condvar::new(),
         });
@@ -136,17 +143,28 @@ impl LiveSource {
             opener: Arc::clone(&self.opener),
             generation,
         };
+        self.shared.lock().readers += 1;
         thread::spawn(move || reader.run(capture));
     }
 }
 
-/// Readers are not joined: one may be stuck in a read that never returns. They leave at their
-/// next look at the generation.
+/// Readers leave at their next look at the generation (one waiting to reopen, at once), and
+/// are waited for, briefly: a capture still open when the process exits can crash it, as
+/// libsrt's exit-time destructors free what a reader in `srt://` is still using.
 impl Drop for LiveSource {
     fn drop(&mut self) {
-        self.shared.lock().generation = CLOSED;
-        // A reader waiting to reopen leaves at once.
+        let mut latest = self.shared.lock();
+        latest.generation = CLOSED;
         self.shared.fresh.notify_all();
+        let waited = self
+            .shared
+            .fresh
+            .wait_timeout_while(latest, READER_EXIT_WAIT, |l| l.readers > 0);
+        if let Ok((latest, timeout)) = waited {
+            if timeout.timed_out() {
+                log::debug!("{}: {} reader(s) still in a read", self.name, latest.readers);
+            }
+        }
     }
 }
 
@@ -167,7 +185,15 @@ struct Reader {
 }
 
 impl Reader {
-    fn run(self, mut capture: Option<Box<dyn Capture>>) {
+    fn run(self, capture: Option<Box<dyn Capture>>) {
+        // The capture is closed by the time `read` returns.
+        self.read(capture);
+        let mut latest = self.shared.lock();
+        latest.readers -= 1;
+        self.shared.fresh.notify_all();
+    }
+
+    fn read(&self, mut capture: Option<Box<dyn Capture>>) {
         let expected = self.size.0 as usize * self.size.1 as usize * 3;
         let mut frame = Vec::new();
         loop {
