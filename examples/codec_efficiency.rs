@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Result};
 use camstream::config::SourceSpec;
-use camstream::media::codec::{self, EncoderSettings};
+use camstream::media::codec::{self, EncoderChoice, EncoderSettings};
 use camstream::media::psnr;
 use camstream::media::source::{Next, Source};
 use camstream::wire::protocol::{Codec, FrameHeader, PixelFormat};
@@ -51,12 +51,14 @@ fn main() -> Result<()> {
         fps,
         keyframe_interval: 2.0,
         bitrate_kbps: 0,
+        // x264 itself, as the ffmpeg CLI it is compared with uses.
+        encoder: EncoderChoice::Named("libx264".to_owned()),
     };
     measure(Codec::Jpeg, &settings, &pictures, quality)?;
     for rate in rates {
         let settings = EncoderSettings {
             bitrate_kbps: rate.parse()?,
-            ..settings
+            ..settings.clone()
         };
         measure(Codec::H264, &settings, &pictures, rate)?;
     }

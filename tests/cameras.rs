@@ -110,6 +110,7 @@ fn write_mjpeg_video(path: &Path, (width, height): (u32, u32), count: u64) -> Ve
         fps: 30.0,
         keyframe_interval: 2.0,
         bitrate_kbps: 0,
+        encoder: Default::default(),
     };
     let mut encoder = codec::format(Codec::Jpeg).encoder(&settings).unwrap();
     let hello = StreamHello::new(width, height, Codec::Jpeg, 30.0);

@@ -220,6 +220,7 @@ fn a_receiver_skips_a_damaged_frame_to_the_next_keyframe_and_asks_for_it() {
         fps: 30.0,
         keyframe_interval: 10.0,
         bitrate_kbps: 800,
+        encoder: Default::default(),
     };
     let mut encoder = codec::format(Codec::H264).encoder(&settings).unwrap();
     let frames: Vec<(FrameHeader, Vec<u8>)> = (0..12)
@@ -278,4 +279,68 @@ fn a_receiver_skips_a_damaged_frame_to_the_next_keyframe_and_asks_for_it() {
     assert_eq!(report.frames, 9, "frames 0-4 and 8-11 shown");
     assert_eq!(report.damaged, 3, "frames 5, 6 and 7 not shown");
     assert_eq!(report.dropped, 0);
+}
+
+/// The sender's one error line when it runs with `args`, and that it came before it listened.
+fn sender_error(args: &[&str]) -> String {
+    let output = command(SENDER, args).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(!log.contains("listening on"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn auto_takes_a_hardware_encoder_it_finds_or_libx264_and_says_why() {
+    let (sender, addr) = spawn_sender(&["--codec", "h264", "--encoder", "auto"]);
+    let chosen = sender.wait_for_line("sender: H.264 encoder: ");
+    // On a machine without them (CI's), every hardware encoder is passed over with its reason.
+    if chosen.starts_with("sender: H.264 encoder: libx264 (") {
+        for name in ["h264_nvenc", "h264_qsv", "h264_vaapi", "h264_v4l2m2m"] {
+            assert!(chosen.contains(&format!("not {name}: ")), "{chosen}");
+        }
+    }
+    let receiver = [
+        "--connect",
+        &addr,
+        "--headless",
+        "--once",
+        "--frames",
+        "10",
+        "--code",
+        TEST_CODE,
+    ];
+    let output = command(RECEIVER, &receiver).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(sender);
+}
+
+#[test]
+fn an_encoder_that_cannot_open_is_an_error_before_the_sender_listens() {
+    let args = |encoder| {
+        let mut args = TEST_SENDER_ARGS.to_vec();
+        args.extend_from_slice(&["--codec", "h264", "--encoder", encoder]);
+        args
+    };
+    let unknown = sender_error(&args("h264_nosuch"));
+    assert!(
+        unknown.starts_with(
+            "sender: error: --encoder h264_nosuch: this FFmpeg has no such encoder; use auto or one of "
+        ) && unknown.ends_with("libx264"),
+        "{unknown}"
+    );
+    let vaapi = sender_error(&args("h264_vaapi"));
+    assert!(
+        vaapi.starts_with("sender: error: opening the H.264 encoder h264_vaapi: "),
+        "{vaapi}"
+    );
+    if !std::path::Path::new("/dev/dri").exists() {
+        assert!(vaapi.ends_with(": no /dev/dri/renderD* device"), "{vaapi}");
+    }
 }

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
 use camstream::media::camera;
+use camstream::media::codec::EncoderChoice;
 use camstream::media::source::Source;
 use camstream::prompt::Prompter;
 use camstream::sender::certificate::TlsSource;
@@ -61,6 +62,11 @@ struct Args {
     /// from a rate that fits the picture (2500 for 1280x720)
     #[arg(long, value_name = "KBIT|auto", default_value = "auto", value_parser = config::parse_bitrate)]
     bitrate: Bitrate,
+    /// H.264 encoder: `auto` (a hardware encoder FFmpeg has and finds a device for, else
+    /// libx264), `libx264`, or an FFmpeg encoder: h264_v4l2m2m (Raspberry Pi 4), h264_vaapi,
+    /// h264_nvenc, h264_qsv
+    #[arg(long, value_name = "auto|libx264|NAME", default_value = "auto")]
+    encoder: EncoderChoice,
     /// TCP congestion control for viewers' connections, e.g. bbr (steadier across lossy
     /// internet paths than cubic; see the README's "On the internet") [default: the system's]
     #[arg(long, value_name = "NAME")]
@@ -158,6 +164,7 @@ fn run(args: Args) -> Result<()> {
         preview,
         pairing,
         keyframe_interval: args.keyframe_interval,
+        encoder: args.encoder.clone(),
         bitrate: args.bitrate,
         tls,
         publish: args.publish,
@@ -165,6 +172,7 @@ fn run(args: Args) -> Result<()> {
     };
     // A camera that cannot be opened says so before any address is printed.
     let source = Source::open(&config.source, &config.source_request())?;
+    sender::check_encoder(&config, &source)?;
     let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     // A code read from a file stays out of the log: a service's log (the journal) has more
     // readers than the file.

@@ -141,6 +141,28 @@ pub enum SizeInfo {
 /// Every V4L2 video capture device here, by number (metadata nodes, which UVC cameras also
 /// make, are left out).
 pub fn list() -> Vec<CameraInfo> {
+    let stable = stable_paths();
+    video_devices()
+        .into_iter()
+        .filter_map(|path| describe(&path, &stable))
+        .collect()
+}
+
+/// The V4L2 memory-to-memory devices here (a board's hardware encoders and decoders).
+pub fn memory_to_memory_devices() -> Vec<PathBuf> {
+    use v4l::capability::Flags;
+    let is_m2m = |path: &PathBuf| {
+        let caps = v4l::Device::with_path(path).and_then(|device| device.query_caps());
+        caps.is_ok_and(|caps| {
+            caps.capabilities
+                .intersects(Flags::VIDEO_M2M | Flags::VIDEO_M2M_MPLANE)
+        })
+    };
+    video_devices().into_iter().filter(is_m2m).collect()
+}
+
+/// `/dev/video*`, by number.
+fn video_devices() -> Vec<PathBuf> {
     let mut devices: Vec<(u32, PathBuf)> = std::fs::read_dir("/dev")
         .into_iter()
         .flatten()
@@ -152,11 +174,7 @@ pub fn list() -> Vec<CameraInfo> {
         })
         .collect();
     devices.sort();
-    let stable = stable_paths();
-    devices
-        .into_iter()
-        .filter_map(|(_, path)| describe(&path, &stable))
-        .collect()
+    devices.into_iter().map(|(_, path)| path).collect()
 }
 
 /// `/dev/v4l/by-id` and `by-path` links, with the device each points to.

@@ -162,7 +162,11 @@ impl Drop for LiveSource {
             .wait_timeout_while(latest, READER_EXIT_WAIT, |l| l.readers > 0);
         if let Ok((latest, timeout)) = waited {
             if timeout.timed_out() {
-                log::debug!("{}: {} reader(s) still in a read", self.name, latest.readers);
+                log::debug!(
+                    "{}: {} reader(s) still in a read",
+                    self.name,
+                    latest.readers
+                );
             }
         }
     }

@@ -204,6 +204,7 @@ mod tests {
                 fps: 30.0,
                 keyframe_interval: 2.0,
                 bitrate_kbps: 0,
+                encoder: codec::EncoderChoice::Auto,
             })
             .unwrap();
         // Uneven gaps: the file keeps when each picture was taken, not a nominal rate.

@@ -50,16 +50,7 @@ pub(super) fn run(
         // A preview to photograph beside a receiver's window: the latency can be read off.
         source.show_capture_time();
     }
-    let (width, height) = source.size();
-    let start_kbps = config.bitrate_kbps(width, height);
-    let settings = EncoderSettings {
-        width,
-        height,
-        quality: config.quality.unwrap_or(super::DEFAULT_QUALITY),
-        fps: stream_fps,
-        keyframe_interval: config.keyframe_interval,
-        bitrate_kbps: start_kbps,
-    };
+    let settings = encoder_settings(config, source.size(), stream_fps);
     let mut capture = CaptureLoop {
         config,
         sinks: &shared.sinks,
@@ -83,7 +74,10 @@ pub(super) fn run(
         counted: 0,
     };
     if capture.encoder.bitrate_kbps().is_some() && config.bitrate == Bitrate::Auto {
-        capture.rate = Some(RateControl::new(start_kbps, Instant::now()));
+        capture.rate = Some(RateControl::new(
+            capture.settings.bitrate_kbps,
+            Instant::now(),
+        ));
     }
     if let Some(kbps) = capture.encoder.bitrate_kbps() {
         shared
@@ -94,6 +88,23 @@ pub(super) fn run(
     while capture.turn(source)? == Turn::Again {}
     report.bitrate_kbps = capture.encoder.bitrate_kbps();
     Ok(())
+}
+
+/// How the stream's frames are encoded, at `(width, height)` paced at `fps`.
+pub(super) fn encoder_settings(
+    config: &SenderConfig,
+    (width, height): (u32, u32),
+    fps: f64,
+) -> EncoderSettings {
+    EncoderSettings {
+        width,
+        height,
+        quality: config.quality.unwrap_or(super::DEFAULT_QUALITY),
+        fps,
+        keyframe_interval: config.keyframe_interval,
+        bitrate_kbps: config.bitrate_kbps(width, height),
+        encoder: config.encoder.clone(),
+    }
 }
 
 /// What the capture loop does after one turn.
@@ -268,8 +279,10 @@ impl CaptureLoop<'_> {
             .as_mut()
             .and_then(|rate| rate.update(Instant::now(), || sinks.feedback()))
         {
-            log::debug!("bit rate now {kbps} kbit/s");
             self.encoder.set_bitrate(kbps);
+            // An encoder that cannot change its rate mid-stream keeps the one it opened with.
+            let kbps = self.encoder.bitrate_kbps().unwrap_or(kbps);
+            log::debug!("bit rate now {kbps} kbit/s");
             counters.bitrate_kbps.store(kbps.into(), Ordering::Relaxed);
         }
         let mut data = self.pool.buffer();

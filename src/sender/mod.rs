@@ -22,7 +22,7 @@ pub use admission::SPARE_CONNECTIONS;
 pub use sinks::window::MIN_FRAMES_IN_FLIGHT;
 
 use crate::config::{Bitrate, CameraFormat, PairingMode, PublishTarget, SourceSpec};
-use crate::media::codec;
+use crate::media::codec::{self, EncoderChoice};
 use crate::media::source::{Source, SourceRequest};
 use crate::stats::SenderReport;
 use crate::wire::handshake::Greeting;
@@ -85,6 +85,8 @@ pub struct SenderConfig {
     pub pairing: PairingMode,
     /// Seconds between regular keyframes (H.264).
     pub keyframe_interval: f64,
+    /// Which H.264 encoder encodes (`--encoder`).
+    pub encoder: EncoderChoice,
     /// H.264's bit rate: fixed, or fitted to the viewers (`auto`, starting from one that fits
     /// the picture).
     pub bitrate: Bitrate,
@@ -196,6 +198,14 @@ struct Counters {
     /// The encoder's bit rate now, kbit/s (0: none).
     bitrate_kbps: AtomicU64,
     page_latencies: std::sync::Mutex<Latencies>,
+}
+
+/// Opens the stream's encoder once, so that one that cannot open (a hardware encoder without
+/// its device) is an error before anything is served, as a camera's is.
+pub fn check_encoder(config: &SenderConfig, source: &Source) -> Result<()> {
+    let fps = config.fps.unwrap_or(PATTERN_FPS);
+    let settings = capture::encoder_settings(config, source.size(), fps);
+    codec::format(config.codec).encoder(&settings).map(drop)
 }
 
 /// Streams from `source` (opened from `config.source` with [`SenderConfig::source_request`],

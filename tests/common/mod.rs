@@ -72,6 +72,7 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
         // The hand-written TestViewer speaks in the clear; tests/secure.rs pairs.
         pairing: PairingMode::Insecure,
         keyframe_interval: sender::DEFAULT_KEYFRAME_INTERVAL,
+        encoder: Default::default(),
         bitrate: camstream::config::Bitrate::Auto,
         // A new certificate each start, kept nowhere.
         tls: camstream::sender::certificate::TlsSource::SelfSigned { folder: None },

@@ -1,10 +1,12 @@
 //! H.264 through FFmpeg's libavcodec (bound by `ffmpeg-next`): libx264 encodes, tuned for
-//! latency (no B-frames, no lookahead, sliced threads: one frame in, one frame out), with the
-//! parameter sets in front of every keyframe so a viewer can start at any of them; FFmpeg's own
+//! latency (no B-frames, no lookahead, sliced threads: one frame in, one frame out), or a
+//! hardware encoder ([`super::h264_encoders`]), with the parameter sets in front of every
+//! keyframe so a viewer can start at any of them; FFmpeg's own
 //! decoder decodes, one thread, low delay. swscale converts between BGR and YUV 4:2:0. A frame
 //! is one access unit in Annex B form. Before any decoder sees a frame, every sequence
 //! parameter set in it must give the stream's size, and a keyframe must carry one.
 
+use super::h264_encoders::{self, GpuFrames, Kind};
 use super::{Decoder, Encoder, EncoderSettings, Format, Stored};
 use crate::media::convert::ToBgr;
 use crate::media::{init_ffmpeg, low_delay_decoder, Picture};
@@ -12,13 +14,11 @@ use crate::wire::protocol::{FrameHeader, ProtocolError};
 use anyhow::{anyhow, bail, Context, Result};
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
-use ffmpeg::{codec, frame, picture, Dictionary, Packet, Rational};
+use ffmpeg::{codec, frame, picture, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::{decode_nal, BitReader};
 
-/// x264's speed preset, chosen by measuring (see the README).
-const PRESET: &str = "veryfast";
 /// The encoder's VBV buffer, in frames: how far a frame (a keyframe) may overshoot the average.
 /// Five frames' worth keeps a keyframe's burst short enough for a thin link's router queue (half
 /// a second's worth lost packets there and stalled TCP), while a smaller buffer starves
@@ -132,6 +132,11 @@ fn picture_size(nal: &[u8]) -> Option<(u32, u32)> {
 
 struct H264Encoder {
     encoder: ffmpeg::encoder::Video,
+    kind: &'static Kind,
+    /// The frames a hardware encoder takes its pictures in, when it takes them on the GPU.
+    gpu: Option<GpuFrames>,
+    /// The last keyframe's parameter sets, for a keyframe that comes without them.
+    parameter_sets: Vec<u8>,
     bitrate_kbps: u32,
     /// Frames a second, as rate control counts them.
     fps: i32,
@@ -146,57 +151,69 @@ impl H264Encoder {
     fn open(settings: &EncoderSettings) -> Result<H264Encoder> {
         init_ffmpeg()?;
         let (width, height) = (settings.width, settings.height);
-        let codec = ffmpeg::encoder::find_by_name("libx264")
-            .ok_or_else(|| anyhow!("this FFmpeg has no libx264 encoder"))?;
-        let mut video = codec::context::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .context("setting up libx264")?;
         // Rate control needs a frame rate; an unpaced stream is taken as 30 fps.
         let fps = match settings.fps {
             fps if fps >= 1.0 => fps.round() as i32,
             _ => 30,
         };
-        video.set_width(width);
-        video.set_height(height);
-        video.set_format(Pixel::YUV420P);
-        video.set_time_base(Rational::new(1, fps));
-        video.set_frame_rate(Some(Rational::new(fps, 1)));
-        set_rate(&mut video, settings.bitrate_kbps, fps);
-        video.set_gop(
-            (settings.keyframe_interval * f64::from(fps))
-                .round()
-                .max(1.0) as u32,
-        );
-        video.set_max_b_frames(0);
-        let mut options = Dictionary::new();
-        options.set("preset", PRESET);
-        options.set("tune", "zerolatency");
-        // A forced keyframe is an IDR picture, which a viewer can start from.
-        options.set("forced-idr", "1");
-        let encoder = video
-            .open_with(options)
-            .with_context(|| format!("opening libx264 for {width}x{height}"))?;
+        let configure = |video: &mut ffmpeg::encoder::video::Video| {
+            video.set_width(width);
+            video.set_height(height);
+            video.set_time_base(Rational::new(1, fps));
+            video.set_frame_rate(Some(Rational::new(fps, 1)));
+            set_rate(video, settings.bitrate_kbps, fps);
+            video.set_gop(
+                (settings.keyframe_interval * f64::from(fps))
+                    .round()
+                    .max(1.0) as u32,
+            );
+            video.set_max_b_frames(0);
+        };
+        let opened = h264_encoders::open(&settings.encoder, &configure)?;
+        let input = opened.kind.input;
         let to_yuv = scaling::Context::get(
             Pixel::BGR24,
             width,
             height,
-            Pixel::YUV420P,
+            input,
             width,
             height,
             to_yuv_flags(),
         )
         .context("setting up the BGR to YUV conversion")?;
         Ok(H264Encoder {
-            encoder,
+            encoder: opened.encoder,
+            kind: opened.kind,
+            gpu: opened.gpu,
+            parameter_sets: Vec::new(),
             bitrate_kbps: settings.bitrate_kbps,
             fps,
             to_yuv,
             bgr: frame::Video::new(Pixel::BGR24, width, height),
-            yuv: frame::Video::new(Pixel::YUV420P, width, height),
+            yuv: frame::Video::new(input, width, height),
             packet: Packet::empty(),
             pts: 0,
         })
+    }
+}
+
+impl H264Encoder {
+    /// Receives the packet of the picture just sent, remembering the parameter sets of one
+    /// that holds only those (some hardware encoders send them alone, first).
+    fn receive_picture(&mut self) -> Result<()> {
+        loop {
+            self.encoder
+                .receive_packet(&mut self.packet)
+                .with_context(|| {
+                    format!("encoding h264: {} held the frame back", self.kind.name)
+                })?;
+            let data = self.packet.data().unwrap_or_default();
+            let is_parameter_set = |nal: &[u8]| matches!(nal[0] & 0x1f, NAL_SPS | NAL_PPS);
+            if data.is_empty() || !nal_units(data).all(is_parameter_set) {
+                return Ok(());
+            }
+            self.parameter_sets = parameter_sets(data);
+        }
     }
 }
 
@@ -212,19 +229,20 @@ impl Encoder for H264Encoder {
             true => picture::Type::I,
             false => picture::Type::None,
         });
+        let name = self.kind.name;
+        let picture = match &mut self.gpu {
+            Some(gpu) => gpu.upload(&self.yuv)?,
+            None => &self.yuv,
+        };
         self.encoder
-            .send_frame(&self.yuv)
-            .context("encoding h264")?;
-        self.encoder
-            .receive_packet(&mut self.packet)
-            .context("encoding h264: libx264 held the frame back")?;
-        let data = self
-            .packet
-            .data()
-            .ok_or_else(|| anyhow!("encoding h264: libx264 gave an empty frame"))?;
-        out.clear();
-        out.extend_from_slice(data);
-        Ok(self.packet.is_key())
+            .send_frame(picture)
+            .with_context(|| format!("encoding h264 with {name}"))?;
+        self.receive_picture()?;
+        let data = (self.packet.data())
+            .ok_or_else(|| anyhow!("encoding h264: {name} gave an empty frame"))?;
+        let key = self.packet.is_key();
+        frame_from_packet(data, key, &mut self.parameter_sets, out);
+        Ok(key)
     }
 
     fn bitrate_kbps(&self) -> Option<u32> {
@@ -232,11 +250,28 @@ impl Encoder for H264Encoder {
     }
 
     fn set_bitrate(&mut self, kbps: u32) {
+        if !self.kind.retunes {
+            return;
+        }
         self.bitrate_kbps = kbps;
-        // FFmpeg's libx264 wrapper compares these with its own before every frame and
-        // reconfigures x264 when they changed.
+        // FFmpeg's libx264 and NVENC wrappers compare these with their own before every frame
+        // and reconfigure the encoder when they changed.
         set_rate(&mut self.encoder, kbps, self.fps);
     }
+}
+
+/// Copies an encoder's packet into `out` as a frame: a keyframe's parameter sets are
+/// remembered, and one that comes without them (some hardware encoders send them once) gets
+/// the last ones, so a viewer can start at any keyframe.
+fn frame_from_packet(packet: &[u8], key: bool, remembered: &mut Vec<u8>, out: &mut Vec<u8>) {
+    out.clear();
+    if key {
+        match parameter_sets(packet) {
+            sets if sets.is_empty() => out.extend_from_slice(remembered),
+            sets => *remembered = sets,
+        }
+    }
+    out.extend_from_slice(packet);
 }
 
 /// Sets the encoder's average and peak rate to `kbps`, with a VBV buffer of
@@ -343,6 +378,7 @@ pub(crate) mod tests {
             fps: 30.0,
             keyframe_interval: 10.0,
             bitrate_kbps: 500,
+            encoder: h264_encoders::EncoderChoice::Auto,
         }
     }
 
@@ -469,5 +505,33 @@ pub(crate) mod tests {
             .to_string()
             .contains("carries no sequence parameter set"));
         assert!(H264.check(&header(1, false), &slices).is_ok());
+    }
+
+    #[test]
+    fn a_keyframe_sent_without_parameter_sets_gets_the_last_ones_and_decodes() {
+        let stream = test_stream(3, 2);
+        let without_sets = |data: &[u8]| -> Vec<u8> {
+            nal_units(data)
+                .filter(|nal| !matches!(nal[0] & 0x1f, NAL_SPS | NAL_PPS))
+                .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
+                .collect()
+        };
+        // As a hardware encoder that sends them only with its first keyframe.
+        let mut remembered = Vec::new();
+        let mut decoder = H264.decoder().unwrap();
+        for (header, data) in &stream {
+            let packet = match header.seq {
+                0 => data.clone(),
+                _ => without_sets(data),
+            };
+            let mut frame = Vec::new();
+            frame_from_packet(&packet, header.keyframe, &mut remembered, &mut frame);
+            H264.check(header, &frame).unwrap();
+            let picture = decoder.decode(header, &frame).unwrap().unwrap();
+            let mut expected = Vec::new();
+            TestPattern::new(WIDTH, HEIGHT).render(header.seq, &mut expected);
+            assert!(psnr(picture.bgr, &expected) > 30.0, "frame {}", header.seq);
+        }
+        assert!(stream[2].0.keyframe);
     }
 }

@@ -4,8 +4,10 @@
 //! Nothing else in the program names a codec beyond the wire format and the option parsing.
 
 mod h264;
+mod h264_encoders;
 #[cfg(test)]
 pub(crate) use h264::tests::{annex_b_units, test_stream as h264_test_stream};
+pub use h264_encoders::EncoderChoice;
 mod jpeg;
 pub use jpeg::picture_size as jpeg_picture_size;
 mod raw;
@@ -15,7 +17,7 @@ use crate::wire::protocol::{Codec, Frame, FrameHeader, ProtocolError, StreamHell
 use anyhow::Result;
 
 /// How the sender wants its frames encoded; each codec takes what applies to it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EncoderSettings {
     pub width: u32,
     pub height: u32,
@@ -27,6 +29,8 @@ pub struct EncoderSettings {
     pub keyframe_interval: f64,
     /// Kilobits per second of the stream as it is paced.
     pub bitrate_kbps: u32,
+    /// Which H.264 encoder encodes.
+    pub encoder: EncoderChoice,
 }
 
 /// Turns pictures into frames of one codec, once per frame for every viewer.
