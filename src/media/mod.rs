@@ -8,8 +8,9 @@
 //!   ([`pattern`]); cameras, pipelines and streams are read on their own thread by [`live`].
 //! - [`url`]: the receiver's other streams (rtmp, rtsp, srt, http MJPEG and HLS), played
 //!   through FFmpeg as a live source.
-//! - [`codec`]: one encoder and one decoder per codec, chosen in one place; `convert` turns
-//!   FFmpeg's decoded pictures into BGR for it and for [`url`].
+//! - [`codec`]: one encoder and one decoder per codec, chosen in one place (H.264's encoder:
+//!   libx264 or a hardware one, `--encoder`); `convert` turns FFmpeg's decoded pictures into
+//!   BGR for it and for [`url`].
 //! - [`window`]: highgui windows and the cards shown instead of video.
 //! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
 //!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
