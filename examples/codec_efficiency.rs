@@ -13,9 +13,10 @@
 
 use anyhow::{bail, Result};
 use camstream::config::SourceSpec;
+use camstream::media::capture::Next;
 use camstream::media::codec::{self, EncoderChoice, EncoderSettings};
 use camstream::media::psnr;
-use camstream::media::source::{Next, Source};
+use camstream::media::source::Source;
 use camstream::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use std::time::Duration;
 

@@ -9,10 +9,10 @@
 //! JSON line: {"direct_p50_ms","direct_p99_ms","server_p50_ms","server_p99_ms","matched",...}.
 
 use anyhow::{bail, Context, Result};
-use camstream::config::PairingMode;
-use camstream::stats::unix_micros;
 use camstream::wire::handshake::greet_sender;
+use camstream::wire::protocol::unix_micros;
 use camstream::wire::protocol::{self, Message};
+use camstream::wire::secure::PairingMode;
 use ffmpeg_next as ffmpeg;
 use std::collections::HashMap;
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! What both programs do around `run`: logging to stderr, Ctrl-C and SIGTERM, `q` + Enter on
 //! standard input, and the one-line error. The binaries call these; the library never prints.
 
-use crate::config::PairingMode;
+use crate::wire::secure::PairingMode;
 use crate::Stop;
 use anyhow::{anyhow, Context, Result};
 use std::io::{BufRead, Write};

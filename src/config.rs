@@ -1,7 +1,7 @@
 //! Typed option values and their parsers, shared by flags and prompts so both accept the same
 //! text and reject it with the same one-line reason.
 
-use crate::wire::protocol::{Codec, Security};
+use crate::wire::protocol::Codec;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -479,31 +479,6 @@ impl FromStr for PublishTarget {
             url: text.to_owned(),
             container,
         })
-    }
-}
-
-/// What the user chose: pair on a code and encrypt, or stream in the clear (`--insecure`).
-/// (The SPAKE2 exchange that pairing runs is `wire::secure::PairingExchange`.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PairingMode {
-    Code(String),
-    Insecure,
-}
-
-impl PairingMode {
-    pub fn security(&self) -> Security {
-        match self {
-            PairingMode::Code(_) => Security::Paired,
-            PairingMode::Insecure => Security::Insecure,
-        }
-    }
-
-    /// The code to pair on, or `None` with `--insecure`.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            PairingMode::Code(code) => Some(code),
-            PairingMode::Insecure => None,
-        }
     }
 }
 

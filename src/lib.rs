@@ -97,7 +97,7 @@
 //! # Surviving faults
 //!
 //! Cameras and network streams are read by a thread that keeps only the newest frame, so a
-//! failing or blocked read is noticed within [`media::live::SIGNAL_TIMEOUT`]; the sender then
+//! failing or blocked read is noticed within [`media::capture::SIGNAL_TIMEOUT`]; the sender then
 //! sends a "NO SIGNAL" picture at a low rate while the source is reopened. The receiver waits for
 //! a lost sender and reconnects with backoff, keeping its window, stats and recording. The
 //! sender's refusals are rate-limited per address and its threads bounded by `--max-viewers`.

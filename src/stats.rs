@@ -1,7 +1,7 @@
 //! What each program reports in its `--stats` line: counts, rates, latency and loss, measured
 //! from the sequence number and capture time that every frame carries.
 
-use crate::wire::protocol::FrameHeader;
+use crate::wire::protocol::{unix_micros, FrameHeader};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -9,13 +9,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Microseconds since the Unix epoch: the clock frames are stamped with.
-pub fn unix_micros(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as u64
-}
 
 /// The local time of day, `HH:MM:SS`, for messages a person reads.
 pub fn clock_time(at: SystemTime) -> String {

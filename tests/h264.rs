@@ -236,7 +236,9 @@ fn a_receiver_skips_a_damaged_frame_to_the_next_keyframe_and_asks_for_it() {
             }
             let header = FrameHeader {
                 seq,
-                capture_unix_us: camstream::stats::unix_micros(std::time::SystemTime::now()),
+                capture_unix_us: camstream::wire::protocol::unix_micros(
+                    std::time::SystemTime::now(),
+                ),
                 width: WIDTH,
                 height: HEIGHT,
                 pixel_format: protocol::PixelFormat::Bgr8,

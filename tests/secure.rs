@@ -3,7 +3,6 @@
 //! on the way ends the connection before it reaches the decoder.
 
 use crate::common::*;
-use camstream::config::PairingMode;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::sender::SenderConfig;
 use camstream::stats::ReceiverStats;
@@ -12,6 +11,7 @@ use camstream::wire::protocol::{
     self, Ack, Codec, Message, Pake, Security, ViewerHello, LENGTH_PREFIX_LEN, MAX_HELLO_LEN,
 };
 use camstream::wire::secure::PairingExchange;
+use camstream::wire::secure::PairingMode;
 use camstream::{error_line, Stop};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,8 @@
 //! The real world: senders that restart, connections that go quiet, viewers that misbehave.
 
 use crate::common::*;
-use camstream::media::source::{Next, Source};
+use camstream::media::capture::Next;
+use camstream::media::source::Source;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::protocol::Codec;

@@ -328,9 +328,9 @@ fn a_stalled_tab_does_not_slow_a_receiver() {
 
 #[test]
 fn wrong_codes_from_many_addresses_share_one_budget() {
-    use camstream::config::PairingMode;
     use camstream::receiver::{self, ReceiverConfig};
     use camstream::stats::ReceiverStats;
+    use camstream::wire::secure::PairingMode;
     use camstream::{error_line, Stop};
     let sender = paired_sender(Codec::Jpeg);
     let from = |n: u8, code: &str, once: bool| ReceiverConfig {

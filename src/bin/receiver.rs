@@ -1,13 +1,14 @@
 //! `receiver`: connects to a camstream sender and shows its video.
 
 use anyhow::Result;
-use camstream::config::{self, Connect, Endpoint, PairingMode};
+use camstream::config::{self, Connect, Endpoint};
 use camstream::prompt::Prompter;
 use camstream::receiver::{self, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::handshake::refusal;
 use camstream::wire::protocol::RefusalReason;
 use camstream::wire::secure;
+use camstream::wire::secure::PairingMode;
 use camstream::{cli, error_line};
 use clap::Parser;
 use std::io::{BufRead, Write};

@@ -1,7 +1,7 @@
 //! `sender`: serves a camera, a video file or a test pattern to camstream receivers.
 
 use anyhow::{Context, Result};
-use camstream::config::{self, Bitrate, PairingMode, SourceSpec};
+use camstream::config::{self, Bitrate, SourceSpec};
 use camstream::media::camera;
 use camstream::media::codec::EncoderChoice;
 use camstream::media::source::Source;
@@ -10,6 +10,7 @@ use camstream::sender::certificate::TlsSource;
 use camstream::sender::{self, SenderConfig};
 use camstream::wire::protocol::Codec;
 use camstream::wire::secure;
+use camstream::wire::secure::PairingMode;
 use camstream::{cli, error_line, service};
 use clap::Parser;
 use std::io::IsTerminal;

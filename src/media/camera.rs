@@ -2,7 +2,9 @@
 //! OpenCV's V4L2 backend, and `sender --list-cameras`, which asks each V4L2 device itself (its
 //! formats, sizes and rates, through the `v4l` crate's ioctls) so the user can see what to ask.
 
-use super::source::{Capture, OpenCvCapture, SourceRequest};
+use super::capture::Capture;
+use super::opencv_capture::OpenCvCapture;
+use super::source::SourceRequest;
 use crate::config::{CameraFormat, CameraId};
 use anyhow::{bail, Context, Result};
 use opencv::prelude::*;

@@ -1,18 +1,15 @@
 //! Live sources (cameras, network streams) read on their own thread, so that the frame the
 //! sender sends is always the newest one (OpenCV's internal buffer is drained at the camera's
-//! rate), a read that fails or blocks is noticed within [`SIGNAL_TIMEOUT`], and a lost source is
+//! rate), a read that fails or blocks is noticed within [`super::capture::SIGNAL_TIMEOUT`], and a lost source is
 //! reopened every [`REOPEN_INTERVAL`] until it is back, while the sender keeps serving.
 
-use super::source::{Capture, Decoded, Next, Opener, Pixels, Scaled};
+use super::capture::{Capture, Decoded, Next, Opener, Pixels, Scaled};
 use crate::{error_line, lock};
 use anyhow::anyhow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A source that has delivered nothing for this long is lost, even if its read never returns
-/// (unless its capture allows longer: [`Capture::silence_limit`]).
-pub const SIGNAL_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A lost source is tried again this often.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
 

@@ -6,6 +6,8 @@
 //! - [`source`]: the one way the sender reads pictures: cameras ([`camera`]: modes, and the
 //!   list of what is plugged in), GStreamer pipelines, files, URLs and the test pattern
 //!   ([`pattern`]); cameras, pipelines and streams are read on their own thread by [`live`].
+//!   Both build on [`capture`]: what every source is read through, and the captures that
+//!   decode or scale another; OpenCV's `VideoCapture` is `opencv_capture`.
 //! - [`url`]: the receiver's other streams (rtmp, rtsp, srt, http MJPEG and HLS), played
 //!   through FFmpeg as a live source.
 //! - [`codec`]: one encoder and one decoder per codec, chosen in one place (H.264's encoder:
@@ -19,11 +21,13 @@
 //!   only): an init segment, then one fragment per frame.
 
 pub mod camera;
+pub mod capture;
 pub mod codec;
 mod convert;
 pub mod fmp4;
 pub mod live;
 pub(crate) mod logs;
+mod opencv_capture;
 pub mod pattern;
 pub mod recorder;
 pub mod remux;

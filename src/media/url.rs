@@ -11,8 +11,8 @@
 //! These streams carry no capture time the receiver could trust (an RTMP or RTSP timestamp
 //! counts from the stream's start, not on a clock we share), so their latency is not measured.
 
+use super::capture::Capture;
 use super::convert::ToBgr;
-use super::source::Capture;
 use super::{init_ffmpeg, low_delay_decoder};
 use crate::config::StreamUrl;
 use anyhow::{anyhow, bail, Context, Result};
@@ -81,7 +81,7 @@ impl UrlCapture {
             fps,
             silence: match url.is_hls() {
                 true => HLS_SILENCE,
-                false => super::live::SIGNAL_TIMEOUT,
+                false => super::capture::SIGNAL_TIMEOUT,
             },
             first: None,
         };

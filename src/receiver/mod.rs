@@ -13,12 +13,14 @@ mod outputs;
 mod screen;
 mod url;
 
-use crate::config::{Connect, Endpoint, PairingMode};
+use crate::config::{Connect, Endpoint};
 use crate::media::codec::{self, Decoder};
-use crate::stats::{unix_micros, ReceiverStats};
+use crate::stats::ReceiverStats;
 use crate::wire::handshake::refusal;
+use crate::wire::protocol::unix_micros;
 use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
 use crate::wire::secure;
+use crate::wire::secure::PairingMode;
 use crate::wire::session::SenderSession;
 use crate::{error_line, Stop, POLL};
 use anyhow::{anyhow, bail, Context, Result};

@@ -9,7 +9,8 @@
 
 use super::{ReceiverConfig, Viewer};
 use crate::config::StreamUrl;
-use crate::media::source::{Next, Opener, Source};
+use crate::media::capture::{Next, Opener};
+use crate::media::source::Source;
 use crate::media::url::UrlCapture;
 use crate::media::Picture;
 use crate::stats::ReceiverStats;

@@ -21,12 +21,13 @@ mod web;
 pub use admission::SPARE_CONNECTIONS;
 pub use sinks::window::MIN_FRAMES_IN_FLIGHT;
 
-use crate::config::{Bitrate, CameraFormat, PairingMode, PublishTarget, SourceSpec};
+use crate::config::{Bitrate, CameraFormat, PublishTarget, SourceSpec};
 use crate::media::codec::{self, EncoderChoice};
 use crate::media::source::{Source, SourceRequest};
 use crate::stats::SenderReport;
 use crate::wire::handshake::Greeting;
 use crate::wire::protocol::{Codec, StreamHello};
+use crate::wire::secure::PairingMode;
 use crate::Stop;
 use admission::{accept_loop, AcceptWaker, Admission};
 use anyhow::{Context, Result};

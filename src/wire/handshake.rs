@@ -10,13 +10,13 @@
 
 use super::connection::{read_payload, MessageReader, MessageWriter};
 use super::protocol::{
-    self, Clock, Message, Pake, RefusalReason, Security, SenderGreeting, StreamHello, ViewerHello,
-    MAX_HELLO_LEN,
+    self, unix_micros, Clock, Message, Pake, RefusalReason, Security, SenderGreeting, StreamHello,
+    ViewerHello, MAX_HELLO_LEN,
 };
-use super::secure::{Channel, FrameOpener, FrameSealer, PairingExchange, FRAME_KEY_LEN};
+use super::secure::{
+    Channel, FrameOpener, FrameSealer, PairingExchange, PairingMode, FRAME_KEY_LEN,
+};
 use super::session::{AckSealing, SenderSession, ViewerSession};
-use crate::config::PairingMode;
-use crate::stats::unix_micros;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::TcpStream;
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The protocol version this build speaks. Bump it on any change to the encoding.
 pub const VERSION: u32 = 5;
@@ -134,6 +135,13 @@ impl ViewerHello {
             sent_unix_us: 0,
         }
     }
+}
+
+/// Microseconds since the Unix epoch: the clock frames are stamped with.
+pub fn unix_micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64
 }
 
 /// The sender's answer to the viewer's hello, NTP-style: with the viewer's own time of arrival

@@ -27,6 +27,7 @@
 //! against 10 GB/s for `ring` and 1.5 GB/s for RustCrypto's `aes-gcm` and `chacha20poly1305`, and
 //! it can seal from one buffer into another, so a frame is not copied before it is sealed.
 
+use super::protocol::Security;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -90,8 +91,32 @@ pub fn new_code() -> Result<String, SecureError> {
     Ok(format!("{}-{words}", 1 + u32::from(byte[0]) % 99))
 }
 
+/// What the user chose: pair on a code and encrypt, or stream in the clear (`--insecure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairingMode {
+    Code(String),
+    Insecure,
+}
+
+impl PairingMode {
+    pub fn security(&self) -> Security {
+        match self {
+            PairingMode::Code(_) => Security::Paired,
+            PairingMode::Insecure => Security::Insecure,
+        }
+    }
+
+    /// The code to pair on, or `None` with `--insecure`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PairingMode::Code(code) => Some(code),
+            PairingMode::Insecure => None,
+        }
+    }
+}
+
 /// One side's half of the SPAKE2 exchange on a code, between sending its message and reading
-/// the other's. (What the user chose, a code or `--insecure`, is `config::PairingMode`.)
+/// the other's.
 pub struct PairingExchange {
     spake: Spake2<Ed25519Group>,
 }

@@ -5,15 +5,17 @@
 mod program;
 pub mod webdriver;
 
-use camstream::config::{PairingMode, SourceSpec};
+use camstream::config::SourceSpec;
+use camstream::media::capture::{Capture, Next, Opener};
 use camstream::media::codec::check_frame;
 use camstream::media::pattern::TestPattern;
 use camstream::media::recorder::Recorder;
-use camstream::media::source::{Capture, Next, Opener, Source};
+use camstream::media::source::Source;
 use camstream::media::Picture;
 use camstream::receiver::ReceiverConfig;
 use camstream::sender::{self, SenderConfig};
 use camstream::stats::SenderReport;
+use camstream::wire::secure::PairingMode;
 
 use camstream::wire::handshake::greet_sender;
 use camstream::wire::protocol::{self, Codec, FrameHeader, Message, StreamHello};

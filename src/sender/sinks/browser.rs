@@ -14,7 +14,7 @@ use super::window::frame_interval;
 use super::{EncodedFrame, Hooks, Member, Policy, Prepare, Sinks};
 use crate::media::codec::Stored;
 use crate::media::fmp4::Fragmenter;
-use crate::stats::unix_micros;
+use crate::wire::protocol::unix_micros;
 use crate::wire::web::{frame_head, PageMessage, Payload, SenderMessage, StreamInfo};
 use crate::{lock, net};
 use anyhow::{anyhow, bail, Context, Result};

@@ -1,0 +1,222 @@
+//! What pictures are read from, whatever the source: the [`Capture`] trait, what a read gives
+//! ([`Pixels`]) and what a source found ([`Next`]), and the captures that wrap another: one whose
+//! JPEG pictures are decoded ([`Decoded`]), one scaled to another size ([`Scaled`]). Both
+//! [`super::source`] and [`super::live`] build on these.
+
+use super::codec::{self, Decoder};
+use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
+use anyhow::{bail, Context, Result};
+use opencv::core::{self, Mat};
+use opencv::imgproc;
+use opencv::prelude::*;
+use std::time::{Duration, SystemTime};
+
+/// A source that has delivered nothing for this long is lost, even if its read never returns
+/// (unless its capture allows longer: [`Capture::silence_limit`]).
+pub const SIGNAL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Something pictures are read from, one after another: an OpenCV capture, the test pattern, or
+/// a test's fake camera.
+pub trait Capture: Send {
+    /// What the user calls it: "camera 0", "video file clip.mkv", "test pattern".
+    fn name(&self) -> &str;
+    /// Picture size in pixels; every picture has it.
+    fn size(&self) -> (u32, u32);
+    /// The rate the source says it runs at, if it says.
+    fn native_fps(&self) -> Option<f64>;
+    /// How long it may deliver nothing before it counts as lost (a stream that comes in
+    /// bursts, like HLS, needs longer than a camera).
+    fn silence_limit(&self) -> Duration {
+        SIGNAL_TIMEOUT
+    }
+    /// What its reads give.
+    fn pixels(&self) -> Pixels {
+        Pixels::Bgr
+    }
+    /// Reads the next picture into `out`, as [`Capture::pixels`] says. `Ok(false)`: the source
+    /// ended or stopped.
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool>;
+}
+
+/// What a picture's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pixels {
+    /// BGR rows of the picture's size.
+    Bgr,
+    /// One JPEG picture of that size, as the camera, pipeline or file made it.
+    Jpeg,
+}
+
+/// Opens (and later reopens) the capture behind a live source.
+pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Capture>> + Send>;
+
+/// What [`super::source::Source::next_into`] (and a live source) found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// A new picture (BGR), captured at this time, is in the buffer.
+    Frame(SystemTime),
+    /// A new JPEG picture, as the source made it, is in the buffer: only from a source opened
+    /// with [`super::source::SourceRequest::keep_jpeg`].
+    Jpeg(SystemTime),
+    /// No new picture yet; the source is fine.
+    Waiting,
+    /// A live source is lost: since when, and why.
+    Lost { since: SystemTime, why: String },
+    /// A file (or the pattern, never) reached its end.
+    Ended,
+}
+
+/// Turns a source's JPEG pictures into BGR, for what needs pixels: the preview, another codec,
+/// scaling.
+pub struct JpegPictures {
+    decoder: Box<dyn Decoder>,
+}
+
+impl JpegPictures {
+    pub fn new() -> Result<JpegPictures> {
+        Ok(JpegPictures {
+            decoder: codec::format(Codec::Jpeg).decoder()?,
+        })
+    }
+
+    /// Decodes `jpeg`, which must be a `size` picture, into BGR rows in `out`.
+    pub fn decode_into(&mut self, jpeg: &[u8], size: (u32, u32), out: &mut Vec<u8>) -> Result<()> {
+        let header = FrameHeader {
+            seq: 0,
+            capture_unix_us: 0,
+            width: size.0,
+            height: size.1,
+            pixel_format: PixelFormat::Bgr8,
+            codec: Codec::Jpeg,
+            keyframe: true,
+        };
+        let Some(picture) = self.decoder.decode(&header, jpeg)? else {
+            bail!("decoding jpeg: no picture came out");
+        };
+        out.clear();
+        out.extend_from_slice(picture.bgr);
+        Ok(())
+    }
+}
+
+/// A JPEG capture whose pictures are decoded as they are read.
+pub(crate) struct Decoded {
+    inner: Box<dyn Capture>,
+    jpeg: Vec<u8>,
+    pictures: Option<JpegPictures>,
+}
+
+impl Decoded {
+    pub(crate) fn new(inner: Box<dyn Capture>) -> Decoded {
+        Decoded {
+            inner,
+            jpeg: Vec::new(),
+            pictures: None,
+        }
+    }
+}
+
+impl Capture for Decoded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.inner.native_fps()
+    }
+
+    fn silence_limit(&self) -> Duration {
+        self.inner.silence_limit()
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if !self.inner.read_into(&mut self.jpeg)? {
+            return Ok(false);
+        }
+        let pictures = match &mut self.pictures {
+            Some(pictures) => pictures,
+            empty => empty.insert(JpegPictures::new()?),
+        };
+        let (size, name) = (self.inner.size(), self.inner.name());
+        pictures
+            .decode_into(&self.jpeg, size, out)
+            .with_context(|| format!("reading {name}"))?;
+        Ok(true)
+    }
+}
+
+/// A capture whose pictures are scaled to another size: a camera that came back at another
+/// size than the stream it feeds.
+pub(crate) struct Scaled {
+    inner: Box<dyn Capture>,
+    size: (u32, u32),
+    /// The picture as the capture delivered it.
+    read: Vec<u8>,
+    scaled: Mat,
+}
+
+impl Scaled {
+    pub(crate) fn new(inner: Box<dyn Capture>, size: (u32, u32)) -> Scaled {
+        Scaled {
+            inner,
+            size,
+            read: Vec::new(),
+            scaled: Mat::default(),
+        }
+    }
+}
+
+impl Capture for Scaled {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.inner.native_fps()
+    }
+
+    fn silence_limit(&self) -> Duration {
+        self.inner.silence_limit()
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if !self.inner.read_into(&mut self.read)? {
+            return Ok(false);
+        }
+        let (from, to) = (self.inner.size(), self.size);
+        let name = self.inner.name();
+        let picture = super::Picture::new(from.0, from.1, &self.read);
+        // Averaging the pixels a smaller picture drops keeps it sharp without aliasing;
+        // growing, interpolating between them is enough.
+        let shrinking = u64::from(to.0) * u64::from(to.1) < u64::from(from.0) * u64::from(from.1);
+        let interpolation = match shrinking {
+            true => imgproc::INTER_AREA,
+            false => imgproc::INTER_LINEAR,
+        };
+        imgproc::resize(
+            &picture.as_mat()?,
+            &mut self.scaled,
+            core::Size::new(to.0 as i32, to.1 as i32),
+            0.0,
+            0.0,
+            interpolation,
+        )
+        .with_context(|| {
+            format!(
+                "scaling {name} from {}x{} to {}x{}",
+                from.0, from.1, to.0, to.1
+            )
+        })?;
+        out.clear();
+        out.extend_from_slice(self.scaled.data_bytes()?);
+        Ok(true)
+    }
+}
