@@ -43,12 +43,28 @@
 //!   [`sender::sinks::publish`], muxed by [`media::remux`], with H.264 from the stream's encode
 //!   when its rate is fixed, else from a side encode at a fixed rate.
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
-//!   thread reads frames, its screen and outputs show, record and log them. Given a URL
+//!   thread reads frames, one connection's frames are taken one at a time (decoded, acked,
+//!   counted), and its screen and outputs show, record and log them. [`Receiver`] is the same
+//!   for a program's own code. Given a URL
 //!   (`rtmp://`, `rtsp://`, `srt://`, `http(s)://`) instead of a sender, it plays that through
 //!   [`media::url`] (FFmpeg, read as a live source), in the same window, with no latency.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
 //!   [`stats`]: the `--stats` reports and `--frame-log`. [`service`]: telling systemd the
 //!   sender is listening (`scripts/package.sh` builds the Debian package with its unit).
+//!
+//! # In your own program
+//!
+//! [`Receiver`] connects to a sender as the `receiver` program does (pairing, checks, acks,
+//! reconnection, stats) and hands over each frame, decoded: sequence number, capture time on
+//! this machine's clock, latency, and BGR pixels, with the encoded bytes.
+//!
+//! ```no_run
+//! let code = camstream::PairingMode::Code("37-noble-otter".into());
+//! let mut receiver = camstream::Receiver::connect("192.168.1.20:9999", code)?;
+//! let frame = receiver.recv()?;
+//! assert_eq!(frame.bgr.len(), frame.width as usize * frame.height as usize * 3);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 //!
 //! # Wire format
 //!
@@ -115,6 +131,10 @@ pub mod sender;
 pub mod service;
 pub mod stats;
 pub mod wire;
+
+pub use receiver::{Frame, Receiver, ReceiverOptions};
+pub use wire::protocol::Codec;
+pub use wire::secure::PairingMode;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

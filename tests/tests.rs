@@ -2,6 +2,7 @@
 //! OpenCV, so one binary is built and linked once instead of eight times. Cargo.toml sets
 //! `autotests = false`, so a new file in tests/ is built only once it is declared here.
 
+mod api;
 mod common;
 
 mod bad_peers;

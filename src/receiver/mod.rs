@@ -3,30 +3,33 @@
 //! and acks it. A lost sender is waited for and reconnected, the window kept.
 //!
 //! - this file: `run`, one connection's show loop, and waiting for a lost sender;
+//! - `frames.rs`: one connection's frames, taken one at a time: read on a network thread,
+//!   then decoded, handed over, acked and counted on the caller's;
+//! - `api.rs`: [`Receiver`], the same for a program's own code: frames copied out;
 //! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
 //!   frames;
 //! - `url.rs`: playing a URL (rtmp, rtsp, srt, http) instead of a camstream sender;
 //! - `screen.rs`: the window and the waiting card; `outputs.rs`: `--record` and `--frame-log`.
 
+mod api;
+mod frames;
 mod network;
 mod outputs;
 mod screen;
 mod url;
 
 use crate::config::{Connect, Endpoint};
-use crate::media::codec::{self, Decoder};
 use crate::stats::ReceiverStats;
 use crate::wire::handshake::refusal;
-use crate::wire::protocol::unix_micros;
-use crate::wire::protocol::{self, FrameHeader, Message, StreamHello};
 use crate::wire::secure;
 use crate::wire::secure::PairingMode;
-use crate::wire::session::SenderSession;
 use crate::{error_line, Stop, POLL};
-use anyhow::{anyhow, bail, Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use anyhow::{bail, Context, Result};
+pub use api::{Frame, Receiver, ReceiverOptions};
+use crossbeam_channel::{self as channel, RecvTimeoutError};
+use frames::{Frames, Step};
+use network::connect_and_greet;
 pub use network::Greeted;
-use network::{connect_and_greet, read_frames, Incoming};
 use outputs::Outputs;
 use screen::Screen;
 use std::net::SocketAddr;
@@ -154,7 +157,6 @@ fn run_sender(
             hello.height,
             hello.codec
         );
-        stats.new_stream(connection.session.clock_offset_us);
         let ended = viewer
             .show_stream(connection, config.frames, stop, stats)
             .with_context(|| format!("receiving from {sender}"));
@@ -183,7 +185,7 @@ fn run_sender(
 
 /// Whether a failed connection is worth trying again. A sender with another code (restarted
 /// without --code): trying the same code again would only get locked out, so the user decides.
-fn retry(error: &anyhow::Error) -> bool {
+pub(super) fn retry(error: &anyhow::Error) -> bool {
     !secure::is_code_mismatch(error)
 }
 
@@ -191,27 +193,6 @@ fn retry(error: &anyhow::Error) -> bool {
 struct Viewer {
     screen: Screen,
     outputs: Outputs,
-}
-
-/// One connection's frames, as the display thread handles them.
-/// What became of a frame that arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Decoded (and shown, and recorded).
-    Shown,
-    /// It did not decode: the sender is asked for a keyframe.
-    Damaged,
-    /// It depends on one that did not decode.
-    Skipped,
-}
-
-struct Stream<'a> {
-    hello: StreamHello,
-    decoder: Box<dyn Decoder>,
-    /// A frame did not decode: the ones after it are not shown until a keyframe.
-    damaged: bool,
-    frames: &'a Receiver<Incoming>,
-    free: &'a Sender<Vec<u8>>,
 }
 
 impl Viewer {
@@ -240,134 +221,42 @@ impl Viewer {
         stop: &Stop,
         stats: &mut ReceiverStats,
     ) -> Result<Ended> {
-        let mut session = connection.session;
-        let hello = session.hello;
+        let mut frames = Frames::start(connection, stats)?;
+        let hello = *frames.hello();
         self.outputs.start_stream(&hello)?;
         self.screen.start_stream(hello.width, hello.height);
-        let (frames_tx, frames_rx) = crossbeam_channel::bounded(1);
-        let (free_tx, free_rx) = crossbeam_channel::bounded(2);
-        let (socket, reader) = session.frame_reader()?;
-        let network =
-            thread::spawn(move || read_frames(socket, reader, hello.fps, &frames_tx, &free_rx));
-        let stream = Stream {
-            hello,
-            decoder: codec::format(hello.codec).decoder()?,
-            damaged: false,
-            frames: &frames_rx,
-            free: &free_tx,
-        };
-        let ended = self.show_frames(stream, &mut session, frame_limit, stop, stats);
-        // Unblock the network thread if it is waiting on the socket, then collect it.
-        session.close();
-        drop(frames_rx);
-        let _ = network.join();
-        ended
-    }
-
-    fn show_frames(
-        &mut self,
-        mut stream: Stream<'_>,
-        session: &mut SenderSession,
-        frame_limit: Option<u64>,
-        stop: &Stop,
-        stats: &mut ReceiverStats,
-    ) -> Result<Ended> {
         let wait = self.screen.frame_wait();
-        // An ack the sender's side reset: the read that follows may see only the end of the
-        // stream (the socket's error went to the ack), and this says it was not a clean one.
-        let mut reset = None;
         while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
-            match stream.frames.recv_timeout(wait) {
-                Ok(Incoming::Frame { buf, arrived }) => {
-                    let bytes = session.wire_len(buf.len());
-                    let (header, outcome) = match self.show_frame(&mut stream, &buf)? {
-                        Ok(shown) => shown,
-                        Err(e) => return Ok(Ended::Lost(e)),
-                    };
-                    // A sender that is gone shows up on the network thread, unless it reset the
-                    // connection (a sender that dropped us as stalled): then here first.
-                    if let Err(e) = session.ack(header.seq, outcome == Outcome::Damaged) {
-                        reset = reset.or(Some(e).filter(crate::is_disconnect));
+            let (screen, outputs) = (&mut self.screen, &mut self.outputs);
+            let step = frames.next_with(wait, stats, |frame| {
+                if let Some(picture) = &frame.picture {
+                    screen.show(picture)?;
+                }
+                outputs.record(&frame.header, frame.data, frame.picture.as_ref())
+            })?;
+            match step {
+                Step::Shown {
+                    header,
+                    arrived,
+                    shown,
+                    bytes,
+                } => {
+                    let latency = frames::latency(&header, shown);
+                    self.screen.count_frame(Some(latency), stats.dropped());
+                    if let Some(log) = self.outputs.frame_log() {
+                        let capture = Some(header.capture_unix_us);
+                        log.write(header.seq, capture, arrived, shown, bytes)?;
                     }
-                    if outcome != Outcome::Shown {
-                        stats.not_shown(&header);
-                    } else {
-                        // The capture time on our clock, so latency is right whatever the
-                        // sender's.
-                        let header = FrameHeader {
-                            capture_unix_us: header
-                                .capture_unix_us
-                                .saturating_add_signed(session.clock_offset_us.saturating_neg()),
-                            ..header
-                        };
-                        let shown = SystemTime::now();
-                        stats.record(&header, bytes, shown);
-                        let latency = unix_micros(shown).saturating_sub(header.capture_unix_us);
-                        self.screen
-                            .count_frame(Some(Duration::from_micros(latency)), stats.dropped());
-                        if let Some(log) = self.outputs.frame_log() {
-                            let capture = Some(header.capture_unix_us);
-                            log.write(header.seq, capture, arrived, shown, bytes)?;
-                        }
-                    }
-                    // A full ring means the buffer is simply freed.
-                    let _ = stream.free.try_send(buf);
                 }
-                Ok(Incoming::End) => {
-                    return Ok(reset.map_or(Ended::BySender, |e| {
-                        Ended::Lost(e.context("the sender reset the connection"))
-                    }))
-                }
-                Ok(Incoming::Failed(e)) => return Ok(Ended::Lost(e)),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Ok(Ended::Lost(anyhow!("the network thread stopped")))
-                }
+                Step::NotShown | Step::Nothing => {}
+                Step::Ended => return Ok(Ended::BySender),
+                Step::Lost(e) => return Ok(Ended::Lost(e)),
             }
             if self.screen.quit_asked(1)? {
                 return Ok(Ended::ByUser);
             }
         }
         Ok(Ended::ByUser)
-    }
-
-    /// Checks, decodes, shows and records one frame message. The outer error is this side's;
-    /// the inner one is the sender's fault (a frame that does not check),
-    /// which ends the connection like a bad message. A frame that passes its checks and still
-    /// does not decode is skipped, with the frames after it until a keyframe.
-    fn show_frame(
-        &mut self,
-        stream: &mut Stream<'_>,
-        payload: &[u8],
-    ) -> Result<Result<(FrameHeader, Outcome)>> {
-        let frame = match decode_and_check(&stream.hello, payload) {
-            Ok(frame) => frame,
-            Err(e) => return Ok(Err(e)),
-        };
-        let header = frame.header;
-        if stream.damaged && !header.keyframe {
-            return Ok(Ok((header, Outcome::Skipped)));
-        }
-        let picture = match stream.decoder.decode(&header, frame.data) {
-            Ok(picture) => picture,
-            Err(e) => {
-                if !stream.damaged {
-                    log::warn!(
-                        "frame {}: {}; waiting for a keyframe",
-                        header.seq,
-                        error_line(&e)
-                    );
-                }
-                stream.damaged = true;
-                return Ok(Ok((header, Outcome::Damaged)));
-            }
-        };
-        stream.damaged = false;
-        if let Some(picture) = &picture {
-            self.screen.show(picture)?;
-        }
-        self.outputs.record(&header, frame.data, picture.as_ref())?;
-        Ok(Ok((header, Outcome::Shown)))
     }
 
     /// Shows "waiting for the sender" (`name`, with why and since when) while `connect` is
@@ -406,25 +295,13 @@ impl Viewer {
     }
 }
 
-/// A frame message (opened, when paired) decoded, and checked against its stream and its
-/// codec before any decoder sees it.
-fn decode_and_check<'b>(hello: &StreamHello, payload: &'b [u8]) -> Result<protocol::Frame<'b>> {
-    match protocol::decode(payload)? {
-        Message::Frame(frame) => {
-            codec::check_frame(hello, &frame)?;
-            Ok(frame)
-        }
-        other => bail!("expected a frame, got {}", other.kind()),
-    }
-}
-
 /// Tries `connect` again and again, waiting longer each time up to [`RECONNECT_MAX`], until it
 /// works, fails in a way `retry` rules out, or `cancelled` is (its sender dropped).
-fn reconnect<T>(
+pub(super) fn reconnect<T>(
     mut connect: impl FnMut() -> Result<T>,
     retry: fn(&anyhow::Error) -> bool,
-    cancelled: &Receiver<()>,
-    found: &Sender<Result<T>>,
+    cancelled: &channel::Receiver<()>,
+    found: &channel::Sender<Result<T>>,
 ) {
     let mut delay = RECONNECT_FIRST;
     // What the sender last refused us for: said once, not at every try.

@@ -1,0 +1,256 @@
+//! [`Receiver`]: a sender's frames in your own program, as the `receiver` program gets them
+//! (the same connection, pairing, checks, decoding, acks, reconnection and stats), without a
+//! window: each [`Frame`] with its sequence number, capture time, latency and BGR pixels.
+
+use super::frames::{self, Frames, Step};
+use super::network::{connect_and_greet, Greeted};
+use super::{reconnect, retry, ReceiverConfig};
+use crate::config::{Connect, Endpoint};
+use crate::stats::{ReceiverReport, ReceiverStats};
+use crate::wire::protocol::Codec;
+use crate::wire::secure::PairingMode;
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::RecvTimeoutError;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One frame, decoded, owned by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The sender's sequence number: a gap is frames this receiver was not sent (it was
+    /// slower than the camera) or could not show.
+    pub seq: u64,
+    /// When the sender captured it, on this machine's clock (the sender's clock offset, measured
+    /// when connecting, taken out).
+    pub capture_time: SystemTime,
+    /// From capture until it was handed over here.
+    pub latency: Duration,
+    pub width: u32,
+    pub height: u32,
+    /// `height` rows of `width` pixels, 3 bytes each, blue, green, red.
+    pub bgr: Vec<u8>,
+    /// The frame as it was encoded (`codec`), for a program that stores or forwards it.
+    pub encoded: Vec<u8>,
+    pub codec: Codec,
+}
+
+/// How a [`Receiver`] connects.
+#[derive(Debug, Clone)]
+pub struct ReceiverOptions {
+    /// Connect again, with backoff, to a sender that goes away or ends its stream, as the
+    /// `receiver` program does (default). Without it, the stream's end ends the receiver.
+    pub reconnect: bool,
+    /// The local address to connect from.
+    pub bind: Option<SocketAddr>,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> ReceiverOptions {
+        ReceiverOptions {
+            reconnect: true,
+            bind: None,
+        }
+    }
+}
+
+/// A connection to a camstream sender that yields its newest frames.
+///
+/// ```no_run
+/// use camstream::{PairingMode, Receiver};
+///
+/// let code = PairingMode::Code("37-noble-otter".into());
+/// let mut receiver = Receiver::connect("192.168.1.20:9999", code)?;
+/// for frame in receiver.by_ref().take(100) {
+///     let frame = frame?;
+///     println!("frame {}: {}x{}, {:?} old", frame.seq, frame.width, frame.height, frame.latency);
+/// }
+/// println!("{:?}", receiver.stats());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub struct Receiver {
+    config: ReceiverConfig,
+    endpoint: Endpoint,
+    frames: Option<Frames>,
+    /// While the sender is lost: the thread connecting again, and its result.
+    reconnecting: Option<Reconnecting>,
+    /// The stream ended (and is not reconnected): iteration is over.
+    ended: bool,
+    stats: ReceiverStats,
+}
+
+struct Reconnecting {
+    /// Dropped to stop the thread.
+    _cancel: crossbeam_channel::Sender<()>,
+    found: crossbeam_channel::Receiver<Result<Greeted>>,
+}
+
+impl Receiver {
+    /// Connects to the sender at `address` (`HOST:PORT`) and pairs with its code (or expects
+    /// an `--insecure` sender). Fails at once if it cannot: a wrong address, a wrong code.
+    pub fn connect(address: &str, pairing: PairingMode) -> Result<Receiver> {
+        Receiver::connect_with(address, pairing, ReceiverOptions::default())
+    }
+
+    /// [`Receiver::connect`], with options.
+    pub fn connect_with(
+        address: &str,
+        pairing: PairingMode,
+        options: ReceiverOptions,
+    ) -> Result<Receiver> {
+        let endpoint: Endpoint = address.parse().map_err(|e: String| anyhow!(e))?;
+        let config = ReceiverConfig {
+            connect: Connect::Sender(endpoint.clone()),
+            bind: options.bind,
+            window: false,
+            window_at: None,
+            frames: None,
+            record: None,
+            frame_log: None,
+            once: !options.reconnect,
+            pairing,
+        };
+        let mut stats = ReceiverStats::default();
+        let connection = connect_and_greet(&config, &endpoint)?;
+        let frames = Frames::start(connection, &mut stats)?;
+        Ok(Receiver {
+            config,
+            endpoint,
+            frames: Some(frames),
+            reconnecting: None,
+            ended: false,
+            stats,
+        })
+    }
+
+    /// Waits for the next frame, however long the sender is away.
+    pub fn recv(&mut self) -> Result<Frame> {
+        loop {
+            if let Some(frame) = self.recv_timeout(Duration::from_secs(1))? {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next frame; `None` if none came. An error is a stream that
+    /// ended or broke (without [`ReceiverOptions::reconnect`]), or a sender that came back with
+    /// another code.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(frame) = self.next_frame(left)? {
+                return Ok(Some(frame));
+            }
+            if left.is_zero() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// What was counted so far, across reconnections: the `receiver` program's `--stats`.
+    pub fn stats(&self) -> ReceiverReport {
+        self.stats.report()
+    }
+
+    /// One step: a frame, or a loss handled, or nothing within `wait`.
+    fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>> {
+        if self.ended {
+            bail!("the stream from {} has ended", self.endpoint);
+        }
+        let Some(frames) = &mut self.frames else {
+            return self.wait_for_sender(wait).map(|()| None);
+        };
+        let codec = frames.hello().codec;
+        let mut taken = None;
+        let step = frames.next_with(wait, &mut self.stats, |frame| {
+            if let Some(picture) = &frame.picture {
+                taken = Some(Frame {
+                    seq: frame.header.seq,
+                    capture_time: UNIX_EPOCH + Duration::from_micros(frame.header.capture_unix_us),
+                    latency: Duration::ZERO,
+                    width: picture.width,
+                    height: picture.height,
+                    bgr: picture.bgr.to_vec(),
+                    encoded: frame.data.to_vec(),
+                    codec,
+                });
+            }
+            Ok(())
+        })?;
+        let why = match step {
+            Step::Shown { header, shown, .. } => {
+                return Ok(taken.map(|frame| Frame {
+                    latency: frames::latency(&header, shown),
+                    ..frame
+                }))
+            }
+            Step::NotShown | Step::Nothing => return Ok(None),
+            Step::Ended => "the sender ended the stream".to_owned(),
+            Step::Lost(e) if self.config.once => {
+                self.frames = None;
+                self.ended = true;
+                return Err(e.context(format!("receiving from {}", self.endpoint)));
+            }
+            Step::Lost(e) => crate::error_line(&e),
+        };
+        self.frames = None;
+        if self.config.once {
+            log::info!("{why}");
+            self.ended = true;
+            return Ok(None);
+        }
+        log::warn!("{why}; waiting for {} to come back", self.endpoint);
+        let (config, endpoint) = (self.config.clone(), self.endpoint.clone());
+        let (cancel, cancelled) = crossbeam_channel::bounded(0);
+        let (found_tx, found) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            let connect = || connect_and_greet(&config, &endpoint);
+            reconnect(connect, retry, &cancelled, &found_tx);
+        });
+        self.reconnecting = Some(Reconnecting {
+            _cancel: cancel,
+            found,
+        });
+        Ok(None)
+    }
+
+    /// Waits up to `wait` for the sender to be back; an error if it came back with another code.
+    fn wait_for_sender(&mut self, wait: Duration) -> Result<()> {
+        let Some(reconnecting) = &self.reconnecting else {
+            bail!("the stream from {} has ended", self.endpoint);
+        };
+        let connection = match reconnecting.found.recv_timeout(wait) {
+            Ok(connection) => connection,
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => Err(anyhow!("the reconnecting thread stopped")),
+        };
+        self.reconnecting = None;
+        let connection = connection.with_context(|| format!("reconnecting to {}", self.endpoint));
+        let frames = connection.and_then(|connection| Frames::start(connection, &mut self.stats));
+        let frames = frames.inspect_err(|_| self.ended = true)?;
+        log::info!("connected to {} again", self.endpoint);
+        self.stats.reconnected();
+        self.frames = Some(frames);
+        Ok(())
+    }
+}
+
+/// Frames until the stream ends (without [`ReceiverOptions::reconnect`]; with it, never): an
+/// error when it broke, then `None`.
+impl Iterator for Receiver {
+    type Item = Result<Frame>;
+
+    fn next(&mut self) -> Option<Result<Frame>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            match self.next_frame(Duration::from_secs(1)) {
+                Ok(Some(frame)) => return Some(Ok(frame)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
