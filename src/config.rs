@@ -17,6 +17,8 @@ pub enum SourceSpec {
     Pipeline(String),
     /// A file path or URL for OpenCV's VideoCapture.
     Location(String),
+    /// Frames the program sends itself ([`crate::Sender::send`]): nothing to open.
+    Program,
 }
 
 /// A camera as the user names it.
@@ -43,7 +45,7 @@ impl SourceSpec {
     /// back; files and the test pattern are read when a frame is due.
     pub fn is_live(&self) -> bool {
         match self {
-            SourceSpec::Camera(_) | SourceSpec::Pipeline(_) => true,
+            SourceSpec::Camera(_) | SourceSpec::Pipeline(_) | SourceSpec::Program => true,
             SourceSpec::TestPattern { .. } => false,
             SourceSpec::Location(location) => location.contains("://"),
         }

@@ -133,6 +133,7 @@ pub mod stats;
 pub mod wire;
 
 pub use receiver::{Frame, Receiver, ReceiverOptions};
+pub use sender::{Sender, SenderOptions};
 pub use wire::protocol::Codec;
 pub use wire::secure::PairingMode;
 

@@ -1,9 +1,9 @@
 //! The Rust API, as a program of the user's own uses it: [`camstream::Receiver`] against a
-//! sender in the same process.
+//! sender in the same process, and [`camstream::Sender`] serving the program's own frames.
 
 use crate::common::*;
-use camstream::{Codec, PairingMode, Receiver, ReceiverOptions};
-use std::net::TcpListener;
+use camstream::{Codec, PairingMode, Receiver, ReceiverOptions, Sender, SenderOptions, Stop};
+use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -39,12 +39,18 @@ fn raw_frames_come_pixel_for_pixel_with_their_numbers_and_capture_times() {
             frame.seq
         );
         last = Some(frame.seq);
-        // Captured in this process a moment ago: the clocks are one.
-        let age = SystemTime::now()
-            .duration_since(frame.capture_time)
-            .unwrap();
+        // Captured in this process a moment ago: the clocks are one, give or take what the
+        // clock offset's measurement is off by (well under a millisecond here).
+        let now = SystemTime::now();
+        let slack = Duration::from_millis(5);
+        assert!(frame.capture_time <= now + slack);
+        let age = now.duration_since(frame.capture_time).unwrap_or_default();
         assert!(age < Duration::from_secs(1), "{age:?}");
-        assert!(frame.latency <= age, "{:?} > {age:?}", frame.latency);
+        assert!(
+            frame.latency <= age + slack,
+            "{:?} > {age:?}",
+            frame.latency
+        );
     }
     let stats = receiver.stats();
     assert_eq!(stats.frames, 10);
@@ -125,4 +131,119 @@ fn a_restarted_sender_is_followed_unless_asked_not_to() {
     assert!(frame.bgr == pattern_frame(160, 120, frame.seq));
     assert_eq!(following.stats().reconnects, 1);
     drop(second);
+}
+
+/// Frame `k` of a program's own: the pattern's frame `k`, its first 8 bytes `k` itself.
+fn program_frame(k: u64) -> Vec<u8> {
+    let mut frame = pattern_frame(160, 120, k);
+    frame[..8].copy_from_slice(&k.to_le_bytes());
+    frame
+}
+
+/// A sender of the program's own frames, sending frame after frame at about 30 fps on its own
+/// thread until `stop` is raised; frame 0 is sent before this returns, so viewers can connect.
+fn sending(options: SenderOptions) -> (SocketAddr, Option<String>, Stop, thread::JoinHandle<()>) {
+    let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
+    sender.send(&program_frame(0), 160, 120).unwrap();
+    let (addr, code) = (sender.local_addr(), sender.code().map(str::to_owned));
+    let stop = Stop::default();
+    let sending = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            for k in 1.. {
+                if stop.is_raised() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(33));
+                sender.send(&program_frame(k), 160, 120).unwrap();
+            }
+            sender.close().unwrap();
+        })
+    };
+    (addr, code, stop, sending)
+}
+
+#[test]
+fn a_programs_raw_frames_reach_a_receiver_byte_for_byte() {
+    let options = SenderOptions {
+        codec: Codec::Raw,
+        pairing: Some(PairingMode::Insecure),
+        ..SenderOptions::default()
+    };
+    let (addr, code, stop, sending) = sending(options);
+    assert_eq!(code, None);
+    let mut receiver = Receiver::connect(&addr.to_string(), PairingMode::Insecure).unwrap();
+    let mut last = 0;
+    for _ in 0..10 {
+        let frame = receive(&mut receiver);
+        let k = u64::from_le_bytes(frame.bgr[..8].try_into().unwrap());
+        assert!(frame.bgr == program_frame(k), "frame {}", frame.seq);
+        assert!(k > last || last == 0, "{k} after {last}");
+        last = k;
+    }
+    stop.raise();
+    sending.join().unwrap();
+}
+
+#[test]
+fn a_programs_frames_are_paired_with_the_code_it_made_and_jpeg_by_default() {
+    let (addr, code, stop, sending) = sending(SenderOptions::default());
+    let code = code.expect("a new code by default");
+    let mut receiver = Receiver::connect(&addr.to_string(), PairingMode::Code(code)).unwrap();
+    let frame = receive(&mut receiver);
+    assert_eq!(frame.codec, Codec::Jpeg);
+    let k = (0..1000)
+        .max_by(|a, b| {
+            let (a, b) = (
+                psnr(&frame.bgr, &program_frame(*a)),
+                psnr(&frame.bgr, &program_frame(*b)),
+            );
+            a.total_cmp(&b)
+        })
+        .unwrap();
+    let quality = psnr(&frame.bgr, &program_frame(k));
+    assert!(quality > 30.0, "{quality:.1} dB against frame {k}");
+    stop.raise();
+    sending.join().unwrap();
+}
+
+#[test]
+fn a_frame_of_another_size_is_refused_naming_both() {
+    let mut sender = Sender::bind("127.0.0.1:0", SenderOptions::default()).unwrap();
+    let short = sender.send(&[0; 10], 160, 120).unwrap_err();
+    assert_eq!(
+        short.to_string(),
+        "a 160x120 BGR frame is 57600 bytes, not 10"
+    );
+    sender.send(&program_frame(0), 160, 120).unwrap();
+    let other = sender.send(&vec![0; 320 * 240 * 3], 320, 240).unwrap_err();
+    assert_eq!(
+        other.to_string(),
+        "this stream's frames are 160x120 (the first one's size), not 320x240"
+    );
+}
+
+#[test]
+fn sending_never_waits_for_a_viewer_that_takes_nothing() {
+    let options = SenderOptions {
+        codec: Codec::Raw,
+        pairing: Some(PairingMode::Insecure),
+        ..SenderOptions::default()
+    };
+    let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
+    sender.send(&program_frame(0), 160, 120).unwrap();
+    // A viewer that reads one frame and then nothing, never acking.
+    let mut stalled = TestViewer::connect(sender.local_addr());
+    assert!(stalled.frame().is_some());
+    let started = std::time::Instant::now();
+    for k in 1..=300 {
+        sender.send(&program_frame(k), 160, 120).unwrap();
+    }
+    // 300 copies of 57 kB: milliseconds; a send that waited on the viewer would take seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    sender.close().unwrap();
 }

@@ -15,7 +15,7 @@ use super::pattern::TestPattern;
 use super::window::draw_label;
 use crate::config::{CameraFormat, SourceSpec};
 use crate::stats::clock_time_ms;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::time::{Duration, SystemTime};
 
 /// What the user asked of the pictures besides their source: `--size` and `--fps` are asked
@@ -96,6 +96,7 @@ impl Source {
                 let capture = OpenCvCapture::file(location, request.keep_jpeg)?;
                 Ok(Self::on_demand(fitted(capture), true))
             }
+            SourceSpec::Program => bail!("a program's own frames come through Sender::send"),
         }
     }
 

@@ -11,12 +11,15 @@
 //!   [`sinks::browser`] and [`sinks::mjpeg`] are its viewers.
 
 mod admission;
+mod api;
 mod capture;
 pub mod certificate;
 mod metrics;
 mod rate;
 pub mod sinks;
 mod web;
+
+pub use api::{Sender, SenderOptions};
 
 pub use admission::SPARE_CONNECTIONS;
 pub use sinks::window::MIN_FRAMES_IN_FLIGHT;

@@ -1,0 +1,278 @@
+//! [`Sender`]: frames a program makes (an annotated picture, a depth map turned to BGR, a
+//! simulation) served exactly as the `sender` program serves a camera: encoded once, to
+//! receivers, browser tabs and `/stream.mjpg`, paired and encrypted. [`Sender::send`] never
+//! blocks: it leaves the frame as the newest, and the sender's own thread takes it from there.
+
+use super::{certificate::TlsSource, DEFAULT_VIEWER_TIMEOUT};
+use super::{serve, SenderConfig, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_MAX_VIEWERS};
+use crate::config::{Bitrate, SourceSpec};
+use crate::media::capture::{Capture, Opener};
+use crate::media::source::Source;
+use crate::stats::SenderReport;
+use crate::wire::protocol::Codec;
+use crate::wire::secure::{self, PairingMode};
+use crate::{lock, Stop};
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// A program that sends nothing for this long shows viewers NO SIGNAL until it sends again.
+const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How a [`Sender`] serves its frames.
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    pub codec: Codec,
+    /// JPEG quality, 1-100.
+    pub quality: u8,
+    /// The code viewers must pair with; `None`: a new one ([`Sender::code`] says it), or
+    /// [`PairingMode::Insecure`] for none at all.
+    pub pairing: Option<PairingMode>,
+    /// H.264's bit rate.
+    pub bitrate: Bitrate,
+    /// The rate the program sends at, if it keeps one: frames are taken at most this often,
+    /// and viewers' rate control counts on it (`None`: as they come).
+    pub fps: Option<f64>,
+    pub max_viewers: usize,
+}
+
+impl Default for SenderOptions {
+    fn default() -> SenderOptions {
+        SenderOptions {
+            codec: Codec::Jpeg,
+            quality: super::DEFAULT_QUALITY,
+            pairing: None,
+            bitrate: Bitrate::Auto,
+            fps: None,
+            max_viewers: DEFAULT_MAX_VIEWERS.into(),
+        }
+    }
+}
+
+/// Serves the frames a program sends.
+///
+/// ```no_run
+/// use camstream::{Sender, SenderOptions};
+///
+/// let mut sender = Sender::bind("0.0.0.0:9999", SenderOptions::default())?;
+/// println!("pairing code {}", sender.code().unwrap_or("none"));
+/// let (width, height) = (640, 480);
+/// for shade in 0..=255u8 {
+///     sender.send(&vec![shade; width * height * 3], width as u32, height as u32)?;
+///     std::thread::sleep(std::time::Duration::from_millis(33));
+/// }
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub struct Sender {
+    config: SenderConfig,
+    local_addr: SocketAddr,
+    /// Until the first frame, which gives the stream its size.
+    listener: Option<TcpListener>,
+    frames: Option<Arc<Pushed>>,
+    stop: Stop,
+    serving: Option<JoinHandle<Result<SenderReport>>>,
+}
+
+impl Sender {
+    /// Listens on `address` (`IP:PORT`; port 0 picks a free one, [`Sender::local_addr`]).
+    /// Viewers are served from the first [`Sender::send`] on, which sets the stream's size.
+    pub fn bind(address: &str, options: SenderOptions) -> Result<Sender> {
+        let listener =
+            TcpListener::bind(address).with_context(|| format!("listening on {address}"))?;
+        let pairing = match options.pairing {
+            Some(pairing) => pairing,
+            None => PairingMode::Code(secure::new_code()?),
+        };
+        let config = SenderConfig {
+            source: SourceSpec::Program,
+            codec: options.codec,
+            quality: Some(options.quality),
+            fps: options.fps,
+            size: None,
+            camera_format: Default::default(),
+            frames: None,
+            looping: false,
+            allow: None,
+            max_viewers: options.max_viewers,
+            viewer_timeout: Duration::from_secs(DEFAULT_VIEWER_TIMEOUT),
+            preview: false,
+            pairing,
+            keyframe_interval: DEFAULT_KEYFRAME_INTERVAL,
+            encoder: Default::default(),
+            bitrate: options.bitrate,
+            tls: TlsSource::SelfSigned {
+                folder: TlsSource::default_folder(),
+            },
+            publish: Vec::new(),
+            congestion_control: None,
+        };
+        Ok(Sender {
+            config,
+            local_addr: listener.local_addr()?,
+            listener: Some(listener),
+            frames: None,
+            stop: Stop::default(),
+            serving: None,
+        })
+    }
+
+    /// The pairing code viewers must give; `None` when insecure.
+    pub fn code(&self) -> Option<&str> {
+        self.config.pairing.code()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Leaves `bgr` (`height` rows of `width` pixels, blue, green, red) as the newest frame and
+    /// returns at once. Every frame must have the first one's size. An error is a frame of the
+    /// wrong size, or a sender that stopped (its cause).
+    pub fn send(&mut self, bgr: &[u8], width: u32, height: u32) -> Result<()> {
+        let expected = width as usize * height as usize * 3;
+        if bgr.len() != expected || width == 0 || height == 0 {
+            bail!(
+                "a {width}x{height} BGR frame is {expected} bytes, not {}",
+                bgr.len()
+            );
+        }
+        let frames = match &self.frames {
+            Some(frames) => Arc::clone(frames),
+            None => self.start((width, height))?,
+        };
+        if frames.size != (width, height) {
+            bail!(
+                "this stream's frames are {}x{} (the first one's size), not {width}x{height}",
+                frames.size.0,
+                frames.size.1
+            );
+        }
+        if self.serving.as_ref().is_some_and(JoinHandle::is_finished) {
+            return Err(self
+                .finish()
+                .err()
+                .unwrap_or_else(|| anyhow!("the sender stopped")));
+        }
+        let mut slot = lock(&frames.slot);
+        slot.frame.clear();
+        slot.frame.extend_from_slice(bgr);
+        slot.count += 1;
+        frames.fresh.notify_all();
+        Ok(())
+    }
+
+    /// Stops serving and says what was sent.
+    pub fn close(mut self) -> Result<SenderReport> {
+        self.finish()
+    }
+
+    fn start(&mut self, size: (u32, u32)) -> Result<Arc<Pushed>> {
+        let listener = (self.listener.take()).ok_or_else(|| anyhow!("the sender has stopped"))?;
+        let frames = Arc::new(Pushed {
+            size,
+            fps: self.config.fps,
+            slot: Mutex::new(Slot::default()),
+            fresh: Condvar::new(),
+        });
+        let opener: Opener = {
+            let frames = Arc::clone(&frames);
+            Box::new(move || Ok(PushedCapture::boxed(&frames)))
+        };
+        let source = Source::live_opened(PushedCapture::boxed(&frames), opener);
+        let (config, stop) = (self.config.clone(), self.stop.clone());
+        self.serving = Some(thread::spawn(move || {
+            serve(&config, source, listener, &stop)
+        }));
+        self.frames = Some(Arc::clone(&frames));
+        Ok(frames)
+    }
+
+    fn finish(&mut self) -> Result<SenderReport> {
+        self.stop.raise();
+        if let Some(frames) = &self.frames {
+            lock(&frames.slot).closed = true;
+            frames.fresh.notify_all();
+        }
+        match self.serving.take() {
+            Some(serving) => serving
+                .join()
+                .map_err(|_| anyhow!("the sender's thread failed"))?,
+            None => Ok(SenderReport::default()),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// The newest frame the program sent, shared with the sender's reader.
+struct Pushed {
+    size: (u32, u32),
+    fps: Option<f64>,
+    slot: Mutex<Slot>,
+    fresh: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    frame: Vec<u8>,
+    /// Frames sent so far.
+    count: u64,
+    closed: bool,
+}
+
+/// The program's frames as a capture: a read waits for a frame newer than the last one read.
+struct PushedCapture {
+    frames: Arc<Pushed>,
+    taken: u64,
+}
+
+impl PushedCapture {
+    fn boxed(frames: &Arc<Pushed>) -> Box<dyn Capture> {
+        let taken = lock(&frames.slot).count;
+        // The first frame is in the slot already when the first reader starts.
+        Box::new(PushedCapture {
+            frames: Arc::clone(frames),
+            taken: taken.saturating_sub(1),
+        })
+    }
+}
+
+impl Capture for PushedCapture {
+    fn name(&self) -> &str {
+        "the program's frames"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.frames.size
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.frames.fps
+    }
+
+    fn silence_limit(&self) -> Duration {
+        SILENCE_LIMIT
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        let slot = lock(&self.frames.slot);
+        let slot = self
+            .frames
+            .fresh
+            .wait_while(slot, |slot| slot.count == self.taken && !slot.closed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.closed {
+            return Ok(false);
+        }
+        self.taken = slot.count;
+        out.clear();
+        out.extend_from_slice(&slot.frame);
+        Ok(true)
+    }
+}
