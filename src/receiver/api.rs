@@ -148,6 +148,15 @@ impl Receiver {
         }
     }
 
+    /// Waits up to `wait` for the next frame: `Some(Ok(None))` if none came, `None` once the
+    /// stream has ended (without [`ReceiverOptions::reconnect`]), after an error if it broke.
+    pub fn next_timeout(&mut self, wait: Duration) -> Option<Result<Option<Frame>>> {
+        match self.ended {
+            true => None,
+            false => Some(self.next_frame(wait)),
+        }
+    }
+
     /// What was counted so far, across reconnections: the `receiver` program's `--stats`.
     pub fn stats(&self) -> ReceiverReport {
         self.stats.report()
@@ -243,10 +252,7 @@ impl Iterator for Receiver {
 
     fn next(&mut self) -> Option<Result<Frame>> {
         loop {
-            if self.ended {
-                return None;
-            }
-            match self.next_frame(Duration::from_secs(1)) {
+            match self.next_timeout(Duration::from_secs(1))? {
                 Ok(Some(frame)) => return Some(Ok(frame)),
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),

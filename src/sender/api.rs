@@ -127,6 +127,11 @@ impl Sender {
         self.local_addr
     }
 
+    /// The stream's size, once the first frame has set it.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        self.frames.as_ref().map(|frames| frames.size)
+    }
+
     /// Leaves `bgr` (`height` rows of `width` pixels, blue, green, red) as the newest frame and
     /// returns at once. Every frame must have the first one's size. An error is a frame of the
     /// wrong size, or a sender that stopped (its cause).

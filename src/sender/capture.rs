@@ -160,6 +160,9 @@ impl CaptureLoop<'_> {
                 log::info!("{} ended; ending the stream", source.name());
                 return Ok(Turn::Done);
             }
+            // A source lost because the sender is stopping (a program's own frames closed) is
+            // no loss to show.
+            Next::Lost { .. } if self.preview.stop.is_raised() => return Ok(Turn::Done),
             Next::Lost { since, why } if self.card_due() => {
                 self.draw_no_signal(source, since, why)?;
                 self.picture.is(Pixels::Bgr, SystemTime::now())

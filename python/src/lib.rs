@@ -1,0 +1,334 @@
+//! `import camstream`: the Rust crate's [`camstream::Receiver`] and [`camstream::Sender`] for
+//! Python, with frames as numpy arrays (height × width × 3, `uint8`, BGR: what OpenCV's Python
+//! bindings use). Every wait releases the GIL and looks for Ctrl-C every [`SIGNAL_CHECK`].
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// How long a wait runs without the GIL before it looks for Ctrl-C (and other signals).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// One frame, owned by the caller.
+#[pyclass(frozen, module = "camstream")]
+struct Frame {
+    /// The picture: a numpy `uint8` array, height × width × 3, BGR.
+    #[pyo3(get)]
+    image: Py<PyAny>,
+    /// The sender's sequence number (a gap is frames not sent to us, or not shown).
+    #[pyo3(get)]
+    seq: u64,
+    /// When the sender captured it, in seconds since the Unix epoch on this machine's clock.
+    #[pyo3(get)]
+    capture_time: f64,
+    /// From capture until it was handed over, in milliseconds.
+    #[pyo3(get)]
+    latency_ms: f64,
+    #[pyo3(get)]
+    width: u32,
+    #[pyo3(get)]
+    height: u32,
+    /// `"jpeg"`, `"h264"` or `"raw"`.
+    #[pyo3(get)]
+    codec: String,
+    /// The frame as it was encoded, for a program that stores or forwards it.
+    #[pyo3(get)]
+    encoded: Py<PyBytes>,
+}
+
+#[pymethods]
+impl Frame {
+    fn __repr__(&self) -> String {
+        format!(
+            "<camstream.Frame seq={} {}x{} {} latency_ms={:.1}>",
+            self.seq, self.width, self.height, self.codec, self.latency_ms
+        )
+    }
+}
+
+impl Frame {
+    fn new(py: Python<'_>, frame: camstream::Frame) -> PyResult<Frame> {
+        let shape = [frame.height as usize, frame.width as usize, 3];
+        // The pixels move into numpy as they are: no copy.
+        let image = PyArray1::from_vec(py, frame.bgr).reshape(shape)?;
+        Ok(Frame {
+            image: image.into_any().unbind(),
+            seq: frame.seq,
+            capture_time: (frame.capture_time.duration_since(UNIX_EPOCH))
+                .unwrap_or_default()
+                .as_secs_f64(),
+            latency_ms: frame.latency.as_secs_f64() * 1e3,
+            width: frame.width,
+            height: frame.height,
+            codec: frame.codec.to_string(),
+            encoded: PyBytes::new(py, &frame.encoded).unbind(),
+        })
+    }
+}
+
+/// The pairing `code` or `insecure`, not both; `None` when neither was given.
+fn pairing(code: Option<String>, insecure: bool) -> PyResult<Option<camstream::PairingMode>> {
+    match (code, insecure) {
+        (Some(_), true) => Err(PyValueError::new_err(
+            "give code or insecure=True, not both",
+        )),
+        (Some(code), false) => {
+            let code = camstream::config::parse_code(&code).map_err(PyValueError::new_err)?;
+            Ok(Some(camstream::PairingMode::Code(code)))
+        }
+        (None, true) => Ok(Some(camstream::PairingMode::Insecure)),
+        (None, false) => Ok(None),
+    }
+}
+
+/// An error from the crate, as one line.
+fn connection_error(error: anyhow::Error) -> PyErr {
+    PyConnectionError::new_err(camstream::error_line(&error))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    camstream::lock(mutex)
+}
+
+/// A connection to a camstream sender: its newest frames, as numpy arrays.
+#[pyclass(module = "camstream")]
+struct Receiver {
+    inner: Mutex<Option<camstream::Receiver>>,
+}
+
+#[pymethods]
+impl Receiver {
+    /// Connects to the sender at `address` ("HOST:PORT") with its pairing code (or to an
+    /// `--insecure` sender with `insecure=True`). A lost sender is waited for and followed,
+    /// unless `reconnect=False`.
+    #[new]
+    #[pyo3(signature = (address, code=None, insecure=false, reconnect=true))]
+    fn new(
+        py: Python<'_>,
+        address: String,
+        code: Option<String>,
+        insecure: bool,
+        reconnect: bool,
+    ) -> PyResult<Receiver> {
+        let pairing = pairing(code, insecure)?.ok_or_else(|| {
+            PyValueError::new_err("give the sender's pairing code (code=...) or insecure=True")
+        })?;
+        let options = camstream::ReceiverOptions {
+            reconnect,
+            ..Default::default()
+        };
+        let receiver = py
+            .detach(|| camstream::Receiver::connect_with(&address, pairing, options))
+            .map_err(connection_error)?;
+        Ok(Receiver {
+            inner: Mutex::new(Some(receiver)),
+        })
+    }
+
+    /// The next frame. Waits at most `timeout` seconds (forever when `None`), then raises
+    /// `TimeoutError`. Raises `EOFError` once the stream has ended (with `reconnect=False`).
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Frame> {
+        match self.next_within(py, timeout)? {
+            Some(frame) => Ok(frame),
+            None => Err(pyo3::exceptions::PyEOFError::new_err(
+                "the stream has ended",
+            )),
+        }
+    }
+
+    /// Counts so far, across reconnections: the `receiver` program's `--stats`, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let guard = lock(&self.inner);
+        let receiver = guard.as_ref().ok_or_else(closed)?;
+        let text = serde_json_text(&receiver.stats())?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// Disconnects.
+    fn close(&self) {
+        lock(&self.inner).take();
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Frame>> {
+        self.next_within(py, None)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close();
+    }
+}
+
+impl Receiver {
+    /// The next frame within `timeout` (`TimeoutError` after it), or `None` at the stream's end.
+    fn next_within(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Frame>> {
+        let limit = timeout.map(Duration::from_secs_f64);
+        let deadline = limit.map(|limit| Instant::now() + limit);
+        loop {
+            let wait = match deadline {
+                Some(deadline) => {
+                    SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => SIGNAL_CHECK,
+            };
+            let next = py.detach(|| match lock(&self.inner).as_mut() {
+                Some(receiver) => Ok(receiver.next_timeout(wait)),
+                None => Err(()),
+            });
+            match next.map_err(|()| closed())? {
+                None => return Ok(None),
+                Some(Ok(Some(frame))) => return Frame::new(py, frame).map(Some),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => return Err(connection_error(e)),
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                let seconds = limit.unwrap_or_default().as_secs_f64();
+                return Err(PyTimeoutError::new_err(format!(
+                    "no frame came within {seconds} s"
+                )));
+            }
+        }
+    }
+}
+
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("it is closed")
+}
+
+fn serde_json_text(report: &impl serde::Serialize) -> PyResult<String> {
+    serde_json::to_string(report).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// Serves the frames a program makes to receivers, browsers and `/stream.mjpg`, as the `sender`
+/// program serves a camera.
+#[pyclass(module = "camstream")]
+struct Sender {
+    inner: Mutex<Option<camstream::Sender>>,
+    /// The pairing code viewers must give; `None` when insecure.
+    #[pyo3(get)]
+    code: Option<String>,
+    /// The port it listens on (useful with port 0, which picks a free one).
+    #[pyo3(get)]
+    port: u16,
+}
+
+#[pymethods]
+impl Sender {
+    /// Listens on `listen` ("IP:PORT"). Without `code` a new one is made (`.code`);
+    /// `insecure=True` serves anyone who can reach the port, in the clear.
+    #[new]
+    #[pyo3(signature = (listen, code=None, insecure=false, codec="jpeg", quality=80, fps=None, max_viewers=8))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        listen: String,
+        code: Option<String>,
+        insecure: bool,
+        codec: &str,
+        quality: u8,
+        fps: Option<f64>,
+        max_viewers: usize,
+    ) -> PyResult<Sender> {
+        let options = camstream::SenderOptions {
+            codec: camstream::config::parse_codec(codec).map_err(PyValueError::new_err)?,
+            quality: camstream::config::parse_quality(&quality.to_string())
+                .map_err(PyValueError::new_err)?,
+            pairing: pairing(code, insecure)?,
+            fps,
+            max_viewers,
+            ..Default::default()
+        };
+        let sender = camstream::Sender::bind(&listen, options).map_err(connection_error)?;
+        Ok(Sender {
+            code: sender.code().map(str::to_owned),
+            port: sender.local_addr().port(),
+            inner: Mutex::new(Some(sender)),
+        })
+    }
+
+    /// Leaves `image` (a numpy `uint8` array, height × width × 3, BGR) as the newest frame and
+    /// returns at once. Every frame must have the first one's size.
+    fn send(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<()> {
+        let image: PyReadonlyArray3<'_, u8> = image.extract().map_err(|_| {
+            PyValueError::new_err(format!(
+                "image must be a numpy uint8 array, height x width x 3 (BGR), not {}",
+                describe(image)
+            ))
+        })?;
+        let [height, width, channels] = *image.shape() else {
+            return Err(PyValueError::new_err("image must have three dimensions"));
+        };
+        if channels != 3 {
+            return Err(PyValueError::new_err(format!(
+                "image must be height x width x 3 (BGR), not {height} x {width} x {channels}"
+            )));
+        }
+        let (width, height) = (u32::try_from(width), u32::try_from(height));
+        let (Ok(width), Ok(height)) = (width, height) else {
+            return Err(PyValueError::new_err("image is too large"));
+        };
+        let mut guard = lock(&self.inner);
+        let sender = guard.as_mut().ok_or_else(closed)?;
+        if let Some((w, h)) = sender.size().filter(|size| *size != (width, height)) {
+            return Err(PyValueError::new_err(format!(
+                "this stream's frames are {w}x{h} (the first one's size), not {width}x{height}"
+            )));
+        }
+        let pixels = image.as_array();
+        let pixels = pixels.as_standard_layout();
+        let bytes = pixels.as_slice().unwrap_or_default();
+        py.detach(|| sender.send(bytes, width, height))
+            .map_err(connection_error)
+    }
+
+    /// Stops serving.
+    fn close(&self) -> PyResult<()> {
+        match lock(&self.inner).take() {
+            Some(sender) => sender.close().map(drop).map_err(connection_error),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.close()
+    }
+}
+
+/// What a value that is not a BGR image is, for the error.
+fn describe(value: &Bound<'_, PyAny>) -> String {
+    let shape = value.getattr("shape").map(|shape| shape.to_string());
+    let dtype = value.getattr("dtype").map(|dtype| dtype.to_string());
+    match (shape, dtype) {
+        (Ok(shape), Ok(dtype)) => format!("an array of {dtype} with shape {shape}"),
+        _ => value
+            .get_type()
+            .name()
+            .map_or_else(|_| "that".to_owned(), |name| format!("a {name}")),
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "camstream")]
+fn camstream_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Receiver>()?;
+    m.add_class::<Sender>()?;
+    m.add_class::<Frame>()?;
+    Ok(())
+}
