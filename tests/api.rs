@@ -32,7 +32,7 @@ fn raw_frames_come_pixel_for_pixel_with_their_numbers_and_capture_times() {
             "frame {}",
             frame.seq
         );
-        assert_eq!(frame.encoded, frame.bgr);
+        assert_eq!(frame.encoded(), frame.bgr);
         assert!(
             last.is_none_or(|last| frame.seq > last),
             "{} after {last:?}",
@@ -67,7 +67,7 @@ fn jpeg_frames_come_close_to_the_original_over_a_paired_connection() {
     for _ in 0..5 {
         let frame = receive(&mut receiver);
         assert_eq!(frame.codec, Codec::Jpeg);
-        assert_eq!(&frame.encoded[..2], [0xff, 0xd8]);
+        assert_eq!(&frame.encoded()[..2], [0xff, 0xd8]);
         let quality = psnr(&frame.bgr, &pattern_frame(160, 120, frame.seq));
         assert!(quality > 30.0, "frame {}: {quality:.1} dB", frame.seq);
     }

@@ -34,13 +34,27 @@ struct Frame {
     /// `"jpeg"`, `"h264"` or `"raw"`.
     #[pyo3(get)]
     codec: String,
-    /// The frame as it was encoded, for a program that stores or forwards it.
-    #[pyo3(get)]
-    encoded: Py<PyBytes>,
+    /// The frame as it was encoded, unless raw: made into `bytes` only when asked for.
+    compressed: Vec<u8>,
 }
 
 #[pymethods]
 impl Frame {
+    /// The frame as it was encoded, for a program that stores or forwards it (for a raw stream,
+    /// the image's bytes).
+    #[getter]
+    fn encoded<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        match self.codec.as_str() {
+            "raw" => self
+                .image
+                .bind(py)
+                .call_method0("tobytes")?
+                .cast_into::<PyBytes>()
+                .map_err(Into::into),
+            _ => Ok(PyBytes::new(py, &self.compressed)),
+        }
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<camstream.Frame seq={} {}x{} {} latency_ms={:.1}>",
@@ -51,6 +65,10 @@ impl Frame {
 
 impl Frame {
     fn new(py: Python<'_>, frame: camstream::Frame) -> PyResult<Frame> {
+        let compressed = match frame.codec {
+            camstream::Codec::Raw => Vec::new(),
+            _ => frame.encoded().to_vec(),
+        };
         let shape = [frame.height as usize, frame.width as usize, 3];
         // The pixels move into numpy as they are: no copy.
         let image = PyArray1::from_vec(py, frame.bgr).reshape(shape)?;
@@ -64,7 +82,7 @@ impl Frame {
             width: frame.width,
             height: frame.height,
             codec: frame.codec.to_string(),
-            encoded: PyBytes::new(py, &frame.encoded).unbind(),
+            compressed,
         })
     }
 }

@@ -30,9 +30,20 @@ pub struct Frame {
     pub height: u32,
     /// `height` rows of `width` pixels, 3 bytes each, blue, green, red.
     pub bgr: Vec<u8>,
-    /// The frame as it was encoded (`codec`), for a program that stores or forwards it.
-    pub encoded: Vec<u8>,
     pub codec: Codec,
+    /// The frame as it was encoded, unless it is raw (then it is `bgr`): [`Frame::encoded`].
+    compressed: Vec<u8>,
+}
+
+impl Frame {
+    /// The frame as it was encoded (`codec`), for a program that stores or forwards it: for a
+    /// raw stream, the pixels themselves (not copied twice).
+    pub fn encoded(&self) -> &[u8] {
+        match self.codec {
+            Codec::Raw => &self.bgr,
+            _ => &self.compressed,
+        }
+    }
 }
 
 /// How a [`Receiver`] connects.
@@ -181,8 +192,11 @@ impl Receiver {
                     width: picture.width,
                     height: picture.height,
                     bgr: picture.bgr.to_vec(),
-                    encoded: frame.data.to_vec(),
                     codec,
+                    compressed: match codec {
+                        Codec::Raw => Vec::new(),
+                        _ => frame.data.to_vec(),
+                    },
                 });
             }
             Ok(())
