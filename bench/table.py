@@ -609,6 +609,33 @@ row(
     "within 10%",
 )
 
+# 16. The Python module (issue 23), against the programs on the same streams.
+program, python = load("py_raw_program"), load("py_raw")
+row(
+    "Python receiving raw 1920x1080 as numpy arrays, as fast as possible",
+    f"{python['fps']:.0f} fps",
+    f"{program['fps']:.0f} fps the receiver program; {zmq['mb_per_s'] / frame_mb:.0f} fps imagezmq (case 4)",
+    f"{python['fps'] / program['fps']:.2f}; {python['mb_per_s'] / zmq['mb_per_s']:.2f}"
+    if program["fps"] and zmq["mb_per_s"] else "",
+    "≥ 0.9; ≥ 1.5",
+)
+program, python = load("py_jpeg_program"), load("py_jpeg")
+row(
+    "Python receiving JPEG 1280x720 at 30 fps: latency p50 / p99",
+    f"{python['latency_ms']['p50']:.1f} / {python['latency_ms']['p99']:.1f} ms",
+    f"{program['latency_ms']['p50']:.1f} / {program['latency_ms']['p99']:.1f} ms the receiver program",
+    f"{python['latency_ms']['p99'] - program['latency_ms']['p99']:+.1f} ms",
+    "p99 within 3 ms",
+)
+sent = load("py_send_program")
+row(
+    "Python sending raw 1920x1080 from numpy: frames a receiver shows",
+    f"{sent['fps']:.0f} fps",
+    f"{raw['fps']:.0f} fps from the sender program's test pattern (case 4)",
+    f"{sent['fps'] / raw['fps']:.2f}" if raw["fps"] else "",
+    "≥ 0.9",
+)
+
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "
       f"({platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores), {seconds} s per case")
 print()

@@ -71,6 +71,9 @@ pub struct Sender {
     /// Until the first frame, which gives the stream its size.
     listener: Option<TcpListener>,
     frames: Option<Arc<Pushed>>,
+    /// The buffer the next frame is copied into before it is swapped into the slot: the copy
+    /// is made without the lock, so the sender's reader never waits for it.
+    spare: Vec<u8>,
     stop: Stop,
     serving: Option<JoinHandle<Result<SenderReport>>>,
 }
@@ -113,6 +116,7 @@ impl Sender {
             local_addr: listener.local_addr()?,
             listener: Some(listener),
             frames: None,
+            spare: Vec::new(),
             stop: Stop::default(),
             serving: None,
         })
@@ -160,9 +164,10 @@ impl Sender {
                 .err()
                 .unwrap_or_else(|| anyhow!("the sender stopped")));
         }
+        self.spare.clear();
+        self.spare.extend_from_slice(bgr);
         let mut slot = lock(&frames.slot);
-        slot.frame.clear();
-        slot.frame.extend_from_slice(bgr);
+        std::mem::swap(&mut slot.frame, &mut self.spare);
         slot.count += 1;
         frames.fresh.notify_all();
         Ok(())
@@ -183,9 +188,9 @@ impl Sender {
         });
         let opener: Opener = {
             let frames = Arc::clone(&frames);
-            Box::new(move || Ok(PushedCapture::boxed(&frames)))
+            Box::new(move || Ok(PushedCapture::boxed(&frames, false)))
         };
-        let source = Source::live_opened(PushedCapture::boxed(&frames), opener);
+        let source = Source::live_opened(PushedCapture::boxed(&frames, true), opener);
         let (config, stop) = (self.config.clone(), self.stop.clone());
         self.serving = Some(thread::spawn(move || {
             serve(&config, source, listener, &stop)
@@ -231,19 +236,21 @@ struct Slot {
     closed: bool,
 }
 
-/// The program's frames as a capture: a read waits for a frame newer than the last one read.
+/// The program's frames as a capture: a read waits for a frame newer than the last one read,
+/// and takes it.
 struct PushedCapture {
     frames: Arc<Pushed>,
     taken: u64,
 }
 
 impl PushedCapture {
-    fn boxed(frames: &Arc<Pushed>) -> Box<dyn Capture> {
-        let taken = lock(&frames.slot).count;
-        // The first frame is in the slot already when the first reader starts.
+    /// The first reader starts with the first frame, already in the slot; one that replaces a
+    /// reader (after a silence) waits for the next.
+    fn boxed(frames: &Arc<Pushed>, first: bool) -> Box<dyn Capture> {
+        let count = lock(&frames.slot).count;
         Box::new(PushedCapture {
             frames: Arc::clone(frames),
-            taken: taken.saturating_sub(1),
+            taken: count - u64::from(first && count > 0),
         })
     }
 }
@@ -267,7 +274,7 @@ impl Capture for PushedCapture {
 
     fn read_into(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         let slot = lock(&self.frames.slot);
-        let slot = self
+        let mut slot = self
             .frames
             .fresh
             .wait_while(slot, |slot| slot.count == self.taken && !slot.closed)
@@ -276,8 +283,9 @@ impl Capture for PushedCapture {
             return Ok(false);
         }
         self.taken = slot.count;
-        out.clear();
-        out.extend_from_slice(&slot.frame);
+        // Taken, not copied: the slot keeps the reader's old buffer, which the next send
+        // swaps out again as its spare.
+        std::mem::swap(out, &mut slot.frame);
         Ok(true)
     }
 }
