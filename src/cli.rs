@@ -13,8 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// `RUST_LOG` adds to the default of `info` rather than replacing it, so asking for
 /// `camstream=trace` keeps the program's own lines (its address, its code).
 pub fn init_logging(program: &'static str) {
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Info)
+    init_logging_at(program, log::LevelFilter::Info);
+}
+
+/// [`init_logging`] from `default` up: what a program that embeds camstream (the Python
+/// module) wants to hear, its warnings. Leaves a logger already set in place.
+pub fn init_logging_at(program: &'static str, default: log::LevelFilter) {
+    let _already_set = env_logger::Builder::new()
+        .filter_level(default)
         .parse_env(env_logger::Env::default())
         .format(move |out, record| match record.level() {
             log::Level::Info => writeln!(out, "{program}: {}", record.args()),
@@ -25,7 +31,7 @@ pub fn init_logging(program: &'static str) {
                 record.args()
             ),
         })
-        .init();
+        .try_init();
 }
 
 /// What both programs do before streaming: decide whether a window can open (saying why not,

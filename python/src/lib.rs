@@ -345,6 +345,10 @@ fn describe(value: &Bound<'_, PyAny>) -> String {
 #[pymodule]
 #[pyo3(name = "camstream")]
 fn camstream_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The crate's warnings (a sender lost and waited for, a damaged frame) on stderr, as the
+    // programs print them; RUST_LOG=info says more. Not through Python's `logging`: that
+    // needs the GIL, which a thread dropping a Sender may hold while it waits for ours.
+    camstream::cli::init_logging_at("camstream", log::LevelFilter::Warn);
     m.add_class::<Receiver>()?;
     m.add_class::<Sender>()?;
     m.add_class::<Frame>()?;

@@ -129,7 +129,7 @@ def test_a_slow_consumer_gets_the_newest_frame_with_the_skipped_ones_counted(raw
         assert receiver.stats()["dropped"] >= 10
 
 
-def test_a_restarted_sender_is_followed():
+def test_a_restarted_sender_is_followed(capfd):
     first = camstream.Sender("127.0.0.1:0", codec="raw", insecure=True)
     port = first.port
     first.send(image(0))
@@ -152,6 +152,8 @@ def test_a_restarted_sender_is_followed():
             assert np.array_equal(frame.image, image(1))
             # Once, or twice when a try reached the first sender while it was still closing.
             assert receiver.stats()["reconnects"] in (1, 2)
+    # Said on stderr, as the receiver program says it.
+    assert f"camstream: warn: the sender ended the stream; waiting for 127.0.0.1:{port}" in capfd.readouterr().err
 
 
 def test_a_stream_that_ends_ends_the_iteration():

@@ -49,6 +49,9 @@ struct Latest {
 
 const CLOSED: u64 = u64::MAX;
 
+/// How long a reader whose capture ended waits before calling it a loss.
+const CLOSING_GRACE: Duration = Duration::from_millis(100);
+
 /// How long closing a source waits for its readers to close their captures. Not forever: one
 /// may be stuck in a read that never returns.
 const READER_EXIT_WAIT: Duration = Duration::from_secs(1);
@@ -222,7 +225,9 @@ impl Reader {
                 Err(e) => error_line(&e),
             };
             capture = None;
-            if !self.mark_lost(lost) {
+            // A capture that ends because its source is being closed (a program's Sender
+            // closing) is no loss: the closing gets a moment to say so first.
+            if !self.wait(CLOSING_GRACE) || !self.mark_lost(lost) {
                 return;
             }
         }

@@ -340,6 +340,8 @@ pub fn serve(
         stop,
         &mut report,
     );
+    // The camera (or the program's frames) is let go at once, before the viewers are.
+    drop(source);
     accepting.raise();
     waker.wake();
     if acceptor.join().is_err() {
