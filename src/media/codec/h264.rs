@@ -78,9 +78,14 @@ impl Format for H264 {
 /// and Matroska's muxers turn into their codec header.
 fn parameter_sets(keyframe: &[u8]) -> Vec<u8> {
     nal_units(keyframe)
-        .filter(|nal| matches!(nal.first().map(|b| b & 0x1f), Some(NAL_SPS | NAL_PPS)))
+        .filter(|nal| is_parameter_set(nal))
         .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
         .collect()
+}
+
+/// Whether a NAL unit is a sequence or a picture parameter set.
+fn is_parameter_set(nal: &[u8]) -> bool {
+    matches!(nal.first().map(|b| b & 0x1f), Some(NAL_SPS | NAL_PPS))
 }
 
 /// `avc1.PPCCLL`: the profile, constraint flags and level of a keyframe's sequence parameter
@@ -195,9 +200,7 @@ impl H264Encoder {
             pts: 0,
         })
     }
-}
 
-impl H264Encoder {
     /// Receives the packet of the picture just sent, remembering the parameter sets of one
     /// that holds only those (some hardware encoders send them alone, first).
     fn receive_picture(&mut self) -> Result<()> {
@@ -208,7 +211,6 @@ impl H264Encoder {
                     format!("encoding h264: {} held the frame back", self.kind.name)
                 })?;
             let data = self.packet.data().unwrap_or_default();
-            let is_parameter_set = |nal: &[u8]| matches!(nal[0] & 0x1f, NAL_SPS | NAL_PPS);
             if data.is_empty() || !nal_units(data).all(is_parameter_set) {
                 return Ok(());
             }
@@ -512,7 +514,7 @@ pub(crate) mod tests {
         let stream = test_stream(3, 2);
         let without_sets = |data: &[u8]| -> Vec<u8> {
             nal_units(data)
-                .filter(|nal| !matches!(nal[0] & 0x1f, NAL_SPS | NAL_PPS))
+                .filter(|nal| !is_parameter_set(nal))
                 .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
                 .collect()
         };

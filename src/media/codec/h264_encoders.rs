@@ -158,11 +158,7 @@ pub fn open(
             available().join(", ")
         );
     };
-    let opened = match kind.missing() {
-        Some(why) => Err(anyhow!(why)),
-        None => open_kind(kind, configure),
-    };
-    opened.with_context(|| format!("opening the H.264 encoder {name}"))
+    open_kind(kind, configure).with_context(|| format!("opening the H.264 encoder {name}"))
 }
 
 /// What `auto` chose first in this process: the side encodes (for browser tabs and media
@@ -176,11 +172,7 @@ fn open_auto(configure: &dyn Fn(&mut encoder::video::Video)) -> Result<Opened> {
     }
     let mut passed = Vec::new();
     for kind in &KINDS {
-        let opened = match kind.missing() {
-            Some(why) => Err(anyhow!(why)),
-            None => open_kind(kind, configure),
-        };
-        match opened {
+        match open_kind(kind, configure) {
             Ok(opened) => {
                 let why = match passed.is_empty() {
                     true => String::new(),
@@ -239,6 +231,9 @@ fn open_kind(
     kind: &'static Kind,
     configure: &dyn Fn(&mut encoder::video::Video),
 ) -> Result<Opened> {
+    if let Some(why) = kind.missing() {
+        bail!(why);
+    }
     let codec = encoder::find_by_name(kind.name)
         .ok_or_else(|| anyhow!("this FFmpeg has no {} encoder", kind.name))?;
     let mut video = codec::context::Context::new_with_codec(codec)
