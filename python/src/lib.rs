@@ -2,11 +2,12 @@
 //! Python, with frames as numpy arrays (height × width × 3, `uint8`, BGR: what OpenCV's Python
 //! bindings use). Every wait releases the GIL and looks for Ctrl-C every [`SIGNAL_CHECK`].
 
+use camstream::lock;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// How long a wait runs without the GIL before it looks for Ctrl-C (and other signals).
@@ -105,10 +106,6 @@ fn pairing(code: Option<String>, insecure: bool) -> PyResult<Option<camstream::P
 /// An error from the crate, as one line.
 fn connection_error(error: anyhow::Error) -> PyErr {
     PyConnectionError::new_err(camstream::error_line(&error))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    camstream::lock(mutex)
 }
 
 /// A connection to a camstream sender: its newest frames, as numpy arrays.
@@ -299,14 +296,11 @@ impl Sender {
         };
         let mut guard = lock(&self.inner);
         let sender = guard.as_mut().ok_or_else(closed)?;
-        if let Some((w, h)) = sender.size().filter(|size| *size != (width, height)) {
-            return Err(PyValueError::new_err(format!(
-                "this stream's frames are {w}x{h} (the first one's size), not {width}x{height}"
-            )));
-        }
         let pixels = image.as_array();
         let pixels = pixels.as_standard_layout();
         let bytes = pixels.as_slice().unwrap_or_default();
+        (sender.check_frame(bytes.len(), width, height))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         py.detach(|| sender.send(bytes, width, height))
             .map_err(connection_error)
     }

@@ -140,24 +140,11 @@ impl Sender {
     /// returns at once. Every frame must have the first one's size. An error is a frame of the
     /// wrong size, or a sender that stopped (its cause).
     pub fn send(&mut self, bgr: &[u8], width: u32, height: u32) -> Result<()> {
-        let expected = width as usize * height as usize * 3;
-        if bgr.len() != expected || width == 0 || height == 0 {
-            bail!(
-                "a {width}x{height} BGR frame is {expected} bytes, not {}",
-                bgr.len()
-            );
-        }
+        self.check_frame(bgr.len(), width, height)?;
         let frames = match &self.frames {
             Some(frames) => Arc::clone(frames),
             None => self.start((width, height))?,
         };
-        if frames.size != (width, height) {
-            bail!(
-                "this stream's frames are {}x{} (the first one's size), not {width}x{height}",
-                frames.size.0,
-                frames.size.1
-            );
-        }
         if self.serving.as_ref().is_some_and(JoinHandle::is_finished) {
             return Err(self
                 .finish()
@@ -171,6 +158,21 @@ impl Sender {
         slot.count += 1;
         frames.fresh.notify_all();
         Ok(())
+    }
+
+    /// Whether a frame of `len` bytes at `width` x `height` is one [`Sender::send`] takes: BGR
+    /// of that size, and the first frame's size.
+    pub fn check_frame(&self, len: usize, width: u32, height: u32) -> Result<()> {
+        let expected = width as usize * height as usize * 3;
+        if len != expected || width == 0 || height == 0 {
+            bail!("a {width}x{height} BGR frame is {expected} bytes, not {len}");
+        }
+        match self.size() {
+            Some((w, h)) if (w, h) != (width, height) => bail!(
+                "this stream's frames are {w}x{h} (the first one's size), not {width}x{height}"
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Stops serving and says what was sent.
