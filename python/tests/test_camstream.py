@@ -226,7 +226,11 @@ receiver = camstream.Receiver(f"127.0.0.1:{sender.port}", insecure=True)
 sender.send(np.zeros((120, 160, 3), dtype=np.uint8))
 receiver.recv(timeout=10)
 print("waiting", flush=True)
-receiver.recv()
+try:
+    receiver.recv()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    raise
 """
     child = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -235,8 +239,10 @@ receiver.recv()
     time.sleep(0.3)
     sent = time.monotonic()
     child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=10)
+    # The wait is what must end at once; closing the sender and the process come after.
+    assert child.stdout.readline().strip() == "interrupted"
     assert time.monotonic() - sent < 1.0
+    _, stderr = child.communicate(timeout=10)
     assert child.returncode != 0 and "KeyboardInterrupt" in stderr, stderr
 
 
