@@ -3,7 +3,7 @@
 
 use crate::wire::secure::PairingMode;
 use crate::Stop;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -92,11 +92,12 @@ fn stop_on_q_line(stop: &Stop) {
 #[derive(clap::Args, Debug)]
 pub struct PairingArgs {
     /// The pairing code, also read from CAMSTREAM_CODE [sender: default a new one-time code,
-    /// printed at start; receiver: asked for]. On the command line every local user can read
-    /// it in `ps`: a service gives --code-file or CAMSTREAM_CODE
+    /// printed at start; receiver: asked for; several senders: one --code for all, or one for
+    /// each --connect in its order]. On the command line every local user can read it in `ps`:
+    /// a service gives --code-file or CAMSTREAM_CODE
     #[arg(long, value_name = "CODE", env = "CAMSTREAM_CODE", hide_env_values = true,
           value_parser = crate::config::parse_code)]
-    pub code: Option<String>,
+    pub code: Vec<String>,
     /// A file holding the pairing code (readable by its owner only: chmod 600)
     #[arg(long, value_name = "PATH", conflicts_with = "code")]
     pub code_file: Option<PathBuf>,
@@ -109,13 +110,38 @@ impl PairingArgs {
     /// What the flags (and CAMSTREAM_CODE) decided, or `None` when the code is still to be made
     /// or asked for.
     pub fn given(&self) -> Result<Option<PairingMode>> {
+        if self.code.len() > 1 {
+            bail!(
+                "--code given {} times: a sender has one code",
+                self.code.len()
+            );
+        }
+        Ok(self.given_for(1)?.pop().flatten())
+    }
+
+    /// [`PairingArgs::given`] for each of `senders`: one `--code` is all of theirs, or there is
+    /// one for each, in order.
+    pub fn given_for(&self, senders: usize) -> Result<Vec<Option<PairingMode>>> {
+        let all = |pairing: PairingMode| vec![Some(pairing); senders];
         if self.insecure {
-            return Ok(Some(PairingMode::Insecure));
+            return Ok(all(PairingMode::Insecure));
         }
         if let Some(path) = &self.code_file {
-            return read_code_file(path).map(|code| Some(PairingMode::Code(code)));
+            return read_code_file(path).map(|code| all(PairingMode::Code(code)));
         }
-        Ok(self.code.clone().map(PairingMode::Code))
+        match self.code.as_slice() {
+            [] => Ok(vec![None; senders]),
+            [code] => Ok(all(PairingMode::Code(code.clone()))),
+            codes if codes.len() == senders => Ok(codes
+                .iter()
+                .map(|c| Some(PairingMode::Code(c.clone())))
+                .collect()),
+            codes => bail!(
+                "--code given {} times for {senders} senders: give one for all of them, or one \
+                 for each --connect, in the same order",
+                codes.len()
+            ),
+        }
     }
 }
 

@@ -91,7 +91,7 @@ impl Default for ReceiverStats {
     }
 }
 
-#[derive(Serialize, Debug, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct LatencyReport {
     pub p50: f64,
     pub p90: f64,
@@ -100,7 +100,7 @@ pub struct LatencyReport {
 }
 
 /// The receiver's `--stats` line.
-#[derive(Serialize, Debug, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct ReceiverReport {
     pub frames: u64,
     pub bytes: u64,

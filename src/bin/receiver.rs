@@ -1,15 +1,15 @@
 //! `receiver`: connects to a camstream sender and shows its video.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use camstream::config::{self, Connect, Endpoint};
 use camstream::prompt::Prompter;
-use camstream::receiver::{self, ReceiverConfig};
+use camstream::receiver::{self, GridView, ReceiverConfig};
 use camstream::stats::ReceiverStats;
 use camstream::wire::handshake::refusal;
 use camstream::wire::protocol::RefusalReason;
 use camstream::wire::secure;
 use camstream::wire::secure::PairingMode;
-use camstream::{cli, error_line};
+use camstream::{cli, error_line, HubSender, Receiver};
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 #[command(name = "receiver", version)]
 struct Args {
     /// The sender's address, HOST:PORT; or a stream's URL: rtmp://, rtsp://, srt://, http(s)://
-    /// (MJPEG or HLS .m3u8), which needs no pairing code
+    /// (MJPEG or HLS .m3u8), which needs no pairing code. Given again for more senders, they
+    /// are shown together as a grid, each reconnected on its own
     #[arg(long, value_name = "HOST:PORT|URL")]
-    connect: Option<Connect>,
+    connect: Vec<Connect>,
     /// Local address to connect from, IP[:PORT]
     #[arg(long, value_name = "IP[:PORT]", value_parser = config::parse_bind)]
     bind: Option<SocketAddr>,
@@ -38,10 +39,11 @@ struct Args {
     /// Place the window's top-left corner at X,Y on the screen (beside the sender's preview)
     #[arg(long, value_name = "X,Y", value_parser = config::parse_position)]
     window_at: Option<(i32, i32)>,
-    /// Exit after showing N frames
+    /// Exit after showing N frames (with several senders: N of each)
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
-    /// Record what arrives to a video file: .mkv (lossless FFV1), .avi (MJPG) or .mp4 (mp4v)
+    /// Record what arrives to a video file: .mkv (lossless FFV1), .avi (MJPG) or .mp4 (mp4v);
+    /// JPEG and H.264 as they came. Several senders: one file each, numbered (cams-1.mkv, ...)
     #[arg(long, value_name = "PATH")]
     record: Option<PathBuf>,
     /// Write one CSV line per frame shown (seq, capture/arrival/display time, latency, bytes)
@@ -52,7 +54,8 @@ struct Args {
     once: bool,
     #[command(flatten)]
     pairing: cli::PairingArgs,
-    /// Print one JSON line of statistics to stdout at the end
+    /// Print one JSON line of statistics to stdout at the end (with several senders, one line
+    /// each, with its address)
     #[arg(long)]
     stats: bool,
 }
@@ -61,12 +64,22 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging("receiver");
     let mut stats = ReceiverStats::default();
-    let result = run(&args, &mut stats);
+    let mut senders = Vec::new();
+    let result = match args.connect.len() {
+        0 | 1 => run(&args, &mut stats),
+        _ => run_grid(&args, &mut senders),
+    };
     camstream::media::report_library_problems();
     if args.stats {
-        match serde_json::to_string(&stats.report()) {
-            Ok(line) => println!("{line}"),
-            Err(e) => eprintln!("receiver: error: writing stats: {e}"),
+        let lines = match args.connect.len() {
+            0 | 1 => vec![serde_json::to_string(&stats.report())],
+            _ => senders.iter().map(serde_json::to_string).collect(),
+        };
+        for line in lines {
+            match line {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("receiver: error: writing stats: {e}"),
+            }
         }
     }
     match result {
@@ -106,7 +119,7 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     let first = match (typed, &config.connect) {
         (true, Connect::Sender(endpoint)) => {
             let endpoint = endpoint.clone();
-            pair_typed(&mut config, &endpoint, &mut prompter)?
+            pair_typed(&mut config, &endpoint, "", &mut prompter)?
         }
         _ => None,
     };
@@ -116,6 +129,60 @@ fn run(args: &Args, stats: &mut ReceiverStats) -> Result<()> {
     receiver::run_from(&config, first, &stop, stats)
 }
 
+/// Several senders as one grid: each paired in turn (its code asked for when no flag gave it),
+/// then shown together until the user quits. `senders` says how each went.
+fn run_grid(args: &Args, senders: &mut Vec<HubSender>) -> Result<()> {
+    if args.frame_log.is_some() {
+        bail!("--frame-log logs one sender: give one --connect with it");
+    }
+    let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
+    let pairings = args.pairing.given_for(args.connect.len())?;
+    let mut receivers = Vec::new();
+    for (index, (connect, given)) in args.connect.iter().zip(pairings).enumerate() {
+        let Connect::Sender(endpoint) = connect else {
+            bail!("{connect}: a grid shows camstream senders; play a URL with one --connect");
+        };
+        let mut config = ReceiverConfig {
+            connect: connect.clone(),
+            bind: args.bind,
+            window: false,
+            window_at: None,
+            frames: None,
+            record: args
+                .record
+                .as_deref()
+                .map(|path| receiver::numbered(path, index)),
+            frame_log: None,
+            once: args.once,
+            pairing: given.clone().unwrap_or(PairingMode::Insecure),
+        };
+        let of = format!(" {endpoint}");
+        let paired = match given {
+            Some(_) => None,
+            None => {
+                config.pairing = PairingMode::Code(ask_code(&mut prompter, &of)?);
+                pair_typed(&mut config, endpoint, &of, &mut prompter)?
+            }
+        };
+        let connection = match paired {
+            Some(connection) => connection,
+            None => receiver::connect(&config, endpoint)?,
+        };
+        if let Some(path) = &config.record {
+            log::info!("recording {endpoint} to {}", path.display());
+        }
+        receivers.push(Receiver::from_connection(config, connection)?);
+    }
+    drop(prompter);
+    let (window, stop) = cli::start(!args.headless, "a window")?;
+    let view = GridView {
+        window,
+        window_at: args.window_at,
+        frames: args.frames,
+    };
+    receiver::run_grid(receivers, &view, &stop, senders)
+}
+
 /// Asks for what no flag gave: the sender's address, then its pairing code (a URL has none:
 /// `--code` and `--insecure` are ignored for one).
 fn ask_missing(
@@ -123,7 +190,7 @@ fn ask_missing(
     given: Option<PairingMode>,
     prompter: &mut Prompter<impl BufRead, impl Write>,
 ) -> Result<(Connect, PairingMode)> {
-    let connect = match &args.connect {
+    let connect = match args.connect.first() {
         Some(connect) => connect.clone(),
         None => Connect::Sender(ask_sender(prompter)?),
     };
@@ -137,14 +204,15 @@ fn ask_missing(
             }
             PairingMode::Insecure
         }
-        (None, Connect::Sender(_)) => PairingMode::Code(ask_code(prompter)?),
+        (None, Connect::Sender(_)) => PairingMode::Code(ask_code(prompter, "")?),
     };
     Ok((connect, pairing))
 }
 
-fn ask_code(prompter: &mut Prompter<impl BufRead, impl Write>) -> Result<String> {
+/// Asks for the code shown by the sender (`of`: which one, when there are several).
+fn ask_code(prompter: &mut Prompter<impl BufRead, impl Write>, of: &str) -> Result<String> {
     prompter.ask(
-        "pairing code shown by the sender",
+        &format!("pairing code shown by the sender{of}"),
         "",
         "required",
         "--code",
@@ -154,11 +222,13 @@ fn ask_code(prompter: &mut Prompter<impl BufRead, impl Write>) -> Result<String>
 
 /// Pairs with the code the user typed, asking again when it does not match (a typo should not
 /// mean starting over), up to [`CODE_TRIES`] times in all, each after the sender's lockout for
-/// the wrong codes so far. Returns the paired connection, or `None` when the sender refused us
-/// for now: [`receiver::run_from`] waits for it (or, with `--once`, fails) as for any code.
+/// the wrong codes so far (`of` says which sender, when there are several). Returns the paired
+/// connection, or `None` when the sender refused us for now: [`receiver::run_from`] waits for
+/// it (or, with `--once`, fails) as for any code.
 fn pair_typed(
     config: &mut ReceiverConfig,
     endpoint: &Endpoint,
+    of: &str,
     prompter: &mut Prompter<impl BufRead, impl Write>,
 ) -> Result<Option<receiver::Greeted>> {
     let mut wrong = 0;
@@ -171,7 +241,7 @@ fn pair_typed(
                 wrong += 1;
                 let wait = secure::lockout_after(wrong);
                 prompter.say(&format!("wrong code; try again in {} s", wait.as_secs()))?;
-                config.pairing = PairingMode::Code(ask_code(prompter)?);
+                config.pairing = PairingMode::Code(ask_code(prompter, of)?);
                 waited_out_lockout = false;
                 // A quick typist waits out the rest, so the sender does not refuse the try.
                 std::thread::sleep((wait + LOCKOUT_MARGIN).saturating_sub(failed.elapsed()));

@@ -6,8 +6,7 @@
 use super::codec::{self, Decoder};
 use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use anyhow::{bail, Context, Result};
-use opencv::core::{self, Mat};
-use opencv::imgproc;
+use opencv::core::Mat;
 use opencv::prelude::*;
 use std::time::{Duration, SystemTime};
 
@@ -192,29 +191,11 @@ impl Capture for Scaled {
             return Ok(false);
         }
         let (from, to) = (self.inner.size(), self.size);
-        let name = self.inner.name();
         let picture = super::Picture::new(from.0, from.1, &self.read);
-        // Averaging the pixels a smaller picture drops keeps it sharp without aliasing;
-        // growing, interpolating between them is enough.
-        let shrinking = u64::from(to.0) * u64::from(to.1) < u64::from(from.0) * u64::from(from.1);
-        let interpolation = match shrinking {
-            true => imgproc::INTER_AREA,
-            false => imgproc::INTER_LINEAR,
-        };
-        imgproc::resize(
-            &picture.as_mat()?,
-            &mut self.scaled,
-            core::Size::new(to.0 as i32, to.1 as i32),
-            0.0,
-            0.0,
-            interpolation,
-        )
-        .with_context(|| {
-            format!(
-                "scaling {name} from {}x{} to {}x{}",
-                from.0, from.1, to.0, to.1
-            )
-        })?;
+        let name = self.inner.name();
+        picture
+            .scale_into(to, &mut self.scaled)
+            .with_context(|| format!("scaling {name}"))?;
         out.clear();
         out.extend_from_slice(self.scaled.data_bytes()?);
         Ok(true)

@@ -13,7 +13,8 @@
 //! - [`codec`]: one encoder and one decoder per codec, chosen in one place (H.264's encoder:
 //!   libx264 or a hardware one, `--encoder`); `convert` turns FFmpeg's decoded pictures into
 //!   BGR for it and for [`url`].
-//! - [`window`]: highgui windows and the cards shown instead of video.
+//! - [`window`]: highgui windows and the cards shown instead of video; [`mosaic`]: several
+//!   pictures scaled into one grid of labelled tiles (the receiver showing several senders).
 //! - [`recorder`]: `--record`, the frames as they arrived when a container can hold them
 //!   (`remux`, FFmpeg's libavformat), otherwise the pictures re-encoded by OpenCV.
 //! - `logs`: FFmpeg's and OpenCV's own log lines, counted and quieted.
@@ -27,6 +28,7 @@ mod convert;
 pub mod fmp4;
 pub mod live;
 pub(crate) mod logs;
+pub mod mosaic;
 mod opencv_capture;
 pub mod pattern;
 pub mod recorder;
@@ -64,6 +66,26 @@ impl<'a> Picture<'a> {
                     self.bgr.len(),
                     self.width,
                     self.height
+                )
+            })
+    }
+
+    /// The picture scaled to `to` (width, height) into `scaled`, whose buffer is reused:
+    /// averaging the pixels a smaller picture drops keeps it sharp without aliasing; growing,
+    /// interpolating between them is enough.
+    pub fn scale_into(&self, to: (u32, u32), scaled: &mut Mat) -> Result<()> {
+        let shrinking =
+            u64::from(to.0) * u64::from(to.1) < u64::from(self.width) * u64::from(self.height);
+        let interpolation = match shrinking {
+            true => opencv::imgproc::INTER_AREA,
+            false => opencv::imgproc::INTER_LINEAR,
+        };
+        let size = opencv::core::Size::new(to.0 as i32, to.1 as i32);
+        opencv::imgproc::resize(&self.as_mat()?, scaled, size, 0.0, 0.0, interpolation)
+            .with_context(|| {
+                format!(
+                    "scaling a picture from {}x{} to {}x{}",
+                    self.width, self.height, to.0, to.1
                 )
             })
     }

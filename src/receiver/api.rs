@@ -1,9 +1,11 @@
 //! [`Receiver`]: a sender's frames in your own program, as the `receiver` program gets them
-//! (the same connection, pairing, checks, decoding, acks, reconnection and stats), without a
-//! window: each [`Frame`] with its sequence number, capture time, latency and BGR pixels.
+//! (the same connection, pairing, checks, decoding, acks, reconnection, recording and stats),
+//! without a window: each [`Frame`] with its sequence number, capture time, latency and BGR
+//! pixels.
 
 use super::frames::{self, Frames, Step};
 use super::network::{connect_and_greet, Greeted};
+use super::outputs::Outputs;
 use super::{reconnect, retry, ReceiverConfig};
 use crate::config::{Connect, Endpoint};
 use crate::stats::{ReceiverReport, ReceiverStats};
@@ -12,6 +14,7 @@ use crate::wire::secure::PairingMode;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +57,10 @@ pub struct ReceiverOptions {
     pub reconnect: bool,
     /// The local address to connect from.
     pub bind: Option<SocketAddr>,
+    /// Record the frames handed over to this file, as the `receiver` program's `--record`
+    /// does (JPEG and H.264 as they came; raw re-encoded by the file's kind), finished when the
+    /// receiver is closed or dropped.
+    pub record: Option<PathBuf>,
 }
 
 impl Default for ReceiverOptions {
@@ -61,6 +68,7 @@ impl Default for ReceiverOptions {
         ReceiverOptions {
             reconnect: true,
             bind: None,
+            record: None,
         }
     }
 }
@@ -87,6 +95,9 @@ pub struct Receiver {
     reconnecting: Option<Reconnecting>,
     /// The stream ended (and is not reconnected): iteration is over.
     ended: bool,
+    /// Since when, and why, the sender is away (while reconnecting).
+    lost: Option<(SystemTime, String)>,
+    outputs: Outputs,
     stats: ReceiverStats,
 }
 
@@ -116,22 +127,54 @@ impl Receiver {
             window: false,
             window_at: None,
             frames: None,
-            record: None,
+            record: options.record,
             frame_log: None,
             once: !options.reconnect,
             pairing,
         };
-        let mut stats = ReceiverStats::default();
         let connection = connect_and_greet(&config, &endpoint)?;
+        Receiver::from_connection(config, connection)
+    }
+
+    /// A receiver of `connection`, already made as `config` says: the `receiver` program pairs
+    /// first, asking again for a mistyped code ([`super::connect`]).
+    pub fn from_connection(config: ReceiverConfig, connection: Greeted) -> Result<Receiver> {
+        let Connect::Sender(endpoint) = config.connect.clone() else {
+            bail!(
+                "{}: a URL is played by the receiver program",
+                config.connect
+            );
+        };
+        let mut stats = ReceiverStats::default();
+        let mut outputs = Outputs::open(&config)?;
         let frames = Frames::start(connection, &mut stats)?;
+        outputs.start_stream(frames.hello())?;
         Ok(Receiver {
             config,
             endpoint,
             frames: Some(frames),
             reconnecting: None,
             ended: false,
+            lost: None,
+            outputs,
             stats,
         })
+    }
+
+    /// The sender's address, as given.
+    pub fn sender(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    /// While the sender is away and being reconnected: since when, and why.
+    pub fn lost(&self) -> Option<(SystemTime, &str)> {
+        self.lost.as_ref().map(|(at, why)| (*at, why.as_str()))
+    }
+
+    /// Closes the connection and finishes the recording, saying whether that went well.
+    pub fn close(mut self) -> Result<()> {
+        self.frames = None;
+        self.outputs.finish()
     }
 
     /// Waits for the next frame, however long the sender is away.
@@ -183,7 +226,9 @@ impl Receiver {
         };
         let codec = frames.hello().codec;
         let mut taken = None;
+        let outputs = &mut self.outputs;
         let step = frames.next_with(wait, &mut self.stats, |frame| {
+            outputs.record(&frame.header, frame.data, frame.picture.as_ref())?;
             if let Some(picture) = &frame.picture {
                 taken = Some(Frame {
                     seq: frame.header.seq,
@@ -224,6 +269,7 @@ impl Receiver {
             return Ok(None);
         }
         log::warn!("{why}; waiting for {} to come back", self.endpoint);
+        self.lost = Some((SystemTime::now(), why));
         let (config, endpoint) = (self.config.clone(), self.endpoint.clone());
         let (cancel, cancelled) = crossbeam_channel::bounded(0);
         let (found_tx, found) = crossbeam_channel::bounded(1);
@@ -254,8 +300,20 @@ impl Receiver {
         let frames = frames.inspect_err(|_| self.ended = true)?;
         log::info!("connected to {} again", self.endpoint);
         self.stats.reconnected();
+        self.outputs.start_stream(frames.hello())?;
         self.frames = Some(frames);
+        self.lost = None;
         Ok(())
+    }
+}
+
+impl Drop for Receiver {
+    /// Finishes the recording; [`Receiver::close`] says whether that went well.
+    fn drop(&mut self) {
+        self.frames = None;
+        if let Err(e) = self.outputs.finish() {
+            log::warn!("{}", crate::error_line(&e));
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `frames.rs`: one connection's frames, taken one at a time: read on a network thread,
 //!   then decoded, handed over, acked and counted on the caller's;
 //! - `api.rs`: [`Receiver`], the same for a program's own code: frames copied out;
+//! - `hub.rs`: [`Hub`], several senders' receivers, each on its own thread, newest frames
+//!   taken in turn; `grid.rs`: the `receiver` program showing them as one window of tiles;
 //! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
 //!   frames;
 //! - `url.rs`: playing a URL (rtmp, rtsp, srt, http) instead of a camstream sender;
@@ -13,6 +15,8 @@
 
 mod api;
 mod frames;
+mod grid;
+mod hub;
 mod network;
 mod outputs;
 mod screen;
@@ -28,6 +32,8 @@ use anyhow::{bail, Context, Result};
 pub use api::{Frame, Receiver, ReceiverOptions};
 use crossbeam_channel::{self as channel, RecvTimeoutError};
 use frames::{Frames, Step};
+pub use grid::{numbered, run_grid, GridView};
+pub use hub::{Hub, HubSender};
 use network::connect_and_greet;
 pub use network::Greeted;
 use outputs::Outputs;

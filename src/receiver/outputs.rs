@@ -90,9 +90,9 @@ impl Outputs {
         if let Some(log) = self.frame_log.take() {
             log.finish()?;
         }
-        if let Some(recorder) = self.recorder.take() {
+        if let (Some(recorder), Some(path)) = (self.recorder.take(), &self.record) {
             let frames = recorder.finish()?;
-            log::info!("recorded {frames} frames");
+            log::info!("recorded {frames} frames to {}", path.display());
         }
         Ok(())
     }

@@ -22,10 +22,10 @@ pub struct Screen {
 }
 
 /// The overlay's figures, measured over half a second so they can be read as they change.
-struct Overlay {
+pub(super) struct Overlay {
     shown: bool,
     /// What it says (empty until the first half second is measured).
-    text: String,
+    pub(super) text: String,
     /// The picture with the overlay drawn on, shown instead of the picture.
     picture: Vec<u8>,
     since: Instant,
@@ -39,7 +39,7 @@ const OVERLAY_PERIOD: Duration = Duration::from_millis(500);
 
 impl Overlay {
     /// Shown until `o` hides it.
-    fn new() -> Overlay {
+    pub(super) fn new() -> Overlay {
         Overlay {
             shown: true,
             text: String::new(),
@@ -53,7 +53,7 @@ impl Overlay {
 
     /// Counts a frame shown, `latency` after its capture when that is known, with `dropped`
     /// frames missed so far.
-    fn count(&mut self, latency: Option<Duration>, dropped: u64) {
+    pub(super) fn count(&mut self, latency: Option<Duration>, dropped: u64) {
         self.frames += 1;
         if let Some(latency) = latency {
             self.latency += latency;
@@ -137,12 +137,7 @@ impl Screen {
             return Ok(());
         }
         self.waiting = Some((since, seconds));
-        self.show_card(&[
-            "waiting for the sender".to_owned(),
-            format!("{name} - lost {seconds} s ago"),
-            why.to_owned(),
-            "reconnecting by itself; q quits".to_owned(),
-        ])
+        self.show_card(&waiting_card(name, seconds, why))
     }
 
     /// Shows a card of `lines` (the first large) instead of video, at the last stream's size.
@@ -175,6 +170,17 @@ impl Screen {
     pub fn close(&mut self) {
         self.window = None;
     }
+}
+
+/// The lines that say a sender is away: `name`, lost `seconds` ago, why, and that it comes back
+/// by itself.
+pub(super) fn waiting_card(name: &str, seconds: u64, why: &str) -> [String; 4] {
+    [
+        "waiting for the sender".to_owned(),
+        format!("{name} - lost {seconds} s ago"),
+        why.to_owned(),
+        "reconnecting by itself; q quits".to_owned(),
+    ]
 }
 
 #[cfg(test)]

@@ -1,0 +1,224 @@
+//! The `receiver` program given several senders: one window of tiles, each sender's newest
+//! frame labelled with its address, frame rate, latency and frames it missed, or a card while
+//! it is away. Each sender is a [`Receiver`] in a [`Hub`]: paired, recorded and reconnected on
+//! its own thread, so one slow or lost sender holds up none of the others.
+
+use super::hub::{Hub, HubSender};
+use super::screen::{waiting_card, Overlay};
+use super::{Receiver, WINDOW_TITLE};
+use crate::media::mosaic::Mosaic;
+use crate::media::window::{Window, WindowEvent};
+use crate::media::Picture;
+use crate::{error_line, Stop};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The window is drawn again at most this often: four senders at 30 fps each change it 120
+/// times a second, and a screen shows 60.
+const REDRAW: Duration = Duration::from_millis(16);
+/// How often the tiles of senders that are away are brought up to date.
+const CARDS: Duration = Duration::from_millis(250);
+
+/// What the grid is shown in, and when it ends.
+pub struct GridView {
+    pub window: bool,
+    pub window_at: Option<(i32, i32)>,
+    /// End once every sender has shown this many frames.
+    pub frames: Option<u64>,
+}
+
+/// Shows `receivers` as a grid until the user quits, `view.frames` is reached, or every
+/// sender's stream has ended; `senders` then says how each went, in the order given. An error
+/// is the first sender whose stream broke (without reconnecting) or that came back with
+/// another code.
+pub fn run_grid(
+    receivers: Vec<Receiver>,
+    view: &GridView,
+    stop: &Stop,
+    senders: &mut Vec<HubSender>,
+) -> Result<()> {
+    let names: Vec<String> = receivers.iter().map(Receiver::sender).collect();
+    let mut hub = Hub::new();
+    for receiver in receivers {
+        hub.add_receiver(receiver);
+    }
+    let mut grid = Grid::open(&names, view)?;
+    let shown = grid.show(&mut hub, view.frames, stop);
+    *senders = hub.close();
+    shown.and(grid.failed.map_or(Ok(()), Err))
+}
+
+struct Grid<'a> {
+    names: &'a [String],
+    window: Option<Window>,
+    mosaic: Mosaic,
+    tiles: Vec<Tile>,
+    /// The first sender that failed.
+    failed: Option<anyhow::Error>,
+}
+
+struct Tile {
+    overlay: Overlay,
+    shown: u64,
+    last_seq: Option<u64>,
+    /// Frames of this sender the tile did not show.
+    missed: u64,
+    /// The card on the tile: since when and for how many seconds it counts.
+    card: Option<(SystemTime, u64)>,
+}
+
+impl Grid<'_> {
+    fn open<'a>(names: &'a [String], view: &GridView) -> Result<Grid<'a>> {
+        let mut mosaic = Mosaic::new(names.len());
+        for (i, name) in names.iter().enumerate() {
+            mosaic.put_card(
+                i,
+                &[
+                    name.clone(),
+                    "connected; waiting for its first frame".into(),
+                ],
+            )?;
+        }
+        let window = match view.window {
+            true => Some(Window::open(WINDOW_TITLE)?),
+            false => None,
+        };
+        if let (Some(window), Some(place)) = (&window, view.window_at) {
+            window.place(place)?;
+        }
+        let tiles = names
+            .iter()
+            .map(|_| Tile {
+                overlay: Overlay::new(),
+                shown: 0,
+                last_seq: None,
+                missed: 0,
+                card: None,
+            })
+            .collect();
+        Ok(Grid {
+            names,
+            window,
+            mosaic,
+            tiles,
+            failed: None,
+        })
+    }
+
+    fn show(&mut self, hub: &mut Hub, limit: Option<u64>, stop: &Stop) -> Result<()> {
+        let wait = match self.window {
+            Some(_) => Duration::from_millis(5),
+            None => Duration::from_millis(50),
+        };
+        let (mut drawn, mut carded) = (Instant::now(), Instant::now());
+        let mut changed = true;
+        while !stop.is_raised() {
+            if limit.is_some_and(|limit| self.tiles.iter().all(|tile| tile.shown >= limit)) {
+                return Ok(());
+            }
+            match hub.recv_timeout(wait) {
+                Ok(Some((index, frame))) => {
+                    let tile = &mut self.tiles[index];
+                    tile.count(frame.seq, frame.latency);
+                    let label = format!("{}  {}", self.names[index], tile.overlay.text);
+                    let picture = Picture::new(frame.width, frame.height, &frame.bgr);
+                    self.mosaic.put(index, &picture, label.trim_end())?;
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let senders = hub.senders();
+                    if senders.iter().all(|sender| sender.ended) {
+                        return Ok(());
+                    }
+                    log::warn!("{}", error_line(&e));
+                    self.failed.get_or_insert(e);
+                }
+            }
+            if carded.elapsed() >= CARDS {
+                changed |= self.put_cards(&hub.senders())?;
+                carded = Instant::now();
+            }
+            let Some(window) = &self.window else {
+                continue;
+            };
+            if changed && drawn.elapsed() >= REDRAW {
+                window.show(&self.mosaic.picture())?;
+                (drawn, changed) = (Instant::now(), false);
+            }
+            match window.poll(1)? {
+                WindowEvent::Quit => return Ok(()),
+                WindowEvent::ToggleOverlay | WindowEvent::None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Cards on the tiles of senders that are away or ended; whether any tile changed.
+    fn put_cards(&mut self, senders: &[HubSender]) -> Result<bool> {
+        let mut changed = false;
+        for (index, sender) in senders.iter().enumerate() {
+            let tile = &mut self.tiles[index];
+            let (card, lines) = match (&sender.lost, sender.ended) {
+                (_, true) => (
+                    (SystemTime::UNIX_EPOCH, u64::MAX),
+                    vec![sender.sender.clone(), "the stream has ended".into()],
+                ),
+                (Some((since, why)), false) => {
+                    let seconds = since.elapsed().unwrap_or_default().as_secs();
+                    let lines = waiting_card(&sender.sender, seconds, why).to_vec();
+                    ((*since, seconds), lines)
+                }
+                (None, false) => {
+                    tile.card = None;
+                    continue;
+                }
+            };
+            if tile.card != Some(card) {
+                tile.card = Some(card);
+                self.mosaic.put_card(index, &lines)?;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+impl Tile {
+    fn count(&mut self, seq: u64, latency: Duration) {
+        if let Some(last) = self.last_seq.filter(|&last| seq > last) {
+            self.missed += seq - last - 1;
+        }
+        self.last_seq = Some(seq);
+        self.shown += 1;
+        self.overlay.count(Some(latency), self.missed);
+    }
+}
+
+/// Where sender `index` (from 0) of several is recorded when `--record` names `path`: the
+/// file's name with the sender's number from 1 (`cams.mkv` gives `cams-1.mkv`, `cams-2.mkv`).
+pub fn numbered(path: &Path, index: usize) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(extension) => format!("{stem}-{}.{}", index + 1, extension.to_string_lossy()),
+        None => format!("{stem}-{}", index + 1),
+    };
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sender_records_to_the_file_numbered_for_it() {
+        let numbered = |path: &str, i| numbered(Path::new(path), i);
+        assert_eq!(numbered("cams.mkv", 0), Path::new("cams-1.mkv"));
+        assert_eq!(
+            numbered("/tmp/rec/cams.mp4", 2),
+            Path::new("/tmp/rec/cams-3.mp4")
+        );
+        assert_eq!(numbered("cams", 1), Path::new("cams-2"));
+    }
+}
