@@ -6,6 +6,10 @@ use crate::common::{self, Program};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+/// The tests look windows up by title, which the receivers share: one test on the display at a
+/// time.
+static DISPLAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn find_window(title: &str, program: &Program) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -57,6 +61,9 @@ fn windows_show_video_and_q_quits_each_program() {
         std::env::var_os("DISPLAY").is_some(),
         "run under xvfb-run (scripts/test.sh does)"
     );
+    let _display = DISPLAY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = std::env::temp_dir().join(format!("camstream-gui-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let recording = dir.join("received.avi");
@@ -135,4 +142,58 @@ fn windows_show_video_and_q_quits_each_program() {
     assert_eq!(played.len() as u64, shown);
     assert!(played.iter().all(|frame| frame.len() == 320 * 240 * 3));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs a display: scripts/test.sh runs it under xvfb-run"]
+fn several_senders_show_as_one_window_of_tiles_and_q_quits() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "run under xvfb-run (scripts/test.sh does)"
+    );
+    let _display = DISPLAY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let senders: Vec<_> = (0..2).map(|_| common::spawn_sender(&[])).collect();
+    let mut args = vec!["--code", common::TEST_CODE, "--stats"];
+    for (_, addr) in &senders {
+        args.extend(["--connect", addr.as_str()]);
+    }
+    let mut receiver = Program::spawn(env!("CARGO_BIN_EXE_receiver"), &args);
+    let window = find_window("RECEIVING VIDEO", &receiver);
+    // Two 640x480 tiles side by side, each sender's picture scaled up into its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let geometry = loop {
+        let output = Command::new("xdotool")
+            .args(["getwindowgeometry", &window])
+            .output()
+            .unwrap();
+        let geometry = String::from_utf8_lossy(&output.stdout).into_owned();
+        if geometry.contains("Geometry: 1280x480") || Instant::now() > deadline {
+            break geometry;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(geometry.contains("Geometry: 1280x480"), "{geometry}");
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(shot) = std::env::var_os("CAMSTREAM_GRID_SCREENSHOT") {
+        let _ = Command::new("import")
+            .args(["-window", "root"])
+            .arg(shot)
+            .status();
+    }
+    press_q(&window);
+    let status = wait_exit(&mut receiver, Duration::from_secs(10));
+    assert!(status.success(), "receiver exited with {status}");
+    let output = receiver.wait_with_output();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (stats, (_, addr)) in lines.iter().zip(&senders) {
+        assert_eq!(stats["sender"], addr.as_str());
+        assert!(stats["taken"].as_u64().unwrap() > 10, "{stats}");
+    }
 }

@@ -9,6 +9,7 @@ mod bad_peers;
 mod browser;
 mod cameras;
 mod cli;
+mod grid;
 mod gui;
 mod h264;
 mod internet;

@@ -14,7 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How often a sender's thread refreshes what [`Hub::senders`] says of it.
+/// How often a sender's thread refreshes what [`Hub::senders`] says of it (and at once when
+/// the sender is lost or back).
 const STATE_PERIOD: Duration = Duration::from_millis(250);
 
 /// Several senders' newest frames, taken one at a time: `(sender, frame)`, where `sender` is the
@@ -251,7 +252,9 @@ fn receive(mut receiver: Receiver, index: usize, shared: &Shared) {
             }
             None => ended = true,
         }
-        if ended || refreshed.elapsed() >= STATE_PERIOD {
+        // At once when the sender is lost or back, so a grid's tile says so.
+        let lost_changed = slot.state.lost.is_some() != receiver.lost().is_some();
+        if ended || lost_changed || refreshed.elapsed() >= STATE_PERIOD {
             refresh(&mut slot.state, &receiver);
             refreshed = Instant::now();
         }
