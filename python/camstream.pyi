@@ -1,12 +1,12 @@
 """camstream: live video between machines, frames as numpy arrays.
 
-Receive a sender's newest frames (``Receiver``), or serve your program's own frames to
+Receive a sender's newest frames (``Receiver``), several senders' (``Hub``), or serve your program's own frames to
 receivers, browsers and ``/stream.mjpg`` (``Sender``). Images are numpy ``uint8`` arrays,
 height x width x 3, BGR, as OpenCV uses them.
 """
 
 from types import TracebackType
-from typing import Any, Dict, Iterator, Optional, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,39 @@ class Receiver:
     def __iter__(self) -> Iterator[Frame]: ...
     def __next__(self) -> Frame: ...
     def __enter__(self) -> "Receiver": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None: ...
+
+class Hub:
+    """Several senders' newest frames in one place, as imagezmq's ``ImageHub``: each sender is
+    connected, paired and followed on its own, and ``(sender, frame)`` pairs come in turn,
+    ``sender`` being the address it was added with."""
+
+    def __init__(self) -> None: ...
+    def add(
+        self,
+        address: str,
+        code: Optional[str] = None,
+        insecure: bool = False,
+        reconnect: bool = True,
+    ) -> None:
+        """Connects to one more sender, as ``Receiver(...)`` does (``ConnectionError`` if it
+        cannot)."""
+    def recv(self, timeout: Optional[float] = None) -> Tuple[str, Frame]:
+        """The next ``(sender, frame)``; ``TimeoutError`` after ``timeout`` seconds,
+        ``EOFError`` once every sender's stream has ended, ``ConnectionError`` naming a sender
+        whose stream broke (the others go on). Releases the GIL; Ctrl-C interrupts it."""
+    def senders(self) -> List[Dict[str, Any]]:
+        """Each sender, in the order added: ``sender`` (its address), ``taken``, ``skipped``
+        (frames replaced by a newer one before they were taken), and its receiver's counts."""
+    def close(self) -> None: ...
+    def __iter__(self) -> Iterator[Tuple[str, Frame]]: ...
+    def __next__(self) -> Tuple[str, Frame]: ...
+    def __enter__(self) -> "Hub": ...
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],

@@ -1,5 +1,5 @@
-//! `import camstream`: the Rust crate's [`camstream::Receiver`] and [`camstream::Sender`] for
-//! Python, with frames as numpy arrays (height × width × 3, `uint8`, BGR: what OpenCV's Python
+//! `import camstream`: the Rust crate's [`camstream::Receiver`], [`camstream::Hub`] and
+//! [`camstream::Sender`] for Python, with frames as numpy arrays (height × width × 3, `uint8`, BGR: what OpenCV's Python
 //! bindings use). Every wait releases the GIL and looks for Ctrl-C every [`SIGNAL_CHECK`].
 
 use camstream::lock;
@@ -103,6 +103,13 @@ fn pairing(code: Option<String>, insecure: bool) -> PyResult<Option<camstream::P
     }
 }
 
+/// What a receiver needs: the sender's code, or `insecure`.
+fn required_pairing(code: Option<String>, insecure: bool) -> PyResult<camstream::PairingMode> {
+    pairing(code, insecure)?.ok_or_else(|| {
+        PyValueError::new_err("give the sender's pairing code (code=...) or insecure=True")
+    })
+}
+
 /// An error from the crate, as one line.
 fn connection_error(error: anyhow::Error) -> PyErr {
     PyConnectionError::new_err(camstream::error_line(&error))
@@ -128,9 +135,7 @@ impl Receiver {
         insecure: bool,
         reconnect: bool,
     ) -> PyResult<Receiver> {
-        let pairing = pairing(code, insecure)?.ok_or_else(|| {
-            PyValueError::new_err("give the sender's pairing code (code=...) or insecure=True")
-        })?;
+        let pairing = required_pairing(code, insecure)?;
         let options = camstream::ReceiverOptions {
             reconnect,
             ..Default::default()
@@ -189,33 +194,146 @@ impl Receiver {
 impl Receiver {
     /// The next frame within `timeout` (`TimeoutError` after it), or `None` at the stream's end.
     fn next_within(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Frame>> {
-        let limit = timeout.map(Duration::from_secs_f64);
-        let deadline = limit.map(|limit| Instant::now() + limit);
-        loop {
-            let wait = match deadline {
-                Some(deadline) => {
-                    SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now()))
-                }
-                None => SIGNAL_CHECK,
-            };
-            let next = py.detach(|| match lock(&self.inner).as_mut() {
-                Some(receiver) => Ok(receiver.next_timeout(wait)),
-                None => Err(()),
-            });
-            match next.map_err(|()| closed())? {
-                None => return Ok(None),
-                Some(Ok(Some(frame))) => return Frame::new(py, frame).map(Some),
-                Some(Ok(None)) => {}
-                Some(Err(e)) => return Err(connection_error(e)),
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                let seconds = limit.unwrap_or_default().as_secs_f64();
-                return Err(PyTimeoutError::new_err(format!(
-                    "no frame came within {seconds} s"
-                )));
-            }
+        let next = wait(py, timeout, |wait| match lock(&self.inner).as_mut() {
+            Some(receiver) => Ok(receiver.next_timeout(wait)),
+            None => Err(closed()),
+        })?;
+        next.map(|frame| Frame::new(py, frame)).transpose()
+    }
+}
+
+/// Calls `next` (without the GIL) with waits of at most [`SIGNAL_CHECK`], looking for Ctrl-C
+/// between them, until it gives something, up to `timeout` seconds (forever when `None`;
+/// `TimeoutError` after it). `next` gives `None` at the end: so does this.
+fn wait<T: Send>(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    mut next: impl FnMut(Duration) -> PyResult<Option<anyhow::Result<Option<T>>>> + Send,
+) -> PyResult<Option<T>> {
+    let limit = timeout.map(Duration::from_secs_f64);
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    loop {
+        let wait = match deadline {
+            Some(deadline) => SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
+            None => SIGNAL_CHECK,
+        };
+        match py.detach(|| next(wait))? {
+            None => return Ok(None),
+            Some(Ok(Some(found))) => return Ok(Some(found)),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => return Err(connection_error(e)),
         }
+        py.check_signals()?;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            let seconds = limit.unwrap_or_default().as_secs_f64();
+            return Err(PyTimeoutError::new_err(format!(
+                "no frame came within {seconds} s"
+            )));
+        }
+    }
+}
+
+/// Several senders' newest frames in one place, as imagezmq's `ImageHub`: `(sender, frame)`,
+/// where `sender` is the address it was added with.
+#[pyclass(module = "camstream")]
+struct Hub {
+    inner: Mutex<Option<camstream::Hub>>,
+    /// The senders' addresses, in the order they were added.
+    names: Mutex<Vec<String>>,
+}
+
+#[pymethods]
+impl Hub {
+    #[new]
+    fn new() -> Hub {
+        Hub {
+            inner: Mutex::new(Some(camstream::Hub::new())),
+            names: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Connects to one more sender, as `Receiver(...)` does; each is followed on its own.
+    #[pyo3(signature = (address, code=None, insecure=false, reconnect=true))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        address: String,
+        code: Option<String>,
+        insecure: bool,
+        reconnect: bool,
+    ) -> PyResult<()> {
+        let pairing = required_pairing(code, insecure)?;
+        let options = camstream::ReceiverOptions {
+            reconnect,
+            ..Default::default()
+        };
+        let receiver = py
+            .detach(|| camstream::Receiver::connect_with(&address, pairing, options))
+            .map_err(connection_error)?;
+        lock(&self.inner)
+            .as_mut()
+            .ok_or_else(closed)?
+            .add_receiver(receiver);
+        lock(&self.names).push(address);
+        Ok(())
+    }
+
+    /// The next `(sender, frame)`, the senders taken in turn. Waits at most `timeout` seconds
+    /// (forever when `None`), then raises `TimeoutError`; raises `EOFError` once every
+    /// sender's stream has ended, and `ConnectionError` naming a sender whose stream broke.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(String, Frame)> {
+        self.next_within(py, timeout)?
+            .ok_or_else(|| pyo3::exceptions::PyEOFError::new_err("every stream has ended"))
+    }
+
+    /// Each sender as last seen, in the order added: its address, frames taken and skipped
+    /// (replaced by a newer one before they were taken), and its receiver's counts, as dicts.
+    fn senders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let guard = lock(&self.inner);
+        let text = serde_json_text(&guard.as_ref().ok_or_else(closed)?.senders())?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// Disconnects from every sender.
+    fn close(&self, py: Python<'_>) {
+        let hub = lock(&self.inner).take();
+        py.detach(|| drop(hub));
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<(String, Frame)>> {
+        self.next_within(py, None)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close(py);
+    }
+}
+
+impl Hub {
+    fn next_within(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<(String, Frame)>> {
+        let next = wait(py, timeout, |wait| match lock(&self.inner).as_mut() {
+            Some(hub) => Ok(hub.next_timeout(wait)),
+            None => Err(closed()),
+        })?;
+        let Some((index, frame)) = next else {
+            return Ok(None);
+        };
+        let name = lock(&self.names).get(index).cloned().unwrap_or_default();
+        Ok(Some((name, Frame::new(py, frame)?)))
     }
 }
 
@@ -344,6 +462,7 @@ fn camstream_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // needs the GIL, which a thread dropping a Sender may hold while it waits for ours.
     camstream::cli::init_logging_at("camstream", log::LevelFilter::Warn);
     m.add_class::<Receiver>()?;
+    m.add_class::<Hub>()?;
     m.add_class::<Sender>()?;
     m.add_class::<Frame>()?;
     Ok(())

@@ -294,3 +294,30 @@ def test_frames_from_the_sender_program_and_to_the_receiver_program(tmp_path):
 def test_the_stubs_ship_with_the_module():
     installed = pathlib.Path(camstream.__file__).parent
     assert (installed / "camstream.pyi").exists() or (installed / "__init__.pyi").exists()
+
+
+def test_a_hub_yields_each_senders_frames_with_its_address():
+    small = Sending(codec="raw", insecure=True)
+    smooth_sending = Sending(make=smooth, code="12-brave-heron")
+    try:
+        with camstream.Hub() as hub:
+            hub.add(small.address, insecure=True)
+            hub.add(smooth_sending.address, code="12-brave-heron")
+            seen = {small.address: 0, smooth_sending.address: 0}
+            while min(seen.values()) < 5:
+                sender, frame = hub.recv(timeout=10)
+                if sender == small.address:
+                    assert np.array_equal(frame.image, image(index_of(frame.image)))
+                else:
+                    assert frame.codec == "jpeg"
+                    assert max(psnr(frame.image, smooth(k)) for k in range(200)) > 30
+                seen[sender] += 1
+                assert sum(seen.values()) < 100, f"{seen}: not taken in turn"
+            senders = hub.senders()
+            assert [s["sender"] for s in senders] == [small.address, smooth_sending.address]
+            assert all(s["taken"] >= 5 and s["frames"] >= s["taken"] for s in senders)
+            with pytest.raises(ConnectionError, match="pairing code did not match"):
+                hub.add(smooth_sending.address, code="1-wrong-code")
+    finally:
+        small.close()
+        smooth_sending.close()

@@ -117,8 +117,9 @@ impl Grid<'_> {
             if limit.is_some_and(|limit| self.tiles.iter().all(|tile| tile.shown >= limit)) {
                 return Ok(());
             }
-            match hub.recv_timeout(wait) {
-                Ok(Some((index, frame))) => {
+            match hub.next_timeout(wait) {
+                None => return Ok(()),
+                Some(Ok(Some((index, frame)))) => {
                     let tile = &mut self.tiles[index];
                     tile.count(frame.seq, frame.latency);
                     let label = format!("{}  {}", self.names[index], tile.overlay.text);
@@ -126,12 +127,8 @@ impl Grid<'_> {
                     self.mosaic.put(index, &picture, label.trim_end())?;
                     changed = true;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    let senders = hub.senders();
-                    if senders.iter().all(|sender| sender.ended) {
-                        return Ok(());
-                    }
+                Some(Ok(None)) => {}
+                Some(Err(e)) => {
                     log::warn!("{}", error_line(&e));
                     self.failed.get_or_insert(e);
                 }

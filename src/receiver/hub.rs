@@ -7,7 +7,7 @@ use super::api::{Frame, Receiver, ReceiverOptions};
 use crate::stats::ReceiverReport;
 use crate::wire::secure::PairingMode;
 use crate::POLL;
-use anyhow::{anyhow, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -149,30 +149,39 @@ impl Hub {
     /// came. An error names the sender whose stream broke or ended without being reconnected
     /// ([`ReceiverOptions::reconnect`]) or came back with another code; the others go on.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<(usize, Frame)>> {
+        match self.next_timeout(timeout) {
+            Some(taken) => taken,
+            None => match self.threads.len() {
+                0 => bail!("the hub has no senders"),
+                _ => bail!("every sender's stream has ended"),
+            },
+        }
+    }
+
+    /// [`Hub::recv_timeout`], but `None` once every sender's stream has ended and all they
+    /// sent has been taken.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Option<(usize, Frame)>>> {
         let deadline = Instant::now() + timeout;
         let mut slots = crate::lock(&self.shared.slots);
         loop {
             let count = slots.len();
-            for i in (0..count).map(|i| (self.next + i) % count.max(1)) {
+            for i in (0..count).map(|i| (self.next + i) % count) {
                 let slot = &mut slots[i];
                 if let Some(error) = slot.error.take() {
-                    return Err(error.context(format!("sender {}", slot.state.sender)));
+                    return Some(Err(error.context(format!("sender {}", slot.state.sender))));
                 }
                 if let Some(frame) = slot.frame.take() {
                     slot.state.taken += 1;
                     self.next = i + 1;
-                    return Ok(Some((i, frame)));
+                    return Some(Ok(Some((i, frame))));
                 }
             }
             if slots.iter().all(|slot| slot.state.ended) {
-                return Err(anyhow!(match count {
-                    0 => "the hub has no senders",
-                    _ => "every sender's stream has ended",
-                }));
+                return None;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(None);
+                return Some(Ok(None));
             }
             slots = match self.shared.arrived.wait_timeout(slots, left) {
                 Ok((slots, _)) => slots,
@@ -207,20 +216,14 @@ impl Drop for Hub {
     }
 }
 
-/// Frames until the hub is closed, or every sender's stream has ended: an error for each that
-/// broke.
+/// Frames until every sender's stream has ended (never, while they reconnect): an error for
+/// each that broke.
 impl Iterator for Hub {
     type Item = Result<(usize, Frame)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let ended = crate::lock(&self.shared.slots)
-                .iter()
-                .all(|slot| slot.state.ended && slot.error.is_none() && slot.frame.is_none());
-            if ended {
-                return None;
-            }
-            match self.recv_timeout(Duration::from_secs(1)) {
+            match self.next_timeout(Duration::from_secs(1))? {
                 Ok(Some(taken)) => return Some(Ok(taken)),
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
