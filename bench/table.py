@@ -1,7 +1,7 @@
 """Turns the results scripts/bench.sh left in a folder into one Markdown table.
 
 Each row: the case, camstream's figure, the reference measured in the same run, their ratio,
-and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page, issue 21 for internet-like paths, issue 22 for JPEG as it came). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
+and the goal from issue 4 (issue 6 for what pairing costs, issue 13 for H.264, issue 14 for the web page, issue 21 for internet-like paths, issue 22 for JPEG as it came, issue 23 for the Python module and the grid). Usage: python3 bench/table.py RESULTS_DIR SECONDS_PER_CASE
 """
 
 import csv
@@ -634,6 +634,19 @@ row(
     f"{raw['fps']:.0f} fps from the sender program's test pattern (case 4)",
     f"{sent['fps'] / raw['fps']:.2f}" if raw["fps"] else "",
     "≥ 0.9",
+)
+
+# 17. A grid of four senders in one receiver's window (issue 23).
+tiles = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines() if line.strip()]
+shares = [t["taken"] / (t["frames"] + t["dropped"] + t["damaged"]) for t in tiles
+          if t["frames"] + t["dropped"] + t["damaged"]]
+row(
+    "a grid of 4 senders (640x480 jpeg 30 fps) in one receiver's window: each tile's share of its sender's frames, worst p99",
+    (f"{min(shares):.1%} (worst of {len(tiles)}), {max(t['latency_ms']['p99'] for t in tiles):.1f} ms"
+     if len(shares) == 4 else f"{len(tiles)} tiles reported"),
+    "30 fps sent to each",
+    f"{min(shares):.2f}" if len(shares) == 4 else "",
+    "≥ 95% each",
 )
 
 print(f"camstream benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()} "

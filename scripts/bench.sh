@@ -141,7 +141,7 @@ stop() {
   done
 }
 
-echo "bench: 1/16 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
+echo "bench: 1/17 never fall behind: receiver stopped for 3 s (SIGSTOP), a second one watching" >&2
 start_sender stall --source test:640x480 --codec jpeg --fps 30
 start_receiver stall_paused --frame-log "$out/stall_paused.csv"
 paused=$receiver
@@ -156,7 +156,7 @@ sleep "$((seconds > 3 ? seconds - 3 : 3))"
 stop "$paused" "$other"
 stop "$sender"
 
-echo "bench: 2/16 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
+echo "bench: 2/17 a 20 Mbit/s link between two network namespaces, 1280x720 jpeg q95 at 30 fps" >&2
 ip netns del csb-snd 2>/dev/null || true
 ip netns del csb-rcv 2>/dev/null || true
 ip netns add csb-snd
@@ -178,7 +178,7 @@ sleep "$seconds"
 stop "$thin"
 stop "$sender"
 
-echo "bench: 3/16 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
+echo "bench: 3/17 many viewers: 1 then 4 receivers of 1280x720 jpeg at 30 fps, then 4 with one stopped" >&2
 start_sender one --source test:1280x720 --codec jpeg --fps 30
 start_receiver one_0
 one=$receiver
@@ -207,7 +207,7 @@ kill -CONT "${stalled[3]}"
 stop "${stalled[3]}"
 stop "$sender"
 
-echo "bench: 4/16 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
+echo "bench: 4/17 raw 1920x1080 as fast as possible, against iperf3, imagezmq and the tutorial" >&2
 # iperf3 twice: its default 128 KiB writes, and 1 MiB (its largest), which is faster here.
 for block in 128K 1M; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -225,7 +225,7 @@ stop "$sender"
 "$venv/bin/python" bench/python_refs.py imagezmq --seconds "$seconds" >"$out/imagezmq.json"
 "$venv/bin/python" bench/python_refs.py tutorial --seconds "$seconds" >"$out/tutorial.json"
 
-echo "bench: 5/16 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
+echo "bench: 5/17 jpeg 1920x1080 q80 as fast as possible, against OpenCV's imencode and imdecode" >&2
 "$bin/examples/codec_rate" 1920 1080 80 "$seconds" >"$out/codec.json"
 start_sender jpeg --source test:1920x1080 --codec jpeg --quality 80 --fps 0
 start_receiver jpeg
@@ -234,7 +234,7 @@ sleep "$seconds"
 stop "$jpeg"
 stop "$sender"
 
-echo "bench: 6/16 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
+echo "bench: 6/17 what pairing costs: raw 1920x1080 and jpeg 1280x720 q80 as fast as possible, in the clear and paired, and the time to a first frame" >&2
 for mode in clear paired; do
   code=""
   [[ $mode == paired ]] && code=bench-pairing-code
@@ -271,7 +271,7 @@ if [[ ! -s "$clip" ]]; then
     -c:v mjpeg -q:v 2 "$clip"
 fi
 
-echo "bench: 7/16 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
+echo "bench: 7/17 h264 efficiency on real footage: bytes at JPEG q80's quality, and against the ffmpeg CLI" >&2
 # shellcheck disable=SC2086  # the rates are meant to split
 "$bin/examples/codec_efficiency" "$vtest" 80 $efficiency_rates --source-bgr "$out/vtest.bgr" \
   >"$out/efficiency.jsonl"
@@ -280,7 +280,7 @@ for rate in $reference_rates; do
 done
 rm "$out/vtest.bgr"
 
-echo "bench: 8/16 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
+echo "bench: 8/17 h264 1280x720 at 30 fps on loopback: latency and CPU, against jpeg q80" >&2
 for codec in h264 jpeg; do
   start_sender "loop_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --quality 80
   start_receiver "loop_$codec"
@@ -290,7 +290,7 @@ for codec in h264 jpeg; do
   stop "$sender"
 done
 
-echo "bench: 9/16 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
+echo "bench: 9/17 h264 --bitrate auto on links of 8, 4 and 2 Mbit/s, 1280x720 at 30 fps" >&2
 for mbit in 8 4 2; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate "${mbit}mbit" burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "link_$mbit" --source "$clip" --loop --fps 30 \
@@ -302,7 +302,7 @@ for mbit in 8 4 2; do
   stop "$sender"
 done
 
-echo "bench: 10/16 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
+echo "bench: 10/17 h264 on a link that drops from 8 to 1.5 Mbit/s mid-stream: --bitrate auto, and a fixed 6000" >&2
 for rate in auto 6000; do
   ip netns exec csb-snd tc qdisc replace dev csb-veth0 root tbf rate 8mbit burst 32kbit latency 50ms
   netns=csb-snd listen=10.201.0.1:0 start_sender "drop_$rate" --source "$clip" --loop --fps 30 \
@@ -317,7 +317,7 @@ for rate in auto 6000; do
   stop "$sender"
 done
 
-echo "bench: 11/16 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
+echo "bench: 11/17 joining: the first picture, h264 with --keyframe-interval 10 against jpeg (median of 5)" >&2
 for codec in h264 jpeg; do
   start_sender "join_$codec" --source "$clip" --loop --fps 30 --codec "$codec" --keyframe-interval 10
   sleep 2
@@ -356,7 +356,7 @@ wait_browser() {
   groups=()
 }
 
-echo "bench: 12/16 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
+echo "bench: 12/17 the web page in headless Chromium: jpeg latency against a receiver's, h264 through MSE, CPU per tab, a tab on a 4 Mbit/s link" >&2
 code=bench-web-code
 export TMPDIR="$out"
 # a. 1280x720 jpeg at 30 fps on loopback: a page and a receiver watch the same stream.
@@ -401,7 +401,7 @@ code=""
 # foreground process on 127.0.0.1. a. How much later a frame reaches an RTMP reader than a
 # direct viewer of the same H.264 (examples/publish_latency.rs). b. The sender's CPU with and
 # without a publisher. c. The sender's upload to the server with 1 reader, then 12.
-echo "bench: 13/16 publishing to nginx-rtmp: latency against the direct path, CPU with a publisher, upload with 1 and 12 readers" >&2
+echo "bench: 13/17 publishing to nginx-rtmp: latency against the direct path, CPU with a publisher, upload with 1 and 12 readers" >&2
 rtmp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$out/nginx"
 cat >"$out/nginx/nginx.conf" <<NGINX
@@ -521,7 +521,7 @@ wan_h264() {
   stop "$sender"
 }
 
-echo "bench: 14/16 on the internet (bench/wan.py): bulk TCP, h264 --bitrate auto, jpeg, MJPEG and a tab on 3 paths" >&2
+echo "bench: 14/17 on the internet (bench/wan.py): bulk TCP, h264 --bitrate auto, jpeg, MJPEG and a tab on 3 paths" >&2
 code=bench-wan-code
 : >"$out/wan_paths.txt"
 for path in "${wan_paths[@]}"; do
@@ -563,7 +563,7 @@ code=""
 # a. The sender's CPU with its JPEG passed on as it came (no --quality), then decoded and
 # encoded again (--quality 80), one receiver each. b. Two receivers of the same stream at the
 # same time, one recording it as it came (.mkv), one not.
-echo "bench: 15/16 JPEG as it came: the sender passing the clip's own JPEG against encoding it, the receiver recording it against not" >&2
+echo "bench: 15/17 JPEG as it came: the sender passing the clip's own JPEG against encoding it, the receiver recording it against not" >&2
 for mode in as_it_came:"" encoded:"--quality 80"; do
   # shellcheck disable=SC2086  # the options are meant to split
   start_sender "jpeg_${mode%%:*}" --source "$clip" --loop --fps 30 --codec jpeg ${mode#*:}
@@ -587,7 +587,7 @@ ffprobe -v error -count_packets -select_streams v:0 -show_entries stream=codec_n
 # Case 16 (issue 23): the Python module as a user's program uses it (bench/python_camstream.py),
 # against the programs on the same streams: receiving raw 1920x1080 as fast as possible and
 # JPEG 1280x720 at 30 fps as numpy arrays, and sending raw 1920x1080 from numpy.
-echo "bench: 16/16 Python: receiving raw 1080p and JPEG 720p as numpy arrays, sending raw 1080p from numpy, against the programs" >&2
+echo "bench: 16/17 Python: receiving raw 1080p and JPEG 720p as numpy arrays, sending raw 1080p from numpy, against the programs" >&2
 pyvenv=target/python-venv
 if ! "$pyvenv/bin/python" -c 'import camstream' 2>/dev/null; then
   python3 -m venv "$pyvenv"
@@ -616,5 +616,21 @@ start_receiver py_send_program
 sleep "$seconds"
 stop "$receiver"
 wait "$pysender" || true
+
+# Case 17 (issue 23): four senders (640x480 JPEG at 30 fps) in one receiver's grid, its window on
+# a virtual display (Xvfb) so that composing and showing the tiles is counted; each tile's
+# share of its sender's frames, from the receiver's line per sender.
+echo "bench: 17/17 a grid: 4 senders of 640x480 jpeg at 30 fps in one receiver's window" >&2
+grid=()
+grid_senders=()
+for i in 1 2 3 4; do
+  start_sender "grid_$i" --source test:640x480 --codec jpeg --fps 30
+  grid+=(--connect "$addr")
+  grid_senders+=("$sender")
+done
+# shellcheck disable=SC2046  # pairing's words are meant to split
+timeout $((seconds + 30)) xvfb-run -a -s "-screen 0 1920x1080x24" "$bin/receiver" "${grid[@]}" $(pairing) \
+  --stats --frames $((seconds * 30)) </dev/null >"$out/grid.jsonl" 2>"$out/grid.log" || true
+stop "${grid_senders[@]}"
 
 python3 bench/table.py "$out" "$seconds"

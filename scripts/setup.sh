@@ -16,7 +16,7 @@ packages=(libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-
 for flag in "$@"; do
   case "$flag" in
     --test) packages+=(xvfb xauth xdotool imagemagick faketime curl ffmpeg chromium chromium-driver nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly systemd python3-venv) ;;
-    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver nginx libnginx-mod-rtmp curl) ;;
+    --bench) packages+=(iperf3 iproute2 python3-venv ffmpeg opencv-doc python3-selenium chromium chromium-driver nginx libnginx-mod-rtmp curl xvfb xauth) ;;
     *) echo "setup: unknown option $flag (use --test and/or --bench)" >&2; exit 2 ;;
   esac
 done
