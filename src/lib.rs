@@ -45,7 +45,9 @@
 //! - [`receiver`]: `run` connects, shows one connection's frames and reconnects; its network
 //!   thread reads frames, one connection's frames are taken one at a time (decoded, acked,
 //!   counted), and its screen and outputs show, record and log them. [`Receiver`] is the same
-//!   for a program's own code. Given a URL
+//!   for a program's own code; [`Hub`] runs several on their threads and hands over each one's
+//!   newest frame in turn, and the program's grid (several `--connect`s) draws a hub's frames
+//!   into tiles ([`media::mosaic`]). Given a URL
 //!   (`rtmp://`, `rtsp://`, `srt://`, `http(s)://`) instead of a sender, it plays that through
 //!   [`media::url`] (FFmpeg, read as a live source), in the same window, with no latency.
 //! - [`config`], [`prompt`], [`cli`]: typed options, questions, and the binaries' plumbing.
@@ -65,6 +67,18 @@
 //! assert_eq!(frame.bgr.len(), frame.width as usize * frame.height as usize * 3);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
+//!
+//! [`Hub`] does the same for several senders, each followed on its own thread:
+//!
+//! ```no_run
+//! let mut hub = camstream::Hub::new();
+//! hub.add("10.0.0.5:9999", camstream::PairingMode::Code("12-brave-heron".into()))?;
+//! hub.add("10.0.0.6:9999", camstream::PairingMode::Code("34-calm-otter".into()))?;
+//! let (sender, frame) = hub.recv()?; // sender: 0 or 1, the order they were added in
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! [`Sender`] serves a program's own frames, as the `sender` program serves a camera.
 //!
 //! # Wire format
 //!
