@@ -106,11 +106,7 @@ fn a_slow_consumer_gets_the_newest_frame_with_the_skipped_ones_counted() {
 fn a_restarted_sender_is_followed_unless_asked_not_to() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let ten_frames = || camstream::sender::SenderConfig {
-        frames: Some(10),
-        ..config("test:160x120", Codec::Raw)
-    };
-    let first = start_sender_on(ten_frames(), listener);
+    let first = start_sender_on(ten_raw_frames(), listener);
     let mut following = Receiver::connect(&addr.to_string(), PairingMode::Insecure).unwrap();
     let options = ReceiverOptions {
         reconnect: false,
@@ -126,7 +122,7 @@ fn a_restarted_sender_is_followed_unless_asked_not_to() {
     first.join();
     // The clean end: the one that does not reconnect has seen all there was.
     assert!((1..=10).contains(&once.join().unwrap()));
-    let second = start_sender_on(ten_frames(), TcpListener::bind(addr).unwrap());
+    let second = start_sender_on(ten_raw_frames(), TcpListener::bind(addr).unwrap());
     let frame = receive(&mut following);
     assert!(frame.bgr == pattern_frame(160, 120, frame.seq));
     assert_eq!(following.stats().reconnects, 1);

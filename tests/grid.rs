@@ -90,12 +90,8 @@ fn a_slow_hub_caller_gets_each_senders_newest_frame_with_the_skipped_ones_counte
 fn a_hub_follows_a_restarted_sender_and_says_when_one_has_ended() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let ten_frames = || camstream::sender::SenderConfig {
-        frames: Some(10),
-        ..config("test:160x120", Codec::Raw)
-    };
-    let restarted = start_sender_on(ten_frames(), listener);
-    let ending = start_sender(ten_frames());
+    let restarted = start_sender_on(common::ten_raw_frames(), listener);
+    let ending = start_sender(common::ten_raw_frames());
     let mut hub = Hub::new();
     hub.add(&addr.to_string(), PairingMode::Insecure).unwrap();
     let once = ReceiverOptions {
@@ -113,7 +109,7 @@ fn a_hub_follows_a_restarted_sender_and_says_when_one_has_ended() {
         let _ = hub.recv_timeout(Duration::from_millis(100));
     }
     assert!(!hub.senders()[0].ended, "the other is waited for");
-    let _again = start_sender_on(ten_frames(), TcpListener::bind(addr).unwrap());
+    let _again = start_sender_on(common::ten_raw_frames(), TcpListener::bind(addr).unwrap());
     let (sender, frame) = loop {
         let (sender, frame) = next(&mut hub);
         // Frames of the first stream may still be waiting to be taken.
@@ -131,18 +127,10 @@ fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each(
     let senders: Vec<(Program, String)> = codes
         .iter()
         .map(|code| {
-            common::started_sender(Program::start(&mut command(
-                SENDER,
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--source",
-                    "test:160x120",
-                    "--no-preview",
-                    "--code",
-                    code,
-                ],
-            )))
+            // The test sender, with a code of its own.
+            let mut args = common::TEST_SENDER_ARGS[..5].to_vec();
+            args.extend(["--code", code]);
+            common::started_sender(Program::start(&mut command(SENDER, &args)))
         })
         .collect();
     let dir = TempDir::new("grid");
@@ -165,12 +153,8 @@ fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each(
         let asked = format!("pairing code shown by the sender {addr} [required]");
         assert!(log.contains(&asked), "{log}");
     }
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    let lines = common::stats_lines(&output.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for (i, (stats, (_, addr))) in lines.iter().zip(&senders).enumerate() {
         assert_eq!(stats["sender"], addr.as_str());
         let taken = stats["taken"].as_u64().unwrap();

@@ -3,12 +3,23 @@
 //! plain `cargo test`; `scripts/test.sh` runs it under `xvfb-run`.
 
 use crate::common::{self, Program};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 /// The tests look windows up by title, which the receivers share: one test on the display at a
 /// time.
 static DISPLAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The display, for this test alone until the guard is dropped.
+fn take_display() -> std::sync::MutexGuard<'static, ()> {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "run under xvfb-run (scripts/test.sh does)"
+    );
+    DISPLAY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn find_window(title: &str, program: &Program) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -39,6 +50,45 @@ fn press_q(window: &str) {
     assert!(status.success());
 }
 
+/// Waits up to 5 s for xdotool to say `window`'s geometry contains `wanted` (highgui maps a
+/// window first and moves or sizes it just after: on a loaded machine a first look can come in
+/// between).
+fn wait_for_geometry(window: &str, wanted: &str) {
+    let geometry = || {
+        let output = Command::new("xdotool")
+            .args(["getwindowgeometry", window])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = geometry();
+    while !seen.contains(wanted) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = geometry();
+    }
+    assert!(seen.contains(wanted), "{seen}");
+}
+
+/// The whole screen to the file the environment variable `var` names, when it is set.
+fn screenshot(var: &str) {
+    if let Some(shot) = std::env::var_os(var) {
+        let _ = Command::new("import")
+            .args(["-window", "root"])
+            .arg(shot)
+            .status();
+    }
+}
+
+/// Presses `q` in `window`, checks that `program` exits with 0 because of it, and returns its
+/// output.
+fn quit_with_q(window: &str, mut program: Program) -> Output {
+    press_q(window);
+    let status = wait_exit(&mut program, Duration::from_secs(10));
+    assert!(status.success(), "exited with {status}:\n{}", program.log());
+    program.wait_with_output()
+}
+
 fn wait_exit(program: &mut Program, within: Duration) -> ExitStatus {
     let child = program.child();
     let deadline = Instant::now() + within;
@@ -57,17 +107,11 @@ fn wait_exit(program: &mut Program, within: Duration) -> ExitStatus {
 #[test]
 #[ignore = "needs a display: scripts/test.sh runs it under xvfb-run"]
 fn windows_show_video_and_q_quits_each_program() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "run under xvfb-run (scripts/test.sh does)"
-    );
-    let _display = DISPLAY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _display = take_display();
     let dir = std::env::temp_dir().join(format!("camstream-gui-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let recording = dir.join("received.avi");
-    let mut sender = Program::spawn(
+    let sender = Program::spawn(
         env!("CARGO_BIN_EXE_sender"),
         &[
             "--listen",
@@ -85,7 +129,7 @@ fn windows_show_video_and_q_quits_each_program() {
     let (addr, code) = rest.split_once(" (pairing code ").expect("a pairing code");
     let (addr, code) = (addr.to_owned(), code.trim_end_matches(')').to_owned());
     let sender_window = find_window("TRANSMITTING VIDEO", &sender);
-    let mut receiver = Program::spawn(
+    let receiver = Program::spawn(
         env!("CARGO_BIN_EXE_receiver"),
         &[
             "--connect",
@@ -101,41 +145,15 @@ fn windows_show_video_and_q_quits_each_program() {
     );
     let receiver_window = find_window("RECEIVING VIDEO", &receiver);
     // Beside the sender's preview, not on top of it (Xvfb has no window manager to move it).
-    // highgui maps the window first and moves it just after: on a loaded machine the first look
-    // can come in between.
-    let geometry = || {
-        let output = Command::new("xdotool")
-            .args(["getwindowgeometry", &receiver_window])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut seen = geometry();
-    while !seen.contains("Position: 330,0") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        seen = geometry();
-    }
-    assert!(seen.contains("Position: 330,0"), "{seen}");
+    wait_for_geometry(&receiver_window, "Position: 330,0");
     std::thread::sleep(Duration::from_secs(2));
-    if let Some(shot) = std::env::var_os("CAMSTREAM_SCREENSHOT") {
-        let _ = Command::new("import")
-            .args(["-window", "root"])
-            .arg(shot)
-            .status();
-    }
-
-    press_q(&receiver_window);
-    let status = wait_exit(&mut receiver, Duration::from_secs(10));
-    assert!(status.success(), "receiver exited with {status}");
-    let output = receiver.wait_with_output();
+    screenshot("CAMSTREAM_SCREENSHOT");
+    let output = quit_with_q(&receiver_window, receiver);
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let shown = stats["frames"].as_u64().unwrap();
     assert!(shown > 10, "only {shown} frames shown");
 
-    press_q(&sender_window);
-    let status = wait_exit(&mut sender, Duration::from_secs(10));
-    assert!(status.success(), "sender exited with {status}");
+    quit_with_q(&sender_window, sender);
 
     // The recording was finalised: it opens and plays every frame that was shown.
     let played = common::source_frames(&recording);
@@ -147,51 +165,21 @@ fn windows_show_video_and_q_quits_each_program() {
 #[test]
 #[ignore = "needs a display: scripts/test.sh runs it under xvfb-run"]
 fn several_senders_show_as_one_window_of_tiles_and_q_quits() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "run under xvfb-run (scripts/test.sh does)"
-    );
-    let _display = DISPLAY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _display = take_display();
     let senders: Vec<_> = (0..2).map(|_| common::spawn_sender(&[])).collect();
     let mut args = vec!["--code", common::TEST_CODE, "--stats"];
     for (_, addr) in &senders {
         args.extend(["--connect", addr.as_str()]);
     }
-    let mut receiver = Program::spawn(env!("CARGO_BIN_EXE_receiver"), &args);
+    let receiver = Program::spawn(env!("CARGO_BIN_EXE_receiver"), &args);
     let window = find_window("RECEIVING VIDEO", &receiver);
     // Two 640x480 tiles side by side, each sender's picture scaled up into its own.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let geometry = loop {
-        let output = Command::new("xdotool")
-            .args(["getwindowgeometry", &window])
-            .output()
-            .unwrap();
-        let geometry = String::from_utf8_lossy(&output.stdout).into_owned();
-        if geometry.contains("Geometry: 1280x480") || Instant::now() > deadline {
-            break geometry;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(geometry.contains("Geometry: 1280x480"), "{geometry}");
+    wait_for_geometry(&window, "Geometry: 1280x480");
     std::thread::sleep(Duration::from_secs(2));
-    if let Some(shot) = std::env::var_os("CAMSTREAM_GRID_SCREENSHOT") {
-        let _ = Command::new("import")
-            .args(["-window", "root"])
-            .arg(shot)
-            .status();
-    }
-    press_q(&window);
-    let status = wait_exit(&mut receiver, Duration::from_secs(10));
-    assert!(status.success(), "receiver exited with {status}");
-    let output = receiver.wait_with_output();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    screenshot("CAMSTREAM_GRID_SCREENSHOT");
+    let output = quit_with_q(&window, receiver);
+    let lines = common::stats_lines(&output.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for (stats, (_, addr)) in lines.iter().zip(&senders) {
         assert_eq!(stats["sender"], addr.as_str());
         assert!(stats["taken"].as_u64().unwrap() > 10, "{stats}");

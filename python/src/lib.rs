@@ -103,11 +103,23 @@ fn pairing(code: Option<String>, insecure: bool) -> PyResult<Option<camstream::P
     }
 }
 
-/// What a receiver needs: the sender's code, or `insecure`.
-fn required_pairing(code: Option<String>, insecure: bool) -> PyResult<camstream::PairingMode> {
-    pairing(code, insecure)?.ok_or_else(|| {
+/// Connects to the sender at `address` with its `code` (or `insecure`), without the GIL.
+fn connect(
+    py: Python<'_>,
+    address: &str,
+    code: Option<String>,
+    insecure: bool,
+    reconnect: bool,
+) -> PyResult<camstream::Receiver> {
+    let pairing = pairing(code, insecure)?.ok_or_else(|| {
         PyValueError::new_err("give the sender's pairing code (code=...) or insecure=True")
-    })
+    })?;
+    let options = camstream::ReceiverOptions {
+        reconnect,
+        ..Default::default()
+    };
+    py.detach(|| camstream::Receiver::connect_with(address, pairing, options))
+        .map_err(connection_error)
 }
 
 /// An error from the crate, as one line.
@@ -135,14 +147,7 @@ impl Receiver {
         insecure: bool,
         reconnect: bool,
     ) -> PyResult<Receiver> {
-        let pairing = required_pairing(code, insecure)?;
-        let options = camstream::ReceiverOptions {
-            reconnect,
-            ..Default::default()
-        };
-        let receiver = py
-            .detach(|| camstream::Receiver::connect_with(&address, pairing, options))
-            .map_err(connection_error)?;
+        let receiver = connect(py, &address, code, insecure, reconnect)?;
         Ok(Receiver {
             inner: Mutex::new(Some(receiver)),
         })
@@ -262,14 +267,7 @@ impl Hub {
         insecure: bool,
         reconnect: bool,
     ) -> PyResult<()> {
-        let pairing = required_pairing(code, insecure)?;
-        let options = camstream::ReceiverOptions {
-            reconnect,
-            ..Default::default()
-        };
-        let receiver = py
-            .detach(|| camstream::Receiver::connect_with(&address, pairing, options))
-            .map_err(connection_error)?;
+        let receiver = connect(py, &address, code, insecure, reconnect)?;
         lock(&self.inner)
             .as_mut()
             .ok_or_else(closed)?

@@ -85,6 +85,14 @@ pub fn config(source: &str, codec: Codec) -> SenderConfig {
     }
 }
 
+/// A sender of ten raw 160x120 frames of the test pattern, which then ends its stream.
+pub fn ten_raw_frames() -> SenderConfig {
+    SenderConfig {
+        frames: Some(10),
+        ..config("test:160x120", Codec::Raw)
+    }
+}
+
 /// The pairing code the paired tests use.
 pub const TEST_CODE: &str = "7-crossover-clockwork";
 /// A headless test-pattern sender binary on a free port, paired with [`TEST_CODE`].
@@ -237,6 +245,14 @@ pub fn listening_addr(sender: &Program) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// The receiver's `--stats` lines (one per sender) on `stdout`.
+pub fn stats_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// A temporary directory removed at the end of the test.
