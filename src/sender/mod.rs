@@ -2,7 +2,9 @@
 //! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
 //!
 //! - `capture.rs`: reading the source at its pace, the one encode, the "NO SIGNAL" card.
-//! - `admission.rs`: the accept loop, who may connect, lockouts, and refusals logged sparingly.
+//! - `accept.rs`: the accept loop, and each connection told apart by its first byte and served
+//!   on its own thread; `admission.rs`: the policy it asks, who may connect (`--allow`, seats,
+//!   lockouts after wrong codes), and refusals logged sparingly.
 //! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
 //!   the per-viewer protocol.
 //! - `web.rs`: the web side on the same port (each connection is told apart by its first byte,
@@ -10,6 +12,7 @@
 //!   (`metrics.rs`), over HTTPS with the certificate [`certificate`] keeps.
 //!   [`sinks::browser`] and [`sinks::mjpeg`] are its viewers.
 
+mod accept;
 mod admission;
 mod api;
 mod capture;
@@ -32,7 +35,8 @@ use crate::wire::handshake::Greeting;
 use crate::wire::protocol::{Codec, StreamHello};
 use crate::wire::secure::PairingMode;
 use crate::Stop;
-use admission::{accept_loop, AcceptWaker, Admission};
+use accept::{accept_loop, AcceptWaker};
+use admission::Admission;
 use anyhow::{Context, Result};
 use certificate::{TlsSource, WebKeys};
 use metrics::Latencies;
@@ -266,14 +270,16 @@ pub fn serve(
         });
         Some(sides.len() - 1)
     };
-    let jpeg_side = match config.codec {
-        Codec::Jpeg => None,
-        _ => side(Codec::Jpeg),
+    // Each kind of sink says what it takes; the stream's own encode serves it when it can.
+    let jpeg_side = match config.codec == sinks::mjpeg::CODEC {
+        true => None,
+        false => side(sinks::mjpeg::CODEC),
     };
-    // A publisher has no acks to fit a rate to: it gets the stream only at a fixed rate.
-    let publish_side = match (config.codec, config.bitrate, config.publish.is_empty()) {
-        (_, _, true) | (Codec::H264, Bitrate::Fixed(_), _) => None,
-        _ => side(Codec::H264),
+    let publish_side = match config.publish.is_empty()
+        || sinks::publish::takes_the_stream(config.codec, config.bitrate)
+    {
+        true => None,
+        false => side(sinks::publish::CODEC),
     };
     let shared = Arc::new(Shared {
         greeting: Greeting::new(&hello, &config.pairing)?,
@@ -302,7 +308,7 @@ pub fn serve(
         .map(|index| {
             let shared = Arc::clone(&shared);
             let track = sinks::publish::Track {
-                stored: codec::format(Codec::H264)
+                stored: codec::format(sinks::publish::CODEC)
                     .stored()
                     .context("H.264 cannot be published")?,
                 size: (hello.width, hello.height),

@@ -29,6 +29,13 @@ pub fn stalled(error: &anyhow::Error) -> Option<Duration> {
         .map(|stalled| stalled.0)
 }
 
+/// Logs that a viewer (`what`: "viewer", "browser") stalled and was dropped, giving its seat
+/// back: not a refusal, so not rate-limited (a viewer can only stall once).
+pub fn log_stalled(what: &str, peer: std::net::SocketAddr, error: &anyhow::Error) {
+    let seconds = stalled(error).map_or(0.0, |d| d.as_secs_f64());
+    log::warn!("{what} {peer} stalled for {seconds} s; dropped");
+}
+
 /// The frames a viewer has been sent and not yet acknowledged, shared by its writer and its
 /// ack reader.
 pub struct Flight {

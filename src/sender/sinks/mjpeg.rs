@@ -8,10 +8,15 @@
 use super::{Hooks, Policy, Sinks};
 use crate::net;
 use crate::wire::http::{mjpeg_part_head, response_head};
+use crate::wire::protocol::Codec;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
+
+/// What these clients take, and JPEG tabs and `/snapshot.jpg` with them: the stream's own encode
+/// when it is this, otherwise one on the side.
+pub const CODEC: Codec = Codec::Jpeg;
 
 const BOUNDARY: &str = "camstreamframe";
 /// Bytes of a part the socket may still hold unsent when the next is written.

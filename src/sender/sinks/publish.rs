@@ -5,16 +5,26 @@
 //! the stream ends.
 
 use super::{Hooks, Policy, Sinks};
-use crate::config::PublishTarget;
+use crate::config::{Bitrate, PublishTarget};
 use crate::error_line;
 use crate::lock;
 use crate::media::codec::Stored;
 use crate::media::remux::Remuxer;
 use crate::stats::PublisherReport;
+use crate::wire::protocol::Codec;
 use anyhow::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// What a media server is sent.
+pub const CODEC: Codec = Codec::H264;
+
+/// Whether publishers can take the stream's own encode (else one on the side): only at a fixed
+/// rate, as a server sends no acks for `--bitrate auto` to fit the rate to.
+pub fn takes_the_stream(stream: Codec, bitrate: Bitrate) -> bool {
+    stream == CODEC && matches!(bitrate, Bitrate::Fixed(_))
+}
 
 /// Frames a publisher may hold while its server is slow: a second at 30 fps.
 const QUEUE: usize = 30;

@@ -4,90 +4,41 @@
 //! - `/`, `/page.js`, `/page.css`: the page (compiled in; it loads nothing from elsewhere). It
 //!   asks for the pairing code itself, or takes it from the link's `#code=`.
 //! - `POST /login`: a right code gets a session cookie; wrong codes meet the same lockout as a
-//!   receiver's.
+//!   receiver's (`login.rs`, which also checks the data endpoints' credentials).
 //! - `/ws` (the page's stream, [`sinks::browser`]), `/stream.mjpg` ([`sinks::mjpeg`]),
 //!   `/snapshot.jpg`, `/metrics` ([`super::metrics`]): the session cookie, or HTTP basic auth
 //!   with the code as the password (curl, FFmpeg, VLC, Home Assistant), or a `401` that asks
 //!   for it.
+//!
+//! `conn.rs` is the connection itself: TLS or not, its request read, whole responses written.
 
-use super::admission::log_stalled;
-use super::sinks::flight::stalled;
+mod conn;
+mod login;
+
+use super::sinks::flight::{log_stalled, stalled};
 use super::sinks::{self, browser, Hooks, Policy};
 use super::{metrics, Shared};
-use crate::config::parse_code;
 use crate::error_line;
-use crate::wire::http::{self, parse_request, response_head, Request, COOKIE};
-use crate::wire::protocol::unix_micros;
-use crate::wire::tls::{code_matches, SESSION_SECONDS};
+use crate::wire::http::{self, response_head, Request};
 use anyhow::{bail, Context, Result};
+pub use conn::Served;
+use conn::{answer, page, read_request, Conn, REQUEST_TIMEOUT};
+use login::{authorize, locked_out, login, unauthorized, Access};
 use rustls::{ServerConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::WebSocket;
 
-const PAGE: &str = include_str!("page/index.html");
-const SCRIPT: &str = include_str!("page/page.js");
-const STYLE: &str = include_str!("page/page.css");
-/// How long a client has to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const PAGE: &str = include_str!("../page/index.html");
+const SCRIPT: &str = include_str!("../page/page.js");
+const STYLE: &str = include_str!("../page/page.css");
 /// How long `/snapshot.jpg` waits for a frame.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3);
-const REALM: &str = "Basic realm=\"camstream\"";
 /// The WebSocket close code that tells the page the sender is full (4000-4999 are ours).
 const SENDER_FULL: u16 = 4002;
-
-/// A connection, in the clear or through TLS.
-pub enum Conn {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
-}
-
-impl Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(tcp) => tcp,
-            Conn::Tls(tls) => tls.get_ref(),
-        }
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(tcp) => tcp.read(buf),
-            Conn::Tls(tls) => tls.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(tcp) => tcp.write(buf),
-            Conn::Tls(tls) => tls.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(tcp) => tcp.flush(),
-            Conn::Tls(tls) => tls.flush(),
-        }
-    }
-}
-
-/// How a web connection ended, for the log.
-pub enum Served {
-    /// A page, a login, a snapshot: nothing worth a line.
-    Quietly,
-    /// A viewer (a tab or an MJPEG client) that watched, and the frames it sent and skipped.
-    Watched { what: &'static str, sent: u64 },
-    /// Refused a code: how many wrong in a row from that address.
-    WrongCode(u32),
-}
 
 /// Serves one web connection; `tls` says whether it began with a TLS ClientHello.
 pub(super) fn serve(
@@ -196,158 +147,6 @@ pub(super) fn serve(
             Ok(Served::Quietly)
         }
     }
-}
-
-/// Reads a request's head; what follows it is returned too. On failure, the status to answer.
-/// The whole head must come within [`REQUEST_TIMEOUT`], not each byte of it: a client that
-/// trickles bytes cannot hold a connection.
-fn read_request(conn: &mut Conn) -> std::result::Result<(Request, Vec<u8>), (u16, anyhow::Error)> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let started = std::time::Instant::now();
-    loop {
-        if started.elapsed() > REQUEST_TIMEOUT {
-            return Err((
-                408,
-                anyhow::anyhow!("its request took over {} s", REQUEST_TIMEOUT.as_secs()),
-            ));
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) => {
-                return Err((
-                    400,
-                    anyhow::anyhow!("it closed the connection in the middle of its request"),
-                ))
-            }
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err((408, anyhow::Error::from(e).context("reading its request"))),
-        }
-        match parse_request(&head) {
-            Ok(Some((request, length))) => return Ok((request, head.split_off(length))),
-            Ok(None) => {}
-            Err(e) => return Err((e.status(), e.into())),
-        }
-    }
-}
-
-/// Writes a whole response.
-fn answer(
-    conn: &mut Conn,
-    status: u16,
-    content_type: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<()> {
-    let mut all = vec![("Content-Type", content_type), ("Connection", "close")];
-    all.extend_from_slice(headers);
-    conn.write_all(&response_head(status, &all, Some(body.len())))?;
-    conn.write_all(body)?;
-    conn.flush()?;
-    Ok(())
-}
-
-fn page(conn: &mut Conn, content_type: &str, body: &str) -> Result<Served> {
-    answer(
-        conn,
-        200,
-        content_type,
-        &[("Cache-Control", "no-cache")],
-        body.as_bytes(),
-    )?;
-    Ok(Served::Quietly)
-}
-
-fn unauthorized(conn: &mut Conn) -> Result<()> {
-    answer(
-        conn,
-        401,
-        "text/plain; charset=utf-8",
-        &[("WWW-Authenticate", REALM)],
-        b"this camstream sender wants its pairing code: log in on its page, or use it as the password (curl -u :CODE)\n",
-    )
-}
-
-fn locked_out(conn: &mut Conn, wait: Duration) -> Result<()> {
-    let seconds = wait.as_secs_f64().ceil().to_string();
-    let body = format!("too many wrong pairing codes: try again in {seconds} s\n");
-    answer(
-        conn,
-        429,
-        "text/plain; charset=utf-8",
-        &[("Retry-After", &seconds)],
-        body.as_bytes(),
-    )
-}
-
-/// Whether a request may have a data endpoint.
-enum Access {
-    Granted,
-    /// No credentials, or a wrong code (and how many in a row).
-    Refused(Option<u32>),
-    LockedOut(Duration),
-}
-
-fn authorize(request: &Request, peer: SocketAddr, shared: &Shared) -> Access {
-    let Some(keys) = &shared.web else {
-        return Access::Granted; // --insecure: open, as the stream is.
-    };
-    let now = unix_seconds();
-    if request
-        .session
-        .as_deref()
-        .is_some_and(|token| keys.sessions.check(token, now))
-    {
-        return Access::Granted;
-    }
-    let Some(typed) = &request.basic_password else {
-        return Access::Refused(None);
-    };
-    if let Some(wait) = shared.admission.lockout(peer) {
-        return Access::LockedOut(wait);
-    }
-    match parse_code(typed).is_ok_and(|typed| code_matches(&typed, &keys.code)) {
-        true => Access::Granted,
-        false => Access::Refused(Some(shared.admission.wrong_code(peer))),
-    }
-}
-
-fn login(
-    conn: &mut Conn,
-    typed: &str,
-    peer: SocketAddr,
-    shared: &Shared,
-    tls: bool,
-) -> Result<Served> {
-    let Some(keys) = &shared.web else {
-        answer(conn, 204, "text/plain", &[], b"")?;
-        return Ok(Served::Quietly);
-    };
-    if let Some(wait) = shared.admission.lockout(peer) {
-        locked_out(conn, wait)?;
-        return Ok(Served::Quietly);
-    }
-    if !parse_code(typed).is_ok_and(|typed| code_matches(&typed, &keys.code)) {
-        let failures = shared.admission.wrong_code(peer);
-        answer(
-            conn,
-            403,
-            "text/plain; charset=utf-8",
-            &[],
-            b"pairing code did not match\n",
-        )?;
-        return Ok(Served::WrongCode(failures));
-    }
-    let secure = if tls { "; Secure" } else { "" };
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly{secure}; SameSite=Strict; Path=/; Max-Age={SESSION_SECONDS}",
-        keys.sessions.issue(unix_seconds())
-    );
-    answer(conn, 204, "text/plain", &[("Set-Cookie", &cookie)], b"")?;
-    Ok(Served::Quietly)
-}
-
-fn unix_seconds() -> u64 {
-    unix_micros(SystemTime::now()) / 1_000_000
 }
 
 /// `/ws`: the page's own stream.
