@@ -1,8 +1,8 @@
 //! The wire: everything about the bytes between a sender and a receiver, and nothing about
 //! cameras, codecs or windows.
 //!
-//! - [`protocol`]: the messages and their bincode bytes (no I/O); [`stream`]: what a stream's
-//!   hello promises about its frames. The README documents every byte.
+//! - [`protocol`]: the messages and their bincode bytes (no I/O), each message's fields typed
+//!   in [`messages`]; [`stream`]: what a stream's hello promises about its frames. The README documents every byte.
 //! - [`connection`]: messages over any `Read`/`Write`: the `u64` length prefix, reused buffers,
 //!   lengths capped before allocating, a clean close told apart from a cut.
 //! - [`secure`]: the pairing code, SPAKE2, the keys, sealing and opening (bytes only).
@@ -16,6 +16,7 @@
 pub mod connection;
 pub mod handshake;
 pub mod http;
+pub mod messages;
 pub mod protocol;
 pub mod secure;
 pub mod session;
