@@ -1,9 +1,11 @@
 //! What pictures are read from, whatever the source: the [`Capture`] trait, what a read gives
 //! ([`Pixels`]) and what a source found ([`Next`]), and the captures that wrap another: one whose
 //! JPEG pictures are decoded ([`Decoded`]), one scaled to another size ([`Scaled`]). Both
-//! [`super::source`] and [`super::live`] build on these.
+//! [`super::source`] and [`super::live`] build on these. [`SourcePicture`] holds what a read
+//! gave, decoding a JPEG only when its pixels are wanted.
 
 use super::codec::{self, Decoder};
+use super::logs::Tally;
 use crate::wire::protocol::{Codec, FrameHeader, PixelFormat};
 use anyhow::{bail, Context, Result};
 use opencv::core::Mat;
@@ -199,5 +201,63 @@ impl Capture for Scaled {
         out.clear();
         out.extend_from_slice(self.scaled.data_bytes()?);
         Ok(true)
+    }
+}
+
+/// The source's newest picture as it came, and its pixels once something needed them: a JPEG
+/// is decoded only when its pixels are asked for (the sender passes it on as it came).
+pub struct SourcePicture {
+    /// The picture as the source gave it: BGR rows, or a JPEG.
+    pub bytes: Vec<u8>,
+    pub pixels: Pixels,
+    size: (u32, u32),
+    /// A JPEG's pixels, when `decoded` says they are this picture's.
+    bgr: Vec<u8>,
+    decoded: bool,
+    jpeg: Option<JpegPictures>,
+    /// JPEG pictures that did not decode, reported at most once a minute.
+    undecodable: Tally,
+}
+
+impl SourcePicture {
+    pub fn new(size: (u32, u32)) -> SourcePicture {
+        SourcePicture {
+            bytes: Vec::new(),
+            pixels: Pixels::Bgr,
+            size,
+            bgr: Vec::new(),
+            decoded: false,
+            jpeg: None,
+            undecodable: Tally::default(),
+        }
+    }
+
+    /// Notes that `bytes` now holds a new picture of `pixels`; returns `at`.
+    pub fn is(&mut self, pixels: Pixels, at: SystemTime) -> SystemTime {
+        self.pixels = pixels;
+        self.decoded = false;
+        at
+    }
+
+    /// The picture's BGR rows, decoding a JPEG the first time they are asked for; `None` if it
+    /// does not decode (a camera's damaged picture is skipped, not the end of the stream).
+    pub fn bgr(&mut self) -> Result<Option<&mut Vec<u8>>> {
+        if self.pixels == Pixels::Bgr {
+            return Ok(Some(&mut self.bytes));
+        }
+        if !self.decoded {
+            let jpeg = match &mut self.jpeg {
+                Some(jpeg) => jpeg,
+                empty => empty.insert(JpegPictures::new()?),
+            };
+            if let Err(e) = jpeg.decode_into(&self.bytes, self.size, &mut self.bgr) {
+                if let Some(count) = self.undecodable.count(1) {
+                    log::warn!("{count} of the source's JPEG pictures did not decode (reported at most once a minute): {e:#}");
+                }
+                return Ok(None);
+            }
+            self.decoded = true;
+        }
+        Ok(Some(&mut self.bgr))
     }
 }

@@ -9,10 +9,9 @@ use super::rate::RateControl;
 use super::sinks::{BufferPool, Sinks};
 use super::{SenderConfig, Shared, PREVIEW_TITLE};
 use crate::config::Bitrate;
-use crate::media::capture::{JpegPictures, Next, Pixels};
+use crate::media::capture::{Next, Pixels, SourcePicture};
 use crate::media::codec::{self, Encoder, EncoderSettings};
 use crate::media::live::REOPEN_INTERVAL;
-use crate::media::logs::Tally;
 use crate::media::source::Source;
 use crate::media::window::{draw_card, Window, WindowEvent};
 use crate::media::Picture;
@@ -354,62 +353,6 @@ impl CaptureLoop<'_> {
             }
         }
         Turn::Again
-    }
-}
-
-/// The source's newest picture as it came, and its pixels once something needed them.
-struct SourcePicture {
-    bytes: Vec<u8>,
-    pixels: Pixels,
-    size: (u32, u32),
-    /// A JPEG's pixels, when `decoded` says they are this picture's.
-    bgr: Vec<u8>,
-    decoded: bool,
-    jpeg: Option<JpegPictures>,
-    /// JPEG pictures that did not decode, reported at most once a minute.
-    undecodable: Tally,
-}
-
-impl SourcePicture {
-    fn new(size: (u32, u32)) -> SourcePicture {
-        SourcePicture {
-            bytes: Vec::new(),
-            pixels: Pixels::Bgr,
-            size,
-            bgr: Vec::new(),
-            decoded: false,
-            jpeg: None,
-            undecodable: Tally::default(),
-        }
-    }
-
-    /// Notes that `bytes` now holds a new picture of `pixels`; returns `at`.
-    fn is(&mut self, pixels: Pixels, at: SystemTime) -> SystemTime {
-        self.pixels = pixels;
-        self.decoded = false;
-        at
-    }
-
-    /// The picture's BGR rows, decoding a JPEG the first time they are asked for; `None` if it
-    /// does not decode (a camera's damaged picture is skipped, not the end of the stream).
-    fn bgr(&mut self) -> Result<Option<&mut Vec<u8>>> {
-        if self.pixels == Pixels::Bgr {
-            return Ok(Some(&mut self.bytes));
-        }
-        if !self.decoded {
-            let jpeg = match &mut self.jpeg {
-                Some(jpeg) => jpeg,
-                empty => empty.insert(JpegPictures::new()?),
-            };
-            if let Err(e) = jpeg.decode_into(&self.bytes, self.size, &mut self.bgr) {
-                if let Some(count) = self.undecodable.count(1) {
-                    log::warn!("{count} of the source's JPEG pictures did not decode (reported at most once a minute): {e:#}");
-                }
-                return Ok(None);
-            }
-            self.decoded = true;
-        }
-        Ok(Some(&mut self.bgr))
     }
 }
 
