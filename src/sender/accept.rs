@@ -102,7 +102,7 @@ pub(super) fn accept_loop(
         }
         writers.retain(|w| !w.is_finished());
     }
-    let registries = || shared.registries();
+    let registries = || shared.feeds.registries();
     registries().for_each(Sinks::close_all);
     let grace = match quitting.is_raised() {
         true => QUIT_GRACE,
@@ -178,7 +178,7 @@ fn kind(stream: &TcpStream) -> anyhow::Result<Peer> {
 
 /// Registers a receiver as a sink, serves it, and counts what it missed.
 fn serve_receiver(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let viewer = match TcpViewer::join(stream, &shared.sinks) {
+    let viewer = match TcpViewer::join(stream, &shared.feeds.sinks) {
         Ok(viewer) => viewer,
         Err(e) => {
             log::warn!("viewer {peer}: {e}");
@@ -190,7 +190,7 @@ fn serve_receiver(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         .counters
         .frames_skipped
         .fetch_add(viewer.skipped(), Ordering::Relaxed);
-    shared.sinks.leave(viewer.id());
+    shared.feeds.sinks.leave(viewer.id());
 }
 
 /// Serves one viewer and says how it ended.
@@ -210,7 +210,7 @@ fn serve_and_log(viewer: &TcpViewer, peer: SocketAddr, shared: &Shared) {
     };
     let served = viewer.serve(
         &shared.greeting,
-        &shared.sinks,
+        &shared.feeds.sinks,
         shared.viewer_timeout,
         frame_interval(shared.stream.fps),
         connected,

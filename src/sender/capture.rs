@@ -54,7 +54,7 @@ pub(super) fn run(
     let settings = encoder_settings(config, source.size(), stream_fps);
     let mut capture = CaptureLoop {
         config,
-        sinks: &shared.sinks,
+        sinks: &shared.feeds.sinks,
         shared,
         pace,
         preview: Preview {
@@ -62,7 +62,7 @@ pub(super) fn run(
             stop,
         },
         encoder: codec::format(config.codec).encoder(&settings)?,
-        side_encoders: shared.sides.iter().map(|_| None).collect(),
+        side_encoders: shared.feeds.sides.iter().map(|_| None).collect(),
         settings,
         rate: None,
         pool: BufferPool::new(POOLED_BUFFERS),
@@ -252,7 +252,10 @@ impl CaptureLoop<'_> {
 
     /// Whether some sink, of the stream or a side feed, is receiving frames.
     fn anyone_watches(&self) -> bool {
-        self.shared.registries().any(|sinks| sinks.active() > 0)
+        self.shared
+            .feeds
+            .registries()
+            .any(|sinks| sinks.active() > 0)
     }
 
     /// Encodes the picture once for each codec some sink wants and offers it to those sinks.
@@ -269,7 +272,7 @@ impl CaptureLoop<'_> {
         };
         // First, as the raw encoder takes the picture.
         let mut side_offered = 0;
-        for side in 0..self.shared.sides.len() {
+        for side in 0..self.shared.feeds.sides.len() {
             side_offered += self.send_side(side, header)?;
         }
         if self.sinks.active() == 0 {
@@ -317,7 +320,7 @@ impl CaptureLoop<'_> {
     /// returns how many were offered it.
     fn send_side(&mut self, side: usize, header: FrameHeader) -> Result<usize> {
         let (Some(feed), Some(encoder)) = (
-            self.shared.sides.get(side),
+            self.shared.feeds.sides.get(side),
             self.side_encoders.get_mut(side),
         ) else {
             return Ok(0);

@@ -64,7 +64,7 @@ pub(super) fn render(shared: &Shared) -> String {
         format!("{{codec=\"{}\",encode=\"stream\"}}", shared.stream.codec),
         load(&counters.frames_encoded) as f64,
     )];
-    for side in &shared.sides {
+    for side in &shared.feeds.sides {
         let labels = format!("{{codec=\"{}\",encode=\"side\"}}", side.codec);
         encoded.push((labels, load(&side.encoded) as f64));
     }
@@ -96,7 +96,7 @@ pub(super) fn render(shared: &Shared) -> String {
         .iter()
         .map(|kind| (format!("{{kind=\"{kind}\"}}"), 0.0))
         .collect();
-    let kinds = shared.registries().flat_map(|sinks| sinks.kinds());
+    let kinds = shared.feeds.registries().flat_map(|sinks| sinks.kinds());
     for (kind, n) in kinds {
         if let Some((_, count)) = viewers
             .iter_mut()

@@ -1,7 +1,9 @@
 //! The sender: one capture loop (source → preview → one encode → every sink's slot) on the
 //! calling thread, which highgui needs, plus an accept thread and one writer thread per viewer.
 //!
-//! - `capture.rs`: reading the source at its pace, the one encode, the "NO SIGNAL" card.
+//! - `capture.rs`: reading the source at its pace, the one encode, the "NO SIGNAL" card;
+//!   `feeds.rs`: the encodes frames go out from (the stream's, and side ones for the kinds of
+//!   sink that take another codec), each with its sinks.
 //! - `accept.rs`: the accept loop, and each connection told apart by its first byte and served
 //!   on its own thread; `admission.rs`: the policy it asks, who may connect (`--allow`, seats,
 //!   lockouts after wrong codes), and refusals logged sparingly.
@@ -17,6 +19,7 @@ mod admission;
 mod api;
 mod capture;
 pub mod certificate;
+mod feeds;
 mod metrics;
 mod rate;
 pub mod sinks;
@@ -39,10 +42,10 @@ use accept::{accept_loop, AcceptWaker};
 use admission::Admission;
 use anyhow::{Context, Result};
 use certificate::{TlsSource, WebKeys};
+use feeds::Feeds;
 use metrics::Latencies;
-use sinks::browser::{Fragments, StreamFacts};
+use sinks::browser::StreamFacts;
 use sinks::publish::PublisherStatus;
-use sinks::Sinks;
 use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -144,54 +147,14 @@ struct Shared {
     admission: Admission,
     /// `--viewer-timeout`.
     viewer_timeout: Duration,
-    /// The sinks of the stream's own encode.
-    sinks: Sinks,
-    /// Codecs some sinks want besides the stream's own: JPEG for MJPEG clients, snapshots and
-    /// pages that cannot play the stream; H.264 at a fixed rate for publishers. Each is encoded
-    /// on the side, once per frame, only while one of its sinks is there.
-    sides: Vec<SideFeed>,
-    /// Where JPEG frames come from: `None` for the stream itself.
-    jpeg_side: Option<usize>,
-    /// Where publishers' H.264 comes from: `None` for the stream itself.
-    publish_side: Option<usize>,
-    /// For an H.264 stream: its fragmented MP4 for pages.
-    fragments: Option<Arc<Fragments>>,
+    /// The encodes frames go out from, and their sinks.
+    feeds: Feeds,
     /// The web side's TLS and sessions; `None` with `--insecure` (plain HTTP, open).
     web: Option<WebKeys>,
     stream: StreamFacts,
     counters: Counters,
     /// Each `--publish` target and what its publisher is doing.
     publishers: Vec<(PublishTarget, PublisherStatus)>,
-}
-
-/// Sinks that want another codec than the stream's.
-struct SideFeed {
-    codec: Codec,
-    sinks: Sinks,
-    /// Frames encoded for them.
-    encoded: AtomicU64,
-}
-
-impl Shared {
-    fn feed(&self, side: Option<usize>) -> &Sinks {
-        side.and_then(|i| self.sides.get(i))
-            .map_or(&self.sinks, |side| &side.sinks)
-    }
-
-    /// The sinks that get JPEG frames.
-    fn jpeg_sinks(&self) -> &Sinks {
-        self.feed(self.jpeg_side)
-    }
-
-    /// The sinks that get H.264 at a fixed rate, for publishers.
-    fn publish_sinks(&self) -> &Sinks {
-        self.feed(self.publish_side)
-    }
-
-    /// Every registry of sinks: the stream's and the side ones.
-    fn registries(&self) -> impl Iterator<Item = &Sinks> {
-        std::iter::once(&self.sinks).chain(self.sides.iter().map(|side| &side.sinks))
-    }
 }
 
 /// The counts the capture loop and the viewers' threads keep, for `--stats` and `/metrics`.
@@ -230,67 +193,13 @@ pub fn serve(
     listener
         .set_nonblocking(true)
         .context("setting up the listener")?;
-    if let Some(name) = &config.congestion_control {
-        // Connections inherit it from the listener.
-        crate::net::set_congestion_control(&listener, name).with_context(|| {
-            format!(
-                "setting TCP congestion control {name:?} (available: {}; without root, only \
-                 those in net.ipv4.tcp_allowed_congestion_control)",
-                crate::net::available_congestion_controls()
-            )
-        })?;
-    }
-    let web = match config.pairing.code() {
-        Some(code) => {
-            let keys = certificate::load(&config.tls, code).context("setting up HTTPS")?;
-            log::info!(
-                "web page certificate SHA-256 fingerprint {}",
-                keys.fingerprint
-            );
-            Some(keys)
-        }
-        None => None,
-    };
-    let sinks = Sinks::default();
-    let format = codec::format(config.codec);
-    let fragments = match format.stored() {
-        Some(stored) if stored.mp4_codecs.is_some() => Some(Arc::new(Fragments::new(
-            stored,
-            (hello.width, hello.height),
-            hello.fps,
-        )?)),
-        _ => None,
-    };
-    let mut sides = Vec::new();
-    let mut side = |codec: Codec| {
-        sides.push(SideFeed {
-            codec,
-            sinks: sinks.sharing_demand(),
-            encoded: AtomicU64::new(0),
-        });
-        Some(sides.len() - 1)
-    };
-    // Each kind of sink says what it takes; the stream's own encode serves it when it can.
-    let jpeg_side = match config.codec == sinks::mjpeg::CODEC {
-        true => None,
-        false => side(sinks::mjpeg::CODEC),
-    };
-    let publish_side = match config.publish.is_empty()
-        || sinks::publish::takes_the_stream(config.codec, config.bitrate)
-    {
-        true => None,
-        false => side(sinks::publish::CODEC),
-    };
+    tune_listener(config, &listener)?;
     let shared = Arc::new(Shared {
         greeting: Greeting::new(&hello, &config.pairing)?,
         admission: Admission::new(config.allow, config.max_viewers),
         viewer_timeout: config.viewer_timeout,
-        sides,
-        jpeg_side,
-        publish_side,
-        sinks,
-        fragments,
-        web,
+        feeds: Feeds::new(config, &hello)?,
+        web: web_keys(config)?,
         stream: StreamFacts {
             codec: config.codec.name(),
             width: hello.width,
@@ -304,25 +213,7 @@ pub fn serve(
             .map(|target| (target.clone(), PublisherStatus::default()))
             .collect(),
     });
-    let publishers: Vec<thread::JoinHandle<()>> = (0..config.publish.len())
-        .map(|index| {
-            let shared = Arc::clone(&shared);
-            let track = sinks::publish::Track {
-                stored: codec::format(sinks::publish::CODEC)
-                    .stored()
-                    .context("H.264 cannot be published")?,
-                size: (hello.width, hello.height),
-                fps: hello.fps,
-            };
-            thread::Builder::new()
-                .name("publisher".into())
-                .spawn(move || {
-                    let (target, status) = &shared.publishers[index];
-                    sinks::publish::run(target, &track, shared.publish_sinks(), status);
-                })
-                .context("starting a publisher")
-        })
-        .collect::<Result<_>>()?;
+    let publishers = start_publishers(config, &shared, &hello)?;
     let waker = Arc::new(AcceptWaker::new().context("setting up the accept loop's waker")?);
     let accepting = Stop::default();
     let acceptor = {
@@ -371,6 +262,62 @@ pub fn serve(
         .map(|(target, status)| status.report(target))
         .collect();
     result.map(|()| report.finish(started))
+}
+
+/// The listener's options, which connections inherit: `--tcp-congestion`.
+fn tune_listener(config: &SenderConfig, listener: &TcpListener) -> Result<()> {
+    if let Some(name) = &config.congestion_control {
+        crate::net::set_congestion_control(listener, name).with_context(|| {
+            format!(
+                "setting TCP congestion control {name:?} (available: {}; without root, only \
+                 those in net.ipv4.tcp_allowed_congestion_control)",
+                crate::net::available_congestion_controls()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The web side's certificate and sessions, when the stream is paired.
+fn web_keys(config: &SenderConfig) -> Result<Option<WebKeys>> {
+    Ok(match config.pairing.code() {
+        Some(code) => {
+            let keys = certificate::load(&config.tls, code).context("setting up HTTPS")?;
+            log::info!(
+                "web page certificate SHA-256 fingerprint {}",
+                keys.fingerprint
+            );
+            Some(keys)
+        }
+        None => None,
+    })
+}
+
+/// A thread for each `--publish` server, publishing from the feed publishers take.
+fn start_publishers(
+    config: &SenderConfig,
+    shared: &Arc<Shared>,
+    hello: &StreamHello,
+) -> Result<Vec<thread::JoinHandle<()>>> {
+    (0..config.publish.len())
+        .map(|index| {
+            let shared = Arc::clone(shared);
+            let track = sinks::publish::Track {
+                stored: codec::format(sinks::publish::CODEC)
+                    .stored()
+                    .context("H.264 cannot be published")?,
+                size: (hello.width, hello.height),
+                fps: hello.fps,
+            };
+            thread::Builder::new()
+                .name("publisher".into())
+                .spawn(move || {
+                    let (target, status) = &shared.publishers[index];
+                    sinks::publish::run(target, &track, shared.feeds.publish_sinks(), status);
+                })
+                .context("starting a publisher")
+        })
+        .collect()
 }
 
 /// What the stream will be (its hello) and the rate the source is read at, logged once.

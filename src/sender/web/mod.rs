@@ -209,9 +209,9 @@ fn watch_page(mut conn: Conn, request: &Request, rest: Vec<u8>, shared: &Shared)
         return Ok(Served::Quietly);
     };
     let feeds = browser::Feeds {
-        main: &shared.sinks,
-        jpeg: shared.jpeg_sinks(),
-        fragments: shared.fragments.as_ref(),
+        main: &shared.feeds.sinks,
+        jpeg: shared.feeds.jpeg_sinks(),
+        fragments: shared.feeds.fragments.as_ref(),
     };
     let tally = metrics::Tally(&shared.counters);
     let (sent, skipped) = browser::serve(
@@ -247,7 +247,7 @@ fn stream_mjpeg(mut conn: Conn, shared: &Shared) -> Result<Served> {
     let tcp = conn.tcp().try_clone()?;
     let tally = metrics::Tally(&shared.counters);
     let mut sent = 0;
-    let skipped = sinks::mjpeg::serve(&mut conn, &tcp, shared.jpeg_sinks(), |bytes| {
+    let skipped = sinks::mjpeg::serve(&mut conn, &tcp, shared.feeds.jpeg_sinks(), |bytes| {
         sent += 1;
         browser::Tally::frame_sent(&tally, bytes);
     })?;
@@ -263,7 +263,7 @@ fn stream_mjpeg(mut conn: Conn, shared: &Shared) -> Result<Served> {
 
 /// `/snapshot.jpg`: the next JPEG frame.
 fn snapshot(conn: &mut Conn, shared: &Shared) -> Result<Served> {
-    let sinks = shared.jpeg_sinks();
+    let sinks = shared.feeds.jpeg_sinks();
     let member = sinks.member(
         Policy::Live,
         Hooks {
