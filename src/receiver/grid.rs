@@ -14,8 +14,8 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The window is drawn again at most this often: four senders at 30 fps each change it 120
-/// times a second, and a screen shows 60.
+/// The window is drawn (when it changed) and its keys looked at this often: four senders at 30
+/// fps each change it 120 times a second, and a screen shows 60.
 const REDRAW: Duration = Duration::from_millis(16);
 /// How often the tiles of senders that are away are brought up to date.
 const CARDS: Duration = Duration::from_millis(250);
@@ -39,11 +39,13 @@ pub fn run_grid(
     senders: &mut Vec<HubSender>,
 ) -> Result<()> {
     let names: Vec<String> = receivers.iter().map(Receiver::sender).collect();
+    // The window is up before frames are taken: opening it takes a moment, in which the
+    // senders' first frames would otherwise be skipped.
+    let mut grid = Grid::open(&names, view)?;
     let mut hub = Hub::new();
     for receiver in receivers {
         hub.add_receiver(receiver);
     }
-    let mut grid = Grid::open(&names, view)?;
     let shown = grid.show(&mut hub, view.frames, stop);
     *senders = hub.close();
     shown.and(grid.failed.map_or(Ok(()), Err))
@@ -84,8 +86,12 @@ impl Grid<'_> {
             true => Some(Window::open(WINDOW_TITLE)?),
             false => None,
         };
-        if let (Some(window), Some(place)) = (&window, view.window_at) {
-            window.place(place)?;
+        if let Some(window) = &window {
+            if let Some(place) = view.window_at {
+                window.place(place)?;
+            }
+            window.show(&mosaic.picture())?;
+            window.poll(1)?;
         }
         let tiles = names
             .iter()
@@ -106,17 +112,19 @@ impl Grid<'_> {
         })
     }
 
+    /// Takes each frame as it comes into its tile; the window is drawn (when it changed) and
+    /// its events run once every [`REDRAW`], not once a frame.
     fn show(&mut self, hub: &mut Hub, limit: Option<u64>, stop: &Stop) -> Result<()> {
-        let wait = match self.window {
-            Some(_) => Duration::from_millis(5),
-            None => Duration::from_millis(50),
-        };
-        let (mut drawn, mut carded) = (Instant::now(), Instant::now());
+        let (mut looked, mut carded) = (Instant::now(), Instant::now());
         let mut changed = true;
         while !stop.is_raised() {
             if limit.is_some_and(|limit| self.tiles.iter().all(|tile| tile.shown >= limit)) {
                 return Ok(());
             }
+            let wait = match self.window {
+                Some(_) => REDRAW.saturating_sub(looked.elapsed()),
+                None => Duration::from_millis(50),
+            };
             match hub.next_timeout(wait) {
                 None => return Ok(()),
                 Some(Ok(Some((index, frame)))) => {
@@ -140,10 +148,14 @@ impl Grid<'_> {
             let Some(window) = &self.window else {
                 continue;
             };
-            if changed && drawn.elapsed() >= REDRAW {
-                window.show(&self.mosaic.picture())?;
-                (drawn, changed) = (Instant::now(), false);
+            if looked.elapsed() < REDRAW {
+                continue;
             }
+            if changed {
+                window.show(&self.mosaic.picture())?;
+                changed = false;
+            }
+            looked = Instant::now();
             match window.poll(1)? {
                 WindowEvent::Quit => return Ok(()),
                 WindowEvent::ToggleOverlay | WindowEvent::None => {}
