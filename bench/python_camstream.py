@@ -52,6 +52,9 @@ def send(args):
         sent = 0
         started = time.monotonic()
         while time.monotonic() - started < args.seconds:
+            # Only the frames a viewer will take, as the sender program's --fps 0 makes them.
+            if args.as_wanted and not sender.wait_wanted(timeout=1):
+                continue
             sender.send(images[sent % 2])
             sent += 1
         seconds = time.monotonic() - started
@@ -69,6 +72,8 @@ def main():
     sending.add_argument("--seconds", type=float, default=10)
     sending.add_argument("--size", default="1920x1080")
     sending.add_argument("--codec", default="raw")
+    sending.add_argument("--as-wanted", action="store_true",
+                         help="send only when a viewer is ready for a frame (Sender.wait_wanted)")
     args = parser.parse_args()
     {"receive": receive, "send": send}[args.command](args)
 

@@ -629,7 +629,7 @@ row(
 )
 sent = load("py_send_program")
 row(
-    "Python sending raw 1920x1080 from numpy: frames a receiver shows",
+    "Python sending raw 1920x1080 from numpy as fast as a receiver takes it (wait_wanted): frames it shows",
     f"{sent['fps']:.0f} fps",
     f"{raw['fps']:.0f} fps from the sender program's test pattern (case 4)",
     f"{sent['fps'] / raw['fps']:.2f}" if raw["fps"] else "",

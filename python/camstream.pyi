@@ -113,6 +113,11 @@ class Sender:
     def send(self, image: npt.NDArray[np.uint8]) -> None:
         """Leaves ``image`` (height x width x 3, BGR) as the newest frame and returns at once.
         Every frame must have the first one's size (``ValueError`` otherwise)."""
+    def wait_wanted(self, timeout: Optional[float] = None) -> bool:
+        """Waits until a viewer is ready for a frame newer than the last one sent, for a program
+        that makes frames as fast as it can and wants to make only those that will be sent
+        (``True``; at once before the first frame, or with ``fps``). ``False`` after
+        ``timeout`` seconds. Releases the GIL; Ctrl-C interrupts it."""
     def close(self) -> None: ...
     def __enter__(self) -> "Sender": ...
     def __exit__(

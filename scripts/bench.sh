@@ -586,7 +586,8 @@ ffprobe -v error -count_packets -select_streams v:0 -show_entries stream=codec_n
 
 # Case 16 (issue 23): the Python module as a user's program uses it (bench/python_camstream.py),
 # against the programs on the same streams: receiving raw 1920x1080 as fast as possible and
-# JPEG 1280x720 at 30 fps as numpy arrays, and sending raw 1920x1080 from numpy.
+# JPEG 1280x720 at 30 fps as numpy arrays, and sending raw 1920x1080 from numpy as fast as a
+# receiver takes it (Sender.wait_wanted, as the sender program's --fps 0 paces its pattern).
 echo "bench: 16/17 Python: receiving raw 1080p and JPEG 720p as numpy arrays, sending raw 1080p from numpy, against the programs" >&2
 pyvenv=target/python-venv
 if ! "$pyvenv/bin/python" -c 'import camstream' 2>/dev/null; then
@@ -603,7 +604,7 @@ for stream in raw:"--source test:1920x1080 --codec raw --fps 0" jpeg:"--source t
   "$pyvenv/bin/python" bench/python_camstream.py receive "$addr" --seconds "$seconds" >"$out/py_${stream%%:*}.json"
   stop "$sender"
 done
-"$pyvenv/bin/python" bench/python_camstream.py send --seconds $((seconds + 3)) --size 1920x1080 --codec raw \
+"$pyvenv/bin/python" bench/python_camstream.py send --seconds $((seconds + 3)) --size 1920x1080 --codec raw --as-wanted \
   >"$out/py_send.json" 2>"$out/py_send.log" &
 pysender=$!
 pids+=("$pysender")

@@ -243,3 +243,46 @@ fn sending_never_waits_for_a_viewer_that_takes_nothing() {
     );
     sender.close().unwrap();
 }
+
+#[test]
+fn a_program_can_make_only_the_frames_a_viewer_is_ready_for() {
+    let options = SenderOptions {
+        codec: Codec::Raw,
+        pairing: Some(PairingMode::Insecure),
+        ..SenderOptions::default()
+    };
+    let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
+    assert!(
+        sender.wait_wanted(Duration::ZERO),
+        "the first frame starts the stream"
+    );
+    sender.send(&program_frame(0), 160, 120).unwrap();
+    assert!(
+        !sender.wait_wanted(Duration::from_millis(200)),
+        "nobody is watching"
+    );
+    let mut receiver =
+        Receiver::connect(&sender.local_addr().to_string(), PairingMode::Insecure).unwrap();
+    // Each frame is made only once the receiver is ready for it, and each one made is shown
+    // (after frame 0, the newest when it connected).
+    let mut shown = Vec::new();
+    for k in 1..=10 {
+        assert!(sender.wait_wanted(WAIT), "frame {k} not wanted");
+        sender.send(&program_frame(k), 160, 120).unwrap();
+        assert!(
+            !sender.wait_wanted(Duration::ZERO),
+            "frame {k} not taken yet"
+        );
+        while shown.last() != Some(&k) {
+            let frame = receive(&mut receiver);
+            let index = u64::from_le_bytes(frame.bgr[..8].try_into().unwrap());
+            assert!(frame.bgr == program_frame(index), "frame {}", frame.seq);
+            shown.push(index);
+        }
+    }
+    // Frame 0 is not shown only if frame 1 was made before the sender took it.
+    let first = shown[0];
+    assert!(first <= 1, "{shown:?}");
+    assert_eq!(shown, (first..=10).collect::<Vec<_>>());
+    sender.close().unwrap();
+}

@@ -421,6 +421,28 @@ impl Sender {
             .map_err(connection_error)
     }
 
+    /// Waits until a viewer is ready for a frame newer than the last one sent, for a program
+    /// that makes frames as fast as it can and wants to make only those that will be sent.
+    /// True when one is (at once before the first frame, or with `fps`); False after `timeout`
+    /// seconds (forever when `None`). Releases the GIL; Ctrl-C interrupts it.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_wanted(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = timeout.map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
+        loop {
+            let step = deadline.map_or(SIGNAL_CHECK, |deadline| {
+                SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now()))
+            });
+            let wanted = py.detach(|| lock(&self.inner).as_ref().map(|s| s.wait_wanted(step)));
+            if wanted.ok_or_else(closed)? {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(false);
+            }
+        }
+    }
+
     /// Stops serving.
     fn close(&self) -> PyResult<()> {
         match lock(&self.inner).take() {

@@ -321,3 +321,20 @@ def test_a_hub_yields_each_senders_frames_with_its_address():
     finally:
         small.close()
         smooth_sending.close()
+
+
+def test_a_program_can_make_only_the_frames_a_viewer_is_ready_for():
+    with camstream.Sender("127.0.0.1:0", codec="raw", insecure=True) as sender:
+        assert sender.wait_wanted(timeout=0), "the first frame starts the stream"
+        sender.send(image(0))
+        assert not sender.wait_wanted(timeout=0.2), "nobody is watching"
+        with camstream.Receiver(f"127.0.0.1:{sender.port}", insecure=True) as receiver:
+            shown = []
+            for k in range(1, 6):
+                assert sender.wait_wanted(timeout=10)
+                sender.send(image(k))
+                while not shown or shown[-1] != k:
+                    frame = receiver.recv(timeout=10)
+                    shown.append(index_of(frame.image))
+                    assert np.array_equal(frame.image, image(shown[-1]))
+            assert shown == list(range(shown[0], 6)) and shown[0] <= 1, shown

@@ -105,8 +105,8 @@ impl LiveSource {
         if latest.count != self.taken {
             self.taken = latest.count;
             self.last_frame_at = Instant::now();
-            out.clear();
-            out.extend_from_slice(&latest.frame);
+            // Taken, not copied: the reader's next frame replaces whatever is left in its place.
+            std::mem::swap(out, &mut latest.frame);
             return match latest.pixels {
                 Pixels::Bgr => Next::Frame(latest.captured_at),
                 Pixels::Jpeg => Next::Jpeg(latest.captured_at),

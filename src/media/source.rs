@@ -41,6 +41,17 @@ pub struct Source {
     is_pattern: bool,
     /// Each picture shows its capture time ([`Source::show_capture_time`]).
     shows_time: bool,
+    /// What makes its frames, when it can make them on demand.
+    maker: Option<Box<dyn FrameMaker>>,
+}
+
+/// What makes a source's frames (a program), when it can make them as viewers want them.
+pub trait FrameMaker: Send {
+    /// Whether it makes them on demand now: the sender then reads one only when a viewer is
+    /// ready, and says so first ([`FrameMaker::wanted`]).
+    fn on_demand(&self) -> bool;
+    /// A viewer is ready for a frame.
+    fn wanted(&self);
 }
 
 enum Reading {
@@ -114,6 +125,7 @@ impl Source {
             reading: reading(capture),
             is_pattern: false,
             shows_time: false,
+            maker: None,
         }
     }
 
@@ -134,6 +146,25 @@ impl Source {
         Self::new(capture, false, |capture| {
             Reading::Live(LiveSource::start(capture, opener))
         })
+    }
+
+    /// A live source whose frames `maker` makes, and may make as viewers want them (a
+    /// program's own, made as fast as they are taken).
+    pub fn made_by(mut self, maker: Box<dyn FrameMaker>) -> Source {
+        self.maker = Some(maker);
+        self
+    }
+
+    /// Whether its frames are made on demand now: read only when a viewer is ready.
+    pub fn is_made_on_demand(&self) -> bool {
+        self.maker.as_ref().is_some_and(|maker| maker.on_demand())
+    }
+
+    /// Says a viewer is ready for a frame, to what makes them on demand.
+    pub fn frame_wanted(&self) {
+        if let Some(maker) = &self.maker {
+            maker.wanted();
+        }
     }
 
     pub fn name(&self) -> &str {

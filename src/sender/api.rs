@@ -7,13 +7,14 @@ use super::{certificate::TlsSource, DEFAULT_VIEWER_TIMEOUT};
 use super::{serve, SenderConfig, DEFAULT_KEYFRAME_INTERVAL, DEFAULT_MAX_VIEWERS};
 use crate::config::{Bitrate, SourceSpec};
 use crate::media::capture::{Capture, Opener};
-use crate::media::source::Source;
+use crate::media::source::{FrameMaker, Source};
 use crate::stats::SenderReport;
 use crate::wire::protocol::Codec;
 use crate::wire::secure::{self, PairingMode};
 use crate::{lock, Stop};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -160,6 +161,28 @@ impl Sender {
         Ok(())
     }
 
+    /// Waits up to `timeout` until a viewer is ready for a frame newer than the last one sent:
+    /// for a program that makes frames as fast as it can, to make only those that will be
+    /// sent, as the `sender` program's `--fps 0` does. True when one is (and at once before the
+    /// first frame, or with [`SenderOptions::fps`], where frames are taken at that rate);
+    /// false after `timeout` (nobody watching, or nobody ready yet).
+    ///
+    /// From the first call on, the sender takes the program's frames only when a viewer is
+    /// ready for one (without it, it takes each as it comes, and a viewer's missed frames are
+    /// counted as dropped).
+    pub fn wait_wanted(&self, timeout: Duration) -> bool {
+        let Some(frames) = self.frames.as_ref().filter(|frames| frames.fps.is_none()) else {
+            return true;
+        };
+        frames.on_demand.store(true, Ordering::Relaxed);
+        let slot = lock(&frames.slot);
+        let (slot, _) = frames
+            .fresh
+            .wait_timeout_while(slot, timeout, |slot| !slot.is_wanted() && !slot.closed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.is_wanted()
+    }
+
     /// Whether a frame of `len` bytes at `width` x `height` is one [`Sender::send`] takes: BGR
     /// of that size, and the first frame's size.
     pub fn check_frame(&self, len: usize, width: u32, height: u32) -> Result<()> {
@@ -187,12 +210,14 @@ impl Sender {
             fps: self.config.fps,
             slot: Mutex::new(Slot::default()),
             fresh: Condvar::new(),
+            on_demand: AtomicBool::new(false),
         });
         let opener: Opener = {
             let frames = Arc::clone(&frames);
             Box::new(move || Ok(PushedCapture::boxed(&frames, false)))
         };
-        let source = Source::live_opened(PushedCapture::boxed(&frames, true), opener);
+        let source = Source::live_opened(PushedCapture::boxed(&frames, true), opener)
+            .made_by(Box::new(Arc::clone(&frames)));
         let (config, stop) = (self.config.clone(), self.stop.clone());
         self.serving = Some(thread::spawn(move || {
             serve(&config, source, listener, &stop)
@@ -228,6 +253,28 @@ struct Pushed {
     fps: Option<f64>,
     slot: Mutex<Slot>,
     fresh: Condvar,
+    /// The program asked to make frames on demand ([`Sender::wait_wanted`]).
+    on_demand: AtomicBool,
+}
+
+/// The program makes its frames on demand once it waits for them to be wanted.
+impl FrameMaker for Arc<Pushed> {
+    fn on_demand(&self) -> bool {
+        self.on_demand.load(Ordering::Relaxed)
+    }
+
+    fn wanted(&self) {
+        let mut slot = lock(&self.slot);
+        slot.wanted_after = Some(slot.count);
+        self.fresh.notify_all();
+    }
+}
+
+impl Slot {
+    /// Whether a viewer is ready for a frame newer than the last one sent.
+    fn is_wanted(&self) -> bool {
+        self.wanted_after == Some(self.count)
+    }
 }
 
 #[derive(Default)]
@@ -235,6 +282,9 @@ struct Slot {
     frame: Vec<u8>,
     /// Frames sent so far.
     count: u64,
+    /// A viewer is ready for a frame after this many were sent (a sender without `fps`): once
+    /// `count` is past it, the frame that wish was for has been sent.
+    wanted_after: Option<u64>,
     closed: bool,
 }
 

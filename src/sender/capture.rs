@@ -213,7 +213,11 @@ impl CaptureLoop<'_> {
                 self.next_at = (self.next_at + interval).max(Instant::now() - interval);
                 Ok(false)
             }
-            None if !source.is_live() => self.wait_for_demand(),
+            None if !source.is_live() || source.is_made_on_demand() => {
+                let quit = self.wait_for_demand()?;
+                source.frame_wanted();
+                Ok(quit)
+            }
             None => Ok(false),
         }
     }
