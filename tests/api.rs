@@ -263,16 +263,12 @@ fn a_program_can_make_only_the_frames_a_viewer_is_ready_for() {
     );
     let mut receiver =
         Receiver::connect(&sender.local_addr().to_string(), PairingMode::Insecure).unwrap();
-    // Each frame is made only once the receiver is ready for it, and each one made is shown
-    // (after frame 0, the newest when it connected).
+    // Each frame is made only once the receiver is ready for it, so none is replaced unseen:
+    // each one made is shown (after frame 0, the newest when it connected).
     let mut shown = Vec::new();
     for k in 1..=10 {
         assert!(sender.wait_wanted(WAIT), "frame {k} not wanted");
         sender.send(&program_frame(k), 160, 120).unwrap();
-        assert!(
-            !sender.wait_wanted(Duration::ZERO),
-            "frame {k} not taken yet"
-        );
         while shown.last() != Some(&k) {
             let frame = receive(&mut receiver);
             let index = u64::from_le_bytes(frame.bgr[..8].try_into().unwrap());

@@ -71,6 +71,7 @@ pub(super) fn run(
         last_card: None,
         last_forced_keyframe: None,
         told_waiting: false,
+        frame_asked: false,
         seq: 0,
         counted: 0,
     };
@@ -136,6 +137,9 @@ struct CaptureLoop<'a> {
     last_forced_keyframe: Option<Instant>,
     /// "waiting for a receiver" was logged.
     told_waiting: bool,
+    /// A source made on demand was asked for a frame, not yet read: asked once, not again
+    /// each time the wait for it runs out.
+    frame_asked: bool,
     seq: u64,
     /// Frames that went out to viewers, for `--frames`.
     counted: u64,
@@ -147,7 +151,11 @@ impl CaptureLoop<'_> {
         if self.wait_for_due(source)? {
             return Ok(Turn::Done);
         }
-        let captured_at = match source.next_into(&mut self.picture.bytes, POLL)? {
+        let next = source.next_into(&mut self.picture.bytes, POLL)?;
+        if matches!(next, Next::Frame(_) | Next::Jpeg(_)) {
+            self.frame_asked = false;
+        }
+        let captured_at = match next {
             Next::Frame(at) => self.picture.is(Pixels::Bgr, at),
             Next::Jpeg(at) => self.picture.is(Pixels::Jpeg, at),
             Next::Ended if self.config.looping => {
@@ -215,7 +223,9 @@ impl CaptureLoop<'_> {
             }
             None if !source.is_live() || source.is_made_on_demand() => {
                 let quit = self.wait_for_demand()?;
-                source.frame_wanted();
+                if !quit && !std::mem::replace(&mut self.frame_asked, true) {
+                    source.frame_wanted();
+                }
                 Ok(quit)
             }
             None => Ok(false),
