@@ -109,7 +109,11 @@ class Sender:
         quality: int = 80,
         fps: Optional[float] = None,
         max_viewers: int = 8,
-    ) -> None: ...
+        publish: Optional[List[str]] = None,
+    ) -> None:
+        """``publish``: media servers (``rtmp://``, ``rtsp://``, ``srt://`` URLs) to publish
+        H.264 to as well, as the ``sender`` program's ``--publish`` (``ValueError`` for a URL
+        it cannot take)."""
     def send(self, image: npt.NDArray[np.uint8]) -> None:
         """Leaves ``image`` (height x width x 3, BGR) as the newest frame and returns at once.
         Every frame must have the first one's size (``ValueError`` otherwise)."""

@@ -163,3 +163,47 @@ fn rtsp_and_srt_servers_get_the_stream() {
     }
     sender.finish();
 }
+
+#[test]
+fn a_programs_own_frames_are_published_too() {
+    let Some(nginx) = Nginx::start("publish-api") else {
+        return;
+    };
+    let url = nginx.url("program");
+    let options = camstream::SenderOptions {
+        pairing: Some(camstream::PairingMode::Insecure),
+        publish: vec![url.clone()],
+        ..camstream::SenderOptions::default()
+    };
+    let bad = camstream::SenderOptions {
+        publish: vec!["ftp://server/x".into()],
+        ..options.clone()
+    };
+    let error = camstream::Sender::bind("127.0.0.1:0", bad).err().unwrap();
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid --publish URL \"ftp://server/x\""),
+        "{error}"
+    );
+    let mut sender = camstream::Sender::bind("127.0.0.1:0", options).unwrap();
+    let stop = camstream::Stop::default();
+    let probing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let found = probe_within(&url, Duration::from_secs(15));
+            stop.raise();
+            found
+        })
+    };
+    for k in 0.. {
+        if stop.is_raised() || k > 600 {
+            break;
+        }
+        sender.send(&pattern_frame(320, 240, k), 320, 240).unwrap();
+        std::thread::sleep(Duration::from_millis(33));
+    }
+    assert_eq!(probing.join().unwrap(), Some(("h264".to_owned(), 320, 240)));
+    let report = sender.close().unwrap();
+    assert!(report.publishers[0].frames > 0, "{:?}", report.publishers);
+}

@@ -359,9 +359,10 @@ struct Sender {
 #[pymethods]
 impl Sender {
     /// Listens on `listen` ("IP:PORT"). Without `code` a new one is made (`.code`);
-    /// `insecure=True` serves anyone who can reach the port, in the clear.
+    /// `insecure=True` serves anyone who can reach the port, in the clear. `publish`: media
+    /// servers (`rtmp://`, `rtsp://`, `srt://` URLs) to publish H.264 to as well.
     #[new]
-    #[pyo3(signature = (listen, code=None, insecure=false, codec="jpeg", quality=80, fps=None, max_viewers=8))]
+    #[pyo3(signature = (listen, code=None, insecure=false, codec="jpeg", quality=80, fps=None, max_viewers=8, publish=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         listen: String,
@@ -371,7 +372,12 @@ impl Sender {
         quality: u8,
         fps: Option<f64>,
         max_viewers: usize,
+        publish: Option<Vec<String>>,
     ) -> PyResult<Sender> {
+        let publish = publish.unwrap_or_default();
+        for url in &publish {
+            (url.parse::<camstream::config::PublishTarget>()).map_err(PyValueError::new_err)?;
+        }
         let options = camstream::SenderOptions {
             codec: camstream::config::parse_codec(codec).map_err(PyValueError::new_err)?,
             quality: camstream::config::parse_quality(&quality.to_string())
@@ -379,6 +385,7 @@ impl Sender {
             pairing: pairing(code, insecure)?,
             fps,
             max_viewers,
+            publish,
             ..Default::default()
         };
         let sender = camstream::Sender::bind(&listen, options).map_err(connection_error)?;

@@ -37,6 +37,9 @@ pub struct SenderOptions {
     /// and viewers' rate control counts on it (`None`: as they come).
     pub fps: Option<f64>,
     pub max_viewers: usize,
+    /// Media servers to publish to as well, as the `sender` program's `--publish`: `rtmp://`,
+    /// `rtsp://` or `srt://` URLs (H.264).
+    pub publish: Vec<String>,
 }
 
 impl Default for SenderOptions {
@@ -48,11 +51,12 @@ impl Default for SenderOptions {
             bitrate: Bitrate::Auto,
             fps: None,
             max_viewers: DEFAULT_MAX_VIEWERS.into(),
+            publish: Vec::new(),
         }
     }
 }
 
-/// Serves the frames a program sends.
+/// Serves the frames a program sends (and publishes them, with [`SenderOptions::publish`]).
 ///
 /// ```no_run
 /// use camstream::{Sender, SenderOptions};
@@ -85,6 +89,9 @@ impl Sender {
     pub fn bind(address: &str, options: SenderOptions) -> Result<Sender> {
         let listener =
             TcpListener::bind(address).with_context(|| format!("listening on {address}"))?;
+        let publish = (options.publish.iter())
+            .map(|url| url.parse().map_err(|e: String| anyhow!(e)))
+            .collect::<Result<_>>()?;
         let pairing = match options.pairing {
             Some(pairing) => pairing,
             None => PairingMode::Code(secure::new_code()?),
@@ -109,7 +116,7 @@ impl Sender {
             tls: TlsSource::SelfSigned {
                 folder: TlsSource::default_folder(),
             },
-            publish: Vec::new(),
+            publish,
             congestion_control: None,
         };
         Ok(Sender {
