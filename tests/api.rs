@@ -282,3 +282,41 @@ fn a_program_can_make_only_the_frames_a_viewer_is_ready_for() {
     assert_eq!(shown, (first..=10).collect::<Vec<_>>());
     sender.close().unwrap();
 }
+
+#[test]
+fn a_program_making_frames_as_wanted_serves_a_viewer_that_comes_after_a_long_silence() {
+    let options = SenderOptions {
+        codec: Codec::Raw,
+        pairing: Some(PairingMode::Insecure),
+        ..SenderOptions::default()
+    };
+    let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
+    let address = sender.local_addr().to_string();
+    sender.send(&program_frame(0), 160, 120).unwrap();
+    let mut next = 1;
+    let mut serve = |sender: &mut Sender, receiver: &mut Receiver| {
+        assert!(sender.wait_wanted(WAIT), "frame {next} not wanted");
+        // A program a little slower than the sender's own poll.
+        thread::sleep(Duration::from_millis(50));
+        sender.send(&program_frame(next), 160, 120).unwrap();
+        next += 1;
+        let frame = receive(receiver);
+        let index = u64::from_le_bytes(frame.bgr[..8].try_into().unwrap());
+        assert!(
+            frame.bgr == program_frame(index),
+            "frame {}: no program frame",
+            frame.seq
+        );
+    };
+    let mut first = Receiver::connect(&address, PairingMode::Insecure).unwrap();
+    serve(&mut sender, &mut first);
+    drop(first);
+    // Longer than the 5 s after which a program that sends nothing shows NO SIGNAL: nobody
+    // asked for a frame meanwhile, so that is no silence.
+    thread::sleep(Duration::from_millis(5500));
+    let mut second = Receiver::connect(&address, PairingMode::Insecure).unwrap();
+    for _ in 0..3 {
+        serve(&mut sender, &mut second);
+    }
+    sender.close().unwrap();
+}

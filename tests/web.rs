@@ -391,3 +391,16 @@ fn wrong_codes_from_many_addresses_share_one_budget() {
         started.elapsed()
     );
 }
+
+#[test]
+fn an_unpaced_h264_stream_makes_frames_for_a_snapshot_alone() {
+    // --fps 0 makes a frame only when some viewer wants one: a snapshot (JPEG, encoded on the
+    // side of an H.264 stream) is such a viewer, with no receiver watching.
+    let sender = start_sender(camstream::sender::SenderConfig {
+        fps: Some(0.0),
+        ..config("test:160x120", Codec::H264)
+    });
+    let snapshot = curl(sender.addr, "http", "/snapshot.jpg", &[]);
+    assert_eq!(snapshot.status, 200, "{}", snapshot.head);
+    assert_eq!(&snapshot.body[..2], [0xff, 0xd8]);
+}

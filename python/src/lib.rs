@@ -122,6 +122,19 @@ fn connect(
         .map_err(connection_error)
 }
 
+/// A `timeout` in seconds, `None` for none: a `ValueError` when it is negative or not a number.
+fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "timeout must be a number of seconds, 0 or more, not {seconds}"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// An error from the crate, as one line.
 fn connection_error(error: anyhow::Error) -> PyErr {
     PyConnectionError::new_err(camstream::error_line(&error))
@@ -215,7 +228,7 @@ fn wait<T: Send>(
     timeout: Option<f64>,
     mut next: impl FnMut(Duration) -> PyResult<Option<anyhow::Result<Option<T>>>> + Send,
 ) -> PyResult<Option<T>> {
-    let limit = timeout.map(Duration::from_secs_f64);
+    let limit = seconds(timeout)?;
     let deadline = limit.map(|limit| Instant::now() + limit);
     loop {
         let wait = match deadline {
@@ -434,7 +447,7 @@ impl Sender {
     /// seconds (forever when `None`). Releases the GIL; Ctrl-C interrupts it.
     #[pyo3(signature = (timeout=None))]
     fn wait_wanted(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = timeout.map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
+        let deadline = seconds(timeout)?.map(|limit| Instant::now() + limit);
         loop {
             let step = deadline.map_or(SIGNAL_CHECK, |deadline| {
                 SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now()))

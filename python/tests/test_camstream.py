@@ -318,6 +318,8 @@ def test_a_hub_yields_each_senders_frames_with_its_address():
             assert all(s["taken"] >= 5 and s["frames"] >= s["taken"] for s in senders)
             with pytest.raises(ConnectionError, match="pairing code did not match"):
                 hub.add(smooth_sending.address, code="1-wrong-code")
+            with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+                hub.recv(timeout=-1)
     finally:
         small.close()
         smooth_sending.close()

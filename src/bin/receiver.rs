@@ -135,43 +135,64 @@ fn run_grid(args: &Args, senders: &mut Vec<HubSender>) -> Result<()> {
     if args.frame_log.is_some() {
         bail!("--frame-log logs one sender: give one --connect with it");
     }
+    if let Some(local) = args.bind.filter(|local| local.port() != 0) {
+        bail!(
+            "--bind {local}: several senders cannot be connected from one port; give the IP alone"
+        );
+    }
     let mut prompter = Prompter::new(std::io::stdin().lock(), std::io::stderr());
     let pairings = args.pairing.given_for(args.connect.len())?;
-    let mut receivers = Vec::new();
+    // Every missing code first: a sender paired while the next code is typed would wait
+    // unread, and drop us as stalled.
+    let mut wanted = Vec::new();
     for (index, (connect, given)) in args.connect.iter().zip(pairings).enumerate() {
         let Connect::Sender(endpoint) = connect else {
             bail!("{connect}: a grid shows camstream senders; play a URL with one --connect");
         };
-        let mut config = ReceiverConfig {
+        let pairing = match given.clone() {
+            Some(pairing) => pairing,
+            None => PairingMode::Code(ask_code(&mut prompter, &format!(" {endpoint}"))?),
+        };
+        let config = ReceiverConfig {
             connect: connect.clone(),
             bind: args.bind,
             window: false,
             window_at: None,
             frames: None,
-            record: args
-                .record
-                .as_deref()
-                .map(|path| receiver::numbered(path, index)),
+            record: (args.record.as_deref()).map(|path| receiver::numbered(path, index)),
             frame_log: None,
             once: args.once,
-            pairing: given.clone().unwrap_or(PairingMode::Insecure),
+            pairing,
         };
+        wanted.push((endpoint.clone(), given.is_none(), config));
+    }
+    let mut receivers = Vec::new();
+    for (endpoint, typed, mut config) in wanted {
         let of = format!(" {endpoint}");
-        let paired = match given {
-            Some(_) => None,
-            None => {
-                config.pairing = PairingMode::Code(ask_code(&mut prompter, &of)?);
-                pair_typed(&mut config, endpoint, &of, &mut prompter)?
-            }
-        };
-        let connection = match paired {
-            Some(connection) => connection,
-            None => receiver::connect(&config, endpoint)?,
+        // A sender that refuses us for now (full, a lockout) is waited for, unless --once.
+        let first = match typed {
+            true => pair_typed(&mut config, &endpoint, &of, &mut prompter)?,
+            false => match receiver::connect(&config, &endpoint) {
+                Ok(connection) => Some(connection),
+                Err(e) if refusal(&e).is_some() => None,
+                Err(e) => return Err(e),
+            },
         };
         if let Some(path) = &config.record {
             log::info!("recording {endpoint} to {}", path.display());
         }
-        receivers.push(Receiver::from_connection(config, connection)?);
+        receivers.push(match first {
+            Some(connection) => Receiver::from_connection(config, connection)?,
+            // With --once the refusal is the error: asked once more, to say why.
+            None if config.once => {
+                let connection = receiver::connect(&config, &endpoint)?;
+                Receiver::from_connection(config, connection)?
+            }
+            None => {
+                log::warn!("{endpoint} refused us for now; its tile waits for it");
+                Receiver::waiting(config, "the sender refused us for now".into())?
+            }
+        });
     }
     drop(prompter);
     let (window, stop) = cli::start(!args.headless, "a window")?;
@@ -223,8 +244,8 @@ fn ask_code(prompter: &mut Prompter<impl BufRead, impl Write>, of: &str) -> Resu
 /// Pairs with the code the user typed, asking again when it does not match (a typo should not
 /// mean starting over), up to [`CODE_TRIES`] times in all, each after the sender's lockout for
 /// the wrong codes so far (`of` says which sender, when there are several). Returns the paired
-/// connection, or `None` when the sender refused us for now: [`receiver::run_from`] waits for
-/// it (or, with `--once`, fails) as for any code.
+/// connection, or `None` when the sender refused us for now: the caller waits for it (or, with
+/// `--once`, fails) as for any code.
 fn pair_typed(
     config: &mut ReceiverConfig,
     endpoint: &Endpoint,

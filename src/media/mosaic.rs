@@ -52,7 +52,8 @@ impl Mosaic {
         (self.columns * self.tile.0, rows * self.tile.1)
     }
 
-    /// Puts `picture` in tile `index`, as large as fits, with `label` at its top left.
+    /// Puts `picture` in tile `index`, as large as fits, with `label` (unless empty) at its top
+    /// left.
     pub fn put(&mut self, index: usize, picture: &Picture<'_>, label: &str) -> Result<()> {
         let (tile_w, tile_h) = self.tile;
         let scale = (f64::from(tile_w) / f64::from(picture.width.max(1)))
@@ -69,7 +70,9 @@ impl Mosaic {
             let at = (((top + y as u32) * tile_w + left) * 3) as usize;
             self.composed[at..at + row].copy_from_slice(line);
         }
-        draw_label(self.tile, &mut self.composed, label, 0.045, true)?;
+        if !label.is_empty() {
+            draw_label(self.tile, &mut self.composed, label, 0.045, true)?;
+        }
         self.place(index);
         Ok(())
     }

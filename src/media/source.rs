@@ -160,10 +160,14 @@ impl Source {
         self.maker.as_ref().is_some_and(|maker| maker.on_demand())
     }
 
-    /// Says a viewer is ready for a frame, to what makes them on demand.
-    pub fn frame_wanted(&self) {
+    /// Says a viewer is ready for a frame, to what makes them on demand; the source's silence
+    /// counts from now.
+    pub fn frame_wanted(&mut self) {
         if let Some(maker) = &self.maker {
             maker.wanted();
+            if let Reading::Live(live) = &mut self.reading {
+                live.frame_asked();
+            }
         }
     }
 

@@ -161,6 +161,29 @@ impl Receiver {
         })
     }
 
+    /// A receiver of the sender `config` names, which refused it for now (`why`: full, or a
+    /// lockout): it connects when it can, as it does when a sender is lost.
+    pub fn waiting(config: ReceiverConfig, why: String) -> Result<Receiver> {
+        let Connect::Sender(endpoint) = config.connect.clone() else {
+            bail!(
+                "{}: a URL is played by the receiver program",
+                config.connect
+            );
+        };
+        let mut receiver = Receiver {
+            outputs: Outputs::open(&config)?,
+            config,
+            endpoint,
+            frames: None,
+            reconnecting: None,
+            ended: false,
+            lost: None,
+            stats: ReceiverStats::default(),
+        };
+        receiver.wait_for_sender_from(why);
+        Ok(receiver)
+    }
+
     /// The sender's address, as given.
     pub fn sender(&self) -> String {
         self.endpoint.to_string()
@@ -226,9 +249,12 @@ impl Receiver {
         };
         let codec = frames.hello().codec;
         let mut taken = None;
+        let mut unrecorded = None;
         let outputs = &mut self.outputs;
         let step = frames.next_with(wait, &mut self.stats, |frame| {
-            outputs.record(&frame.header, frame.data, frame.picture.as_ref())?;
+            // A recording that fails stops, said once; the frames go on (and are acked).
+            let recorded = outputs.record(&frame.header, frame.data, frame.picture.as_ref());
+            unrecorded = recorded.err();
             if let Some(picture) = &frame.picture {
                 taken = Some(Frame {
                     seq: frame.header.seq,
@@ -246,6 +272,10 @@ impl Receiver {
             }
             Ok(())
         })?;
+        if let Some(e) = unrecorded {
+            self.outputs.stop_recording();
+            return Err(e.context("recording stopped"));
+        }
         let why = match step {
             Step::Shown { header, shown, .. } => {
                 return Ok(taken.map(|frame| Frame {
@@ -269,6 +299,12 @@ impl Receiver {
             return Ok(None);
         }
         log::warn!("{why}; waiting for {} to come back", self.endpoint);
+        self.wait_for_sender_from(why);
+        Ok(None)
+    }
+
+    /// Connects again on another thread, with backoff, the sender being away for `why`.
+    fn wait_for_sender_from(&mut self, why: String) {
         self.lost = Some((SystemTime::now(), why));
         let (config, endpoint) = (self.config.clone(), self.endpoint.clone());
         let (cancel, cancelled) = crossbeam_channel::bounded(0);
@@ -281,7 +317,6 @@ impl Receiver {
             _cancel: cancel,
             found,
         });
-        Ok(None)
     }
 
     /// Waits up to `wait` for the sender to be back; an error if it came back with another code.

@@ -1,6 +1,6 @@
 //! The `receiver` program given several senders: one window of tiles, each sender's newest
-//! frame labelled with its address, frame rate, latency and frames it missed, or a card while
-//! it is away. Each sender is a [`Receiver`] in a [`Hub`]: paired, recorded and reconnected on
+//! frame labelled with its address, frame rate, latency and frames it missed (`o` hides and
+//! shows the labels), or a card while it is away. Each sender is a [`Receiver`] in a [`Hub`]: paired, recorded and reconnected on
 //! its own thread, so one slow or lost sender holds up none of the others.
 
 use super::hub::{Hub, HubSender};
@@ -24,7 +24,7 @@ const CARDS: Duration = Duration::from_millis(250);
 pub struct GridView {
     pub window: bool,
     pub window_at: Option<(i32, i32)>,
-    /// End once every sender has shown this many frames.
+    /// End once every sender has shown this many frames (or its stream has ended).
     pub frames: Option<u64>,
 }
 
@@ -58,6 +58,8 @@ struct Grid<'a> {
     tiles: Vec<Tile>,
     /// The first sender that failed.
     failed: Option<anyhow::Error>,
+    /// The tiles' labels are shown (`o` hides and shows them).
+    labels: bool,
 }
 
 struct Tile {
@@ -68,6 +70,8 @@ struct Tile {
     missed: u64,
     /// The card on the tile: since when and for how many seconds it counts.
     card: Option<(SystemTime, u64)>,
+    /// Its sender's stream has ended.
+    ended: bool,
 }
 
 impl Grid<'_> {
@@ -101,6 +105,7 @@ impl Grid<'_> {
                 last_seq: None,
                 missed: 0,
                 card: None,
+                ended: false,
             })
             .collect();
         Ok(Grid {
@@ -109,6 +114,7 @@ impl Grid<'_> {
             mosaic,
             tiles,
             failed: None,
+            labels: true,
         })
     }
 
@@ -118,7 +124,8 @@ impl Grid<'_> {
         let (mut looked, mut carded) = (Instant::now(), Instant::now());
         let mut changed = true;
         while !stop.is_raised() {
-            if limit.is_some_and(|limit| self.tiles.iter().all(|tile| tile.shown >= limit)) {
+            let done = |tile: &Tile| limit.is_some_and(|limit| tile.shown >= limit) || tile.ended;
+            if limit.is_some() && self.tiles.iter().all(done) {
                 return Ok(());
             }
             let wait = match self.window {
@@ -130,7 +137,10 @@ impl Grid<'_> {
                 Some(Ok(Some((index, frame)))) => {
                     let tile = &mut self.tiles[index];
                     tile.count(frame.seq, frame.latency);
-                    let label = format!("{}  {}", self.names[index], tile.overlay.text);
+                    let label = match self.labels {
+                        true => format!("{}  {}", self.names[index], tile.overlay.text),
+                        false => String::new(),
+                    };
                     let picture = Picture::new(frame.width, frame.height, &frame.bgr);
                     self.mosaic.put(index, &picture, label.trim_end())?;
                     changed = true;
@@ -158,7 +168,8 @@ impl Grid<'_> {
             looked = Instant::now();
             match window.poll(1)? {
                 WindowEvent::Quit => return Ok(()),
-                WindowEvent::ToggleOverlay | WindowEvent::None => {}
+                WindowEvent::ToggleOverlay => self.labels = !self.labels,
+                WindowEvent::None => {}
             }
         }
         Ok(())
@@ -169,6 +180,7 @@ impl Grid<'_> {
         let mut changed = false;
         for (index, sender) in senders.iter().enumerate() {
             let tile = &mut self.tiles[index];
+            tile.ended = sender.ended;
             let (card, lines) = match (&sender.lost, sender.ended) {
                 (_, true) => (
                     (SystemTime::UNIX_EPOCH, u64::MAX),

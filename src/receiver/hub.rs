@@ -146,8 +146,10 @@ impl Hub {
     }
 
     /// Waits up to `timeout` for a frame from any sender, taking them in turn: `None` if none
-    /// came. An error names the sender whose stream broke or ended without being reconnected
-    /// ([`ReceiverOptions::reconnect`]) or came back with another code; the others go on.
+    /// came. An error names the sender whose stream broke without being reconnected
+    /// ([`ReceiverOptions::reconnect`]), or that came back with another code; the others go on
+    /// (a stream that ends cleanly is only [`HubSender::ended`]). Once every stream has ended,
+    /// an error says so.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<(usize, Frame)>> {
         match self.next_timeout(timeout) {
             Some(taken) => taken,

@@ -80,6 +80,15 @@ impl Outputs {
         }
     }
 
+    /// Stops recording after a frame could not be written (a full disk): what was written is
+    /// finished, so the file plays up to there.
+    pub fn stop_recording(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            let _ = recorder.finish();
+        }
+        self.record = None;
+    }
+
     /// The frame log, when `--frame-log` asked for one.
     pub fn frame_log(&mut self) -> Option<&mut FrameLog> {
         self.frame_log.as_mut()

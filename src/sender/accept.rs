@@ -1,7 +1,7 @@
 //! The accept loop: each new connection checked against the admission policy
 //! (`admission.rs`), then served on a thread of its own, which tells a receiver from a browser
 //! by its first byte and hands it on: a receiver to its seat (or told why it is refused), a
-//! browser to the web side (`web.rs`). At the stream's end, every viewer is given a moment to
+//! browser to the web side (`web/`). At the stream's end, every viewer is given a moment to
 //! take its last frame.
 
 use super::sinks::flight::{log_stalled, stalled};

@@ -152,7 +152,8 @@ impl CaptureLoop<'_> {
             return Ok(Turn::Done);
         }
         let next = source.next_into(&mut self.picture.bytes, POLL)?;
-        if matches!(next, Next::Frame(_) | Next::Jpeg(_)) {
+        // Asked again once the frame came, or the source was lost (its frame went with it).
+        if matches!(next, Next::Frame(_) | Next::Jpeg(_) | Next::Lost { .. }) {
             self.frame_asked = false;
         }
         let captured_at = match next {
@@ -201,7 +202,7 @@ impl CaptureLoop<'_> {
     }
 
     /// Waits until the next frame is due. Returns true if the user asked to quit.
-    fn wait_for_due(&mut self, source: &Source) -> Result<bool> {
+    fn wait_for_due(&mut self, source: &mut Source) -> Result<bool> {
         // A file waits for its first viewer, so that viewer sees it from the start.
         while self.seq == 0 && source.is_file() && !self.anyone_watches() {
             if !std::mem::replace(&mut self.told_waiting, true) {
@@ -222,27 +223,35 @@ impl CaptureLoop<'_> {
                 Ok(false)
             }
             None if !source.is_live() || source.is_made_on_demand() => {
-                let quit = self.wait_for_demand()?;
-                if !quit && !std::mem::replace(&mut self.frame_asked, true) {
+                let Some(waited) = self.wait_for_demand()? else {
+                    return Ok(true);
+                };
+                // Asked once per frame; again when a viewer is ready after none was (the
+                // silence of a source made on demand counts from the asking).
+                if waited || !std::mem::replace(&mut self.frame_asked, true) {
+                    self.frame_asked = true;
                     source.frame_wanted();
                 }
-                Ok(quit)
+                Ok(false)
             }
             None => Ok(false),
         }
     }
 
-    /// Unpaced: waits until a viewer is ready for a frame. Returns true if the user asked to quit.
-    fn wait_for_demand(&self) -> Result<bool> {
+    /// Unpaced: waits until a viewer is ready for a frame (of the stream's codec or a side
+    /// one's). `None` if the user asked to quit; else whether it had to wait (nobody was ready).
+    fn wait_for_demand(&self) -> Result<Option<bool>> {
+        let mut waited = false;
         loop {
             if self.preview.stop.is_raised() {
-                return Ok(true);
+                return Ok(None);
             }
-            if self.sinks.wait_for_demand(POLL) {
-                return Ok(false);
+            if self.shared.feeds.wait_for_demand(POLL) {
+                return Ok(Some(waited));
             }
+            waited = true;
             if self.preview.quit_asked()? {
-                return Ok(true);
+                return Ok(None);
             }
         }
     }

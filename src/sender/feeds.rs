@@ -11,6 +11,7 @@ use crate::wire::protocol::{Codec, StreamHello};
 use anyhow::Result;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(super) struct Feeds {
     /// The sinks of the stream's own encode.
@@ -87,6 +88,16 @@ impl Feeds {
     /// The sinks that get H.264 at a fixed rate, for publishers.
     pub fn publish_sinks(&self) -> &Sinks {
         self.feed(self.publish_side)
+    }
+
+    /// Waits up to `timeout` for a sink of any feed to be ready for a frame; true if one is
+    /// (they all share one demand signal).
+    pub fn wait_for_demand(&self, timeout: Duration) -> bool {
+        let any = || {
+            self.registries()
+                .any(|sinks| sinks.wait_for_demand(Duration::ZERO))
+        };
+        any() || (self.sinks.wait_for_demand(timeout) || any())
     }
 
     /// Every registry of sinks: the stream's and the side ones.

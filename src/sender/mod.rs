@@ -9,7 +9,7 @@
 //!   lockouts after wrong codes), and refusals logged sparingly.
 //! - [`sinks`]: the slots every consumer of encoded frames takes them from; [`sinks::tcp`] is
 //!   the per-viewer protocol.
-//! - `web.rs`: the web side on the same port (each connection is told apart by its first byte,
+//! - `web/`: the web side on the same port (each connection is told apart by its first byte,
 //!   [`crate::wire::sniff`]): the page, its login, `/stream.mjpg`, `/snapshot.jpg`, `/metrics`
 //!   (`metrics.rs`), over HTTPS with the certificate [`certificate`] keeps.
 //!   [`sinks::browser`] and [`sinks::mjpeg`] are its viewers.
