@@ -129,6 +129,15 @@ fn a_restarted_sender_is_followed_unless_asked_not_to() {
     drop(second);
 }
 
+/// A sender of a program's raw frames, in the clear.
+fn raw_in_the_clear() -> SenderOptions {
+    SenderOptions {
+        codec: Codec::Raw,
+        pairing: Some(PairingMode::Insecure),
+        ..SenderOptions::default()
+    }
+}
+
 /// Frame `k` of a program's own: the pattern's frame `k`, its first 8 bytes `k` itself.
 fn program_frame(k: u64) -> Vec<u8> {
     let mut frame = pattern_frame(160, 120, k);
@@ -161,11 +170,7 @@ fn sending(options: SenderOptions) -> (SocketAddr, Option<String>, Stop, thread:
 
 #[test]
 fn a_programs_raw_frames_reach_a_receiver_byte_for_byte() {
-    let options = SenderOptions {
-        codec: Codec::Raw,
-        pairing: Some(PairingMode::Insecure),
-        ..SenderOptions::default()
-    };
+    let options = raw_in_the_clear();
     let (addr, code, stop, sending) = sending(options);
     assert_eq!(code, None);
     let mut receiver = Receiver::connect(&addr.to_string(), PairingMode::Insecure).unwrap();
@@ -221,11 +226,7 @@ fn a_frame_of_another_size_is_refused_naming_both() {
 
 #[test]
 fn sending_never_waits_for_a_viewer_that_takes_nothing() {
-    let options = SenderOptions {
-        codec: Codec::Raw,
-        pairing: Some(PairingMode::Insecure),
-        ..SenderOptions::default()
-    };
+    let options = raw_in_the_clear();
     let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
     sender.send(&program_frame(0), 160, 120).unwrap();
     // A viewer that reads one frame and then nothing, never acking.
@@ -246,11 +247,7 @@ fn sending_never_waits_for_a_viewer_that_takes_nothing() {
 
 #[test]
 fn a_program_can_make_only_the_frames_a_viewer_is_ready_for() {
-    let options = SenderOptions {
-        codec: Codec::Raw,
-        pairing: Some(PairingMode::Insecure),
-        ..SenderOptions::default()
-    };
+    let options = raw_in_the_clear();
     let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
     assert!(
         sender.wait_wanted(Duration::ZERO),
@@ -285,11 +282,7 @@ fn a_program_can_make_only_the_frames_a_viewer_is_ready_for() {
 
 #[test]
 fn a_program_making_frames_as_wanted_serves_a_viewer_that_comes_after_a_long_silence() {
-    let options = SenderOptions {
-        codec: Codec::Raw,
-        pairing: Some(PairingMode::Insecure),
-        ..SenderOptions::default()
-    };
+    let options = raw_in_the_clear();
     let mut sender = Sender::bind("127.0.0.1:0", options).unwrap();
     let address = sender.local_addr().to_string();
     sender.send(&program_frame(0), 160, 120).unwrap();

@@ -220,34 +220,54 @@ impl Receiver {
     }
 }
 
+/// What a wait came to.
+enum Waited<T> {
+    Found(T),
+    /// The stream has ended.
+    Ended,
+    TimedOut,
+}
+
 /// Calls `next` (without the GIL) with waits of at most [`SIGNAL_CHECK`], looking for Ctrl-C
-/// between them, until it gives something, up to `timeout` seconds (forever when `None`;
-/// `TimeoutError` after it). `next` gives `None` at the end: so does this.
-fn wait<T: Send>(
+/// between them, until it gives something or says the stream ended, up to `timeout` seconds
+/// (forever when `None`).
+fn wait_for<T: Send>(
     py: Python<'_>,
     timeout: Option<f64>,
     mut next: impl FnMut(Duration) -> PyResult<Option<anyhow::Result<Option<T>>>> + Send,
-) -> PyResult<Option<T>> {
-    let limit = seconds(timeout)?;
-    let deadline = limit.map(|limit| Instant::now() + limit);
+) -> PyResult<Waited<T>> {
+    let deadline = seconds(timeout)?.map(|limit| Instant::now() + limit);
     loop {
         let wait = match deadline {
             Some(deadline) => SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
             None => SIGNAL_CHECK,
         };
         match py.detach(|| next(wait))? {
-            None => return Ok(None),
-            Some(Ok(Some(found))) => return Ok(Some(found)),
+            None => return Ok(Waited::Ended),
+            Some(Ok(Some(found))) => return Ok(Waited::Found(found)),
             Some(Ok(None)) => {}
             Some(Err(e)) => return Err(connection_error(e)),
         }
         py.check_signals()?;
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            let seconds = limit.unwrap_or_default().as_secs_f64();
-            return Err(PyTimeoutError::new_err(format!(
-                "no frame came within {seconds} s"
-            )));
+            return Ok(Waited::TimedOut);
         }
+    }
+}
+
+/// [`wait_for`] a frame: `None` at the stream's end, `TimeoutError` after `timeout` seconds.
+fn wait<T: Send>(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    next: impl FnMut(Duration) -> PyResult<Option<anyhow::Result<Option<T>>>> + Send,
+) -> PyResult<Option<T>> {
+    match wait_for(py, timeout, next)? {
+        Waited::Found(found) => Ok(Some(found)),
+        Waited::Ended => Ok(None),
+        Waited::TimedOut => Err(PyTimeoutError::new_err(format!(
+            "no frame came within {} s",
+            timeout.unwrap_or_default()
+        ))),
     }
 }
 
@@ -447,20 +467,11 @@ impl Sender {
     /// seconds (forever when `None`). Releases the GIL; Ctrl-C interrupts it.
     #[pyo3(signature = (timeout=None))]
     fn wait_wanted(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = seconds(timeout)?.map(|limit| Instant::now() + limit);
-        loop {
-            let step = deadline.map_or(SIGNAL_CHECK, |deadline| {
-                SIGNAL_CHECK.min(deadline.saturating_duration_since(Instant::now()))
-            });
-            let wanted = py.detach(|| lock(&self.inner).as_ref().map(|s| s.wait_wanted(step)));
-            if wanted.ok_or_else(closed)? {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Ok(false);
-            }
-        }
+        let waited = wait_for(py, timeout, |step| match lock(&self.inner).as_ref() {
+            Some(sender) => Ok(Some(Ok(sender.wait_wanted(step).then_some(())))),
+            None => Err(closed()),
+        })?;
+        Ok(matches!(waited, Waited::Found(())))
     }
 
     /// Stops serving.
