@@ -34,26 +34,37 @@ pub fn init_logging_at(program: &'static str, default: log::LevelFilter) {
         .try_init();
 }
 
-/// What both programs do before streaming: decide whether a window can open (saying why not,
-/// and how to quit instead), quiet OpenCV's and FFmpeg's own logging, and wire Ctrl-C, SIGTERM and `q` + Enter
-/// to the returned stop signal. Returns whether to open `window_name`.
+/// What both programs do before streaming: [`window_available`], then [`stop_on_user`].
+/// Returns whether to open `window_name`, and the stop signal.
 pub fn start(window_wanted: bool, window_name: &str) -> Result<(bool, Stop)> {
+    let window = window_available(window_wanted, window_name);
+    Ok((window, stop_on_user(window)?))
+}
+
+/// Whether `window_name` can open when it is wanted (saying why not); quiets OpenCV's and
+/// FFmpeg's own logging first.
+pub fn window_available(window_wanted: bool, window_name: &str) -> bool {
     crate::media::quiet_library_logs();
-    let window = window_wanted
+    window_wanted
         && match crate::media::window::display_unavailable() {
             None => true,
             Some(why) => {
                 log::info!("{why}; running without {window_name}");
                 false
             }
-        };
+        }
+}
+
+/// Wires Ctrl-C, SIGTERM and `q` + Enter (which reads stdin from now on: no more prompts) to
+/// the returned stop signal, saying how to quit when there is no `window` to press `q` in.
+pub fn stop_on_user(window: bool) -> Result<Stop> {
     if !window {
         log::info!("press q and Enter, or Ctrl-C, to quit");
     }
     let stop = Stop::default();
     stop_on_signals(&stop)?;
     stop_on_q_line(&stop);
-    Ok((window, stop))
+    Ok(stop)
 }
 
 /// The first Ctrl-C or SIGTERM raises `stop` (a clean end: windows closed, files finalised);

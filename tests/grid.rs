@@ -168,6 +168,42 @@ fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each(
 }
 
 #[test]
+fn a_grid_reads_each_sender_from_its_pairing_on_while_the_next_code_is_asked_again() {
+    let codes = ["12-brave-heron", "34-calm-otter"];
+    let senders: Vec<(Program, String)> = codes
+        .iter()
+        .map(|code| {
+            let mut args = common::TEST_SENDER_ARGS[..5].to_vec();
+            args.extend(["--code", code]);
+            common::started_sender(Program::start(&mut command(SENDER, &args)))
+        })
+        .collect();
+    let mut args = vec!["--headless", "--frames", "20", "--stats"];
+    for (_, addr) in &senders {
+        args.extend(["--connect", addr.as_str()]);
+    }
+    let mut child = command(RECEIVER, &args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // The second code is mistyped: asked again after a second's lockout, in which the first
+    // sender, already paired, must be read from (unread, it would drop frames).
+    writeln!(input, "{}\n00-wrong-code\n{}", codes[0], codes[1]).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("wrong code; try again in 1 s"), "{log}");
+    let lines = common::stats_lines(&output.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(first["sender"], senders[0].1.as_str());
+    assert_eq!(first["dropped"], 0, "{first}");
+    // Its frames came while the grid could not show them yet: counted as skipped.
+    assert!(first["skipped"].as_u64().unwrap() > 10, "{first}");
+}
+
+#[test]
 fn several_codes_must_be_one_for_all_or_one_each() {
     let output = command(
         RECEIVER,

@@ -9,7 +9,7 @@ use camstream::wire::handshake::refusal;
 use camstream::wire::protocol::RefusalReason;
 use camstream::wire::secure;
 use camstream::wire::secure::PairingMode;
-use camstream::{cli, error_line, HubSender, Receiver};
+use camstream::{cli, error_line, Hub, HubSender, Receiver};
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -166,42 +166,63 @@ fn run_grid(args: &Args, senders: &mut Vec<HubSender>) -> Result<()> {
         };
         wanted.push((endpoint.clone(), given.is_none(), config));
     }
-    let mut receivers = Vec::new();
-    for (endpoint, typed, mut config) in wanted {
-        let of = format!(" {endpoint}");
-        // A sender that refuses us for now (full, a lockout) is waited for, unless --once.
-        let first = match typed {
-            true => pair_typed(&mut config, &endpoint, &of, &mut prompter)?,
-            false => match receiver::connect(&config, &endpoint) {
-                Ok(connection) => Some(connection),
-                Err(e) if refusal(&e).is_some() => None,
-                Err(e) => return Err(e),
-            },
-        };
-        if let Some(path) = &config.record {
-            log::info!("recording {endpoint} to {}", path.display());
-        }
-        receivers.push(match first {
-            Some(connection) => Receiver::from_connection(config, connection)?,
-            // With --once the refusal is the error: asked once more, to say why.
-            None if config.once => {
-                let connection = receiver::connect(&config, &endpoint)?;
-                Receiver::from_connection(config, connection)?
-            }
-            None => {
-                log::warn!("{endpoint} refused us for now; its tile waits for it");
-                Receiver::waiting(config, "the sender refused us for now".into())?
-            }
-        });
-    }
-    drop(prompter);
-    let (window, stop) = cli::start(!args.headless, "a window")?;
+    // The window is up before any sender is connected, and each is read from as soon as it
+    // is: a sender left unread (while the window opens, or the next code is tried) drops
+    // frames, and after 10 s drops us as stalled.
     let view = GridView {
-        window,
+        window: cli::window_available(!args.headless, "a window"),
         window_at: args.window_at,
         frames: args.frames,
     };
-    receiver::run_grid(receivers, &view, &stop, senders)
+    let names = wanted.iter().map(|(endpoint, ..)| endpoint.to_string());
+    let grid = receiver::Grid::open(names.collect(), &view)?;
+    let mut hub = Hub::new();
+    for (endpoint, typed, config) in wanted {
+        match connect_for_grid(config, &endpoint, typed, &mut prompter) {
+            Ok(receiver) => hub.add_receiver(receiver),
+            Err(e) => {
+                *senders = hub.close();
+                return Err(e);
+            }
+        };
+    }
+    drop(prompter);
+    let stop = cli::stop_on_user(view.window)?;
+    grid.run(hub, &stop, senders)
+}
+
+/// One sender of a grid, paired (a code typed at the prompt asked again if wrong); one that
+/// refuses us for now (full, a lockout) is waited for in its tile, unless --once.
+fn connect_for_grid(
+    mut config: ReceiverConfig,
+    endpoint: &Endpoint,
+    typed: bool,
+    prompter: &mut Prompter<impl BufRead, impl Write>,
+) -> Result<Receiver> {
+    let of = format!(" {endpoint}");
+    let first = match typed {
+        true => pair_typed(&mut config, endpoint, &of, prompter)?,
+        false => match receiver::connect(&config, endpoint) {
+            Ok(connection) => Some(connection),
+            Err(e) if refusal(&e).is_some() => None,
+            Err(e) => return Err(e),
+        },
+    };
+    if let Some(path) = &config.record {
+        log::info!("recording {endpoint} to {}", path.display());
+    }
+    match first {
+        Some(connection) => Receiver::from_connection(config, connection),
+        // With --once the refusal is the error: asked once more, to say why.
+        None if config.once => {
+            let connection = receiver::connect(&config, endpoint)?;
+            Receiver::from_connection(config, connection)
+        }
+        None => {
+            log::warn!("{endpoint} refused us for now; its tile waits for it");
+            Receiver::waiting(config, "the sender refused us for now".into())
+        }
+    }
 }
 
 /// Asks for what no flag gave: the sender's address, then its pairing code (a URL has none:

@@ -5,7 +5,7 @@
 
 use super::hub::{Hub, HubSender};
 use super::screen::{waiting_card, Overlay};
-use super::{Receiver, WINDOW_TITLE};
+use super::WINDOW_TITLE;
 use crate::media::mosaic::Mosaic;
 use crate::media::window::{Window, WindowEvent};
 use crate::media::Picture;
@@ -28,34 +28,15 @@ pub struct GridView {
     pub frames: Option<u64>,
 }
 
-/// Shows `receivers` as a grid until the user quits, `view.frames` is reached, or every
-/// sender's stream has ended; `senders` then says how each went, in the order given. An error
-/// is the first sender whose stream broke (without reconnecting) or that came back with
-/// another code.
-pub fn run_grid(
-    receivers: Vec<Receiver>,
-    view: &GridView,
-    stop: &Stop,
-    senders: &mut Vec<HubSender>,
-) -> Result<()> {
-    let names: Vec<String> = receivers.iter().map(Receiver::sender).collect();
-    // The window is up before frames are taken: opening it takes a moment, in which the
-    // senders' first frames would otherwise be skipped.
-    let mut grid = Grid::open(&names, view)?;
-    let mut hub = Hub::new();
-    for receiver in receivers {
-        hub.add_receiver(receiver);
-    }
-    let shown = grid.show(&mut hub, view.frames, stop);
-    *senders = hub.close();
-    shown.and(grid.failed.map_or(Ok(()), Err))
-}
-
-struct Grid<'a> {
-    names: &'a [String],
+/// The grid's window, opened before any sender is connected: opening it takes a moment (more
+/// on a loaded machine), in which a connected sender would wait unread and drop frames.
+pub struct Grid {
+    names: Vec<String>,
     window: Option<Window>,
     mosaic: Mosaic,
     tiles: Vec<Tile>,
+    /// End once every sender has shown this many frames (or its stream has ended).
+    limit: Option<u64>,
     /// The first sender that failed.
     failed: Option<anyhow::Error>,
     /// The tiles' labels are shown (`o` hides and shows them).
@@ -74,17 +55,13 @@ struct Tile {
     ended: bool,
 }
 
-impl Grid<'_> {
-    fn open<'a>(names: &'a [String], view: &GridView) -> Result<Grid<'a>> {
+impl Grid {
+    /// Opens the window (with `view.window`) with a card on each sender's tile until its first
+    /// frame: `names` are the senders' addresses, in the order they are added to the hub.
+    pub fn open(names: Vec<String>, view: &GridView) -> Result<Grid> {
         let mut mosaic = Mosaic::new(names.len());
         for (i, name) in names.iter().enumerate() {
-            mosaic.put_card(
-                i,
-                &[
-                    name.clone(),
-                    "connected; waiting for its first frame".into(),
-                ],
-            )?;
+            mosaic.put_card(i, &[name.clone(), "waiting for its first frame".into()])?;
         }
         let window = match view.window {
             true => Some(Window::open(WINDOW_TITLE)?),
@@ -113,14 +90,26 @@ impl Grid<'_> {
             window,
             mosaic,
             tiles,
+            limit: view.frames,
             failed: None,
             labels: true,
         })
     }
 
+    /// Shows the senders of `hub` (added in the order of the names the grid opened with) until
+    /// the user quits, the frame limit is reached, or every sender's stream has ended;
+    /// `senders` then says how each went. An error is the first sender whose stream broke
+    /// (without reconnecting) or that came back with another code.
+    pub fn run(mut self, mut hub: Hub, stop: &Stop, senders: &mut Vec<HubSender>) -> Result<()> {
+        let shown = self.show(&mut hub, stop);
+        *senders = hub.close();
+        shown.and(self.failed.map_or(Ok(()), Err))
+    }
+
     /// Takes each frame as it comes into its tile; the window is drawn (when it changed) and
     /// its events run once every [`REDRAW`], not once a frame.
-    fn show(&mut self, hub: &mut Hub, limit: Option<u64>, stop: &Stop) -> Result<()> {
+    fn show(&mut self, hub: &mut Hub, stop: &Stop) -> Result<()> {
+        let limit = self.limit;
         let (mut looked, mut carded) = (Instant::now(), Instant::now());
         let mut changed = true;
         while !stop.is_raised() {

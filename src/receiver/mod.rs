@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 pub use api::{Frame, Receiver, ReceiverOptions};
 use crossbeam_channel::{self as channel, RecvTimeoutError};
 use frames::{Frames, Step};
-pub use grid::{numbered, run_grid, GridView};
+pub use grid::{numbered, Grid, GridView};
 pub use hub::{Hub, HubSender};
 use network::connect_and_greet;
 pub use network::Greeted;
