@@ -80,7 +80,9 @@ class Hub:
         whose stream broke (the others go on). Releases the GIL; Ctrl-C interrupts it."""
     def senders(self) -> List[Dict[str, Any]]:
         """Each sender, in the order added: ``sender`` (its address), ``taken``, ``skipped``
-        (frames replaced by a newer one before they were taken), and its receiver's counts."""
+        (frames replaced by a newer one before they were taken), ``lost`` (``(since, why)``
+        while it is away and being reconnected, ``since`` as ``time.time()`` gives it; else
+        ``None``), ``ended``, and its receiver's counts."""
     def close(self) -> None: ...
     def __iter__(self) -> Iterator[Tuple[str, Frame]]: ...
     def __next__(self) -> Tuple[str, Frame]: ...

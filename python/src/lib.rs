@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValu
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a wait runs without the GIL before it looks for Ctrl-C (and other signals).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -76,9 +76,7 @@ impl Frame {
         Ok(Frame {
             image: image.into_any().unbind(),
             seq: frame.seq,
-            capture_time: (frame.capture_time.duration_since(UNIX_EPOCH))
-                .unwrap_or_default()
-                .as_secs_f64(),
+            capture_time: unix_seconds(frame.capture_time),
             latency_ms: frame.latency.as_secs_f64() * 1e3,
             width: frame.width,
             height: frame.height,
@@ -319,11 +317,21 @@ impl Hub {
     }
 
     /// Each sender as last seen, in the order added: its address, frames taken and skipped
-    /// (replaced by a newer one before they were taken), and its receiver's counts, as dicts.
+    /// (replaced by a newer one before they were taken), whether it is away (`lost`: since
+    /// when, in seconds since 1970, and why; `None` while connected) or `ended`, and its
+    /// receiver's counts, as dicts.
     fn senders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let guard = lock(&self.inner);
-        let text = serde_json_text(&guard.as_ref().ok_or_else(closed)?.senders())?;
-        py.import("json")?.call_method1("loads", (text,))
+        let senders = lock(&self.inner).as_ref().ok_or_else(closed)?.senders();
+        let dicts = py
+            .import("json")?
+            .call_method1("loads", (serde_json_text(&senders)?,))?;
+        for (dict, sender) in dicts.try_iter()?.zip(&senders) {
+            let dict = dict?;
+            dict.set_item("ended", sender.ended)?;
+            let lost = (sender.lost.as_ref()).map(|(since, why)| (unix_seconds(*since), why));
+            dict.set_item("lost", lost)?;
+        }
+        Ok(dicts)
     }
 
     /// Disconnects from every sender.
@@ -370,6 +378,11 @@ impl Hub {
 
 fn closed() -> PyErr {
     PyRuntimeError::new_err("it is closed")
+}
+
+/// A time as Python's `time.time()` gives it.
+fn unix_seconds(time: SystemTime) -> f64 {
+    (time.duration_since(UNIX_EPOCH).unwrap_or_default()).as_secs_f64()
 }
 
 fn serde_json_text(report: &impl serde::Serialize) -> PyResult<String> {

@@ -316,10 +316,22 @@ def test_a_hub_yields_each_senders_frames_with_its_address():
             senders = hub.senders()
             assert [s["sender"] for s in senders] == [small.address, smooth_sending.address]
             assert all(s["taken"] >= 5 and s["frames"] >= s["taken"] for s in senders)
+            assert all(s["lost"] is None and not s["ended"] for s in senders)
             with pytest.raises(ConnectionError, match="pairing code did not match"):
                 hub.add(smooth_sending.address, code="1-wrong-code")
             with pytest.raises(ValueError, match="timeout must be a number of seconds"):
                 hub.recv(timeout=-1)
+            # A sender that goes away is said to be lost, since when and why, while the hub
+            # tries it again.
+            closed_at = time.time()
+            small.close()
+            deadline = time.monotonic() + 10
+            while hub.senders()[0]["lost"] is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            since, why = hub.senders()[0]["lost"]
+            assert closed_at - 1 < since < time.time(), since
+            assert why, "a reason is given"
+            assert not hub.senders()[0]["ended"]
     finally:
         small.close()
         smooth_sending.close()
