@@ -2,7 +2,7 @@
 //! program given several `--connect`s (a grid; its window is in `gui.rs`).
 
 use crate::common::{self, command, config, pattern_frame, start_sender, start_sender_on};
-use crate::common::{Program, TempDir, RECEIVER, SENDER};
+use crate::common::{Program, TempDir, TestViewer, RECEIVER, SENDER};
 use camstream::{Codec, Hub, PairingMode, ReceiverOptions};
 use std::io::Write;
 use std::net::TcpListener;
@@ -201,6 +201,46 @@ fn a_grid_reads_each_sender_from_its_pairing_on_while_the_next_code_is_asked_aga
     assert_eq!(first["dropped"], 0, "{first}");
     // Its frames came while the grid could not show them yet: counted as skipped.
     assert!(first["skipped"].as_u64().unwrap() > 10, "{first}");
+}
+
+#[test]
+fn a_sender_that_lets_the_grid_in_only_later_is_waited_for_and_no_reconnection() {
+    let full = ["--max-viewers", "1"];
+    let senders: Vec<(Program, String)> = [&[][..], &full[..]]
+        .iter()
+        .map(|extra| {
+            let args = [&common::TEST_SENDER_ARGS[..], extra].concat();
+            common::started_sender(Program::start(&mut command(SENDER, &args)))
+        })
+        .collect();
+    let full_addr = senders[1].1.as_str();
+    let occupant = TestViewer::connect_with(full_addr.parse().unwrap(), &common::paired());
+    let mut args = vec!["--headless", "--frames", "20", "--stats"];
+    args.extend(["--code", common::TEST_CODE]);
+    for (_, addr) in &senders {
+        args.extend(["--connect", addr.as_str()]);
+    }
+    let child = command(RECEIVER, &args).spawn().unwrap();
+    thread::sleep(Duration::from_secs(1));
+    drop(occupant);
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "{full_addr} refused us for now; its tile waits for it"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("connected to {full_addr}\n")),
+        "{log}"
+    );
+    assert!(!log.contains("again"), "{log}");
+    let lines = common::stats_lines(&output.stdout);
+    assert_eq!(lines[1]["sender"], full_addr);
+    assert_eq!(lines[1]["reconnects"], 0, "{}", lines[1]);
+    assert!(lines[1]["taken"].as_u64().unwrap() >= 20, "{}", lines[1]);
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub struct Receiver {
     ended: bool,
     /// Since when, and why, the sender is away (while reconnecting).
     lost: Option<(SystemTime, String)>,
+    /// It was connected once: a connection after a loss is a reconnection (one that refused
+    /// us at first and then let us in is not).
+    was_connected: bool,
     outputs: Outputs,
     stats: ReceiverStats,
 }
@@ -156,6 +159,7 @@ impl Receiver {
             reconnecting: None,
             ended: false,
             lost: None,
+            was_connected: true,
             outputs,
             stats,
         })
@@ -178,6 +182,7 @@ impl Receiver {
             reconnecting: None,
             ended: false,
             lost: None,
+            was_connected: false,
             stats: ReceiverStats::default(),
         };
         receiver.wait_for_sender_from(why);
@@ -333,8 +338,13 @@ impl Receiver {
         let connection = connection.with_context(|| format!("reconnecting to {}", self.endpoint));
         let frames = connection.and_then(|connection| Frames::start(connection, &mut self.stats));
         let frames = frames.inspect_err(|_| self.ended = true)?;
-        log::info!("connected to {} again", self.endpoint);
-        self.stats.reconnected();
+        match std::mem::replace(&mut self.was_connected, true) {
+            true => {
+                log::info!("connected to {} again", self.endpoint);
+                self.stats.reconnected();
+            }
+            false => log::info!("connected to {}", self.endpoint),
+        }
         self.outputs.start_stream(frames.hello())?;
         self.frames = Some(frames);
         self.lost = None;
