@@ -3,7 +3,7 @@
 //! without a window: each [`Frame`] with its sequence number, capture time, latency and BGR
 //! pixels.
 
-use super::frames::{self, Frames, Step};
+use super::frames::{self, FrameView, Frames, Step};
 use super::network::{connect_and_greet, Greeted};
 use super::outputs::Outputs;
 use super::{reconnect, retry, ReceiverConfig};
@@ -150,6 +150,7 @@ impl Receiver {
         };
         let mut stats = ReceiverStats::default();
         let mut outputs = Outputs::open(&config)?;
+        log_connected(&endpoint, &connection, false);
         let frames = Frames::start(connection, &mut stats)?;
         outputs.start_stream(frames.hello())?;
         Ok(Receiver {
@@ -200,9 +201,24 @@ impl Receiver {
     }
 
     /// Closes the connection and finishes the recording, saying whether that went well.
-    pub fn close(mut self) -> Result<()> {
+    pub fn close(self) -> Result<()> {
+        self.finish().0
+    }
+
+    /// [`Receiver::close`], and what was counted (for the `receiver` program's `--stats`).
+    pub(super) fn finish(mut self) -> (Result<()>, ReceiverStats) {
         self.frames = None;
-        self.outputs.finish()
+        (self.outputs.finish(), std::mem::take(&mut self.stats))
+    }
+
+    /// What was counted so far.
+    pub(super) fn counted(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// The stream ended and is not reconnected (`once`): no frame will come.
+    pub(super) fn has_ended(&self) -> bool {
+        self.ended
     }
 
     /// Waits for the next frame, however long the sender is away.
@@ -246,20 +262,9 @@ impl Receiver {
 
     /// One step: a frame, or a loss handled, or nothing within `wait`.
     fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>> {
-        if self.ended {
-            bail!("the stream from {} has ended", self.endpoint);
-        }
-        let Some(frames) = &mut self.frames else {
-            return self.wait_for_sender(wait).map(|()| None);
-        };
-        let codec = frames.hello().codec;
+        let codec = (self.frames.as_ref()).map_or(Codec::Raw, |frames| frames.hello().codec);
         let mut taken = None;
-        let mut unrecorded = None;
-        let outputs = &mut self.outputs;
-        let step = frames.next_with(wait, &mut self.stats, |frame| {
-            // A recording that fails stops, said once; the frames go on (and are acked).
-            let recorded = outputs.record(&frame.header, frame.data, frame.picture.as_ref());
-            unrecorded = recorded.err();
+        let shown = self.step(wait, |frame| {
             if let Some(picture) = &frame.picture {
                 taken = Some(Frame {
                     seq: frame.header.seq,
@@ -277,16 +282,48 @@ impl Receiver {
             }
             Ok(())
         })?;
+        Ok(shown.and_then(|latency| taken.map(|frame| Frame { latency, ..frame })))
+    }
+
+    /// One step, for the `receiver` program as for [`Receiver::recv`]: a frame that decoded
+    /// goes to `take` (to be shown or copied out) before it is recorded, logged and acked, and
+    /// is returned with its latency; or a loss is handled; or nothing came within `wait`.
+    pub(super) fn step(
+        &mut self,
+        wait: Duration,
+        take: impl FnOnce(&FrameView<'_>) -> Result<()>,
+    ) -> Result<Option<Duration>> {
+        if self.ended {
+            bail!("the stream from {} has ended", self.endpoint);
+        }
+        let Some(frames) = &mut self.frames else {
+            return self.wait_for_sender(wait).map(|()| None);
+        };
+        let mut unrecorded = None;
+        let outputs = &mut self.outputs;
+        let step = frames.next_with(wait, &mut self.stats, |frame| {
+            take(frame)?;
+            // A recording that fails stops, said once; the frames go on (and are acked).
+            let recorded = outputs.record(&frame.header, frame.data, frame.picture.as_ref());
+            unrecorded = recorded.err();
+            Ok(())
+        })?;
         if let Some(e) = unrecorded {
             self.outputs.stop_recording();
             return Err(e.context("recording stopped"));
         }
         let why = match step {
-            Step::Shown { header, shown, .. } => {
-                return Ok(taken.map(|frame| Frame {
-                    latency: frames::latency(&header, shown),
-                    ..frame
-                }))
+            Step::Shown {
+                header,
+                arrived,
+                shown,
+                bytes,
+            } => {
+                if let Some(log) = self.outputs.frame_log() {
+                    let capture = Some(header.capture_unix_us);
+                    log.write(header.seq, capture, arrived, shown, bytes)?;
+                }
+                return Ok(Some(frames::latency(&header, shown)));
             }
             Step::NotShown | Step::Nothing => return Ok(None),
             Step::Ended => "the sender ended the stream".to_owned(),
@@ -336,20 +373,41 @@ impl Receiver {
         };
         self.reconnecting = None;
         let connection = connection.with_context(|| format!("reconnecting to {}", self.endpoint));
-        let frames = connection.and_then(|connection| Frames::start(connection, &mut self.stats));
+        let again = self.was_connected;
+        let frames = connection.and_then(|connection| {
+            log_connected(&self.endpoint, &connection, again);
+            Frames::start(connection, &mut self.stats)
+        });
         let frames = frames.inspect_err(|_| self.ended = true)?;
-        match std::mem::replace(&mut self.was_connected, true) {
-            true => {
-                log::info!("connected to {} again", self.endpoint);
-                self.stats.reconnected();
-            }
-            false => log::info!("connected to {}", self.endpoint),
+        if std::mem::replace(&mut self.was_connected, true) {
+            self.stats.reconnected();
         }
         self.outputs.start_stream(frames.hello())?;
         self.frames = Some(frames);
         self.lost = None;
         Ok(())
     }
+}
+
+/// Says how long connecting to `endpoint` took, whether the stream is encrypted (warning when
+/// not, the first time), and what it is.
+fn log_connected(endpoint: &Endpoint, connection: &Greeted, again: bool) {
+    let (session, hello) = (&connection.session, connection.session.hello);
+    if !session.is_paired() && !again {
+        log::warn!("the stream from {endpoint} is not encrypted (--insecure): anyone on the network path can watch it");
+    }
+    log::info!(
+        "connected to {endpoint}{} in {:.1} ms ({}): {}x{} {}",
+        if again { " again" } else { "" },
+        connection.took.as_secs_f64() * 1e3,
+        match session.is_paired() {
+            true => "paired, encrypted",
+            false => "not encrypted",
+        },
+        hello.width,
+        hello.height,
+        hello.codec
+    );
 }
 
 impl Drop for Receiver {

@@ -2,10 +2,13 @@
 //! thread (the one highgui needs) opens, checks, decodes, shows, records and measures each frame,
 //! and acks it. A lost sender is waited for and reconnected, the window kept.
 //!
-//! - this file: `run`, one connection's show loop, and waiting for a lost sender;
+//! - this file: `run`: a sender's frames through a [`Receiver`] into the window (or a card
+//!   while it is away), or a URL's; waiting for a lost URL;
 //! - `frames.rs`: one connection's frames, taken one at a time: read on a network thread,
 //!   then decoded, handed over, acked and counted on the caller's;
-//! - `api.rs`: [`Receiver`], the same for a program's own code: frames copied out;
+//! - `api.rs`: [`Receiver`]: one sender's frames, across reconnections, recorded and counted:
+//!   what the program shows (each frame before it is acked) and a program's own code gets
+//!   (frames copied out);
 //! - `hub.rs`: [`Hub`], several senders' receivers, each on its own thread, newest frames
 //!   taken in turn; `grid.rs`: the `receiver` program showing them as one window of tiles;
 //! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
@@ -31,7 +34,6 @@ use crate::{error_line, Stop, POLL};
 use anyhow::{bail, Context, Result};
 pub use api::{Frame, Receiver, ReceiverOptions};
 use crossbeam_channel::{self as channel, RecvTimeoutError};
-use frames::{Frames, Step};
 pub use grid::{numbered, Grid, GridView};
 pub use hub::{Hub, HubSender};
 use network::connect_and_greet;
@@ -68,16 +70,6 @@ pub struct ReceiverConfig {
     pub once: bool,
     /// The sender's pairing code, or `--insecure` (a URL has no pairing: it is not used).
     pub pairing: PairingMode,
-}
-
-/// How one connection's stream ended, when nothing on this side failed.
-enum Ended {
-    /// `q`, the window closed, Ctrl-C, or `--frames` reached: the program ends.
-    ByUser,
-    /// The sender closed the stream cleanly.
-    BySender,
-    /// The connection broke or the sender sent something wrong.
-    Lost(anyhow::Error),
 }
 
 /// Connects, then shows (or just decodes) frames until `--frames` is reached, the window is
@@ -123,70 +115,61 @@ fn run_sender(
     stop: &Stop,
     stats: &mut ReceiverStats,
 ) -> Result<()> {
-    let sender = endpoint.to_string();
-    let greeter = |config: &ReceiverConfig| {
-        let (config, endpoint) = (config.clone(), endpoint.clone());
-        move || connect_and_greet(&config, &endpoint)
-    };
     // A sender that refuses us for now (full, or a lockout) says for how long: unless `--once`,
     // that is waited out like a lost sender, not an error.
     let first = first.map_or_else(|| connect_and_greet(config, endpoint), Ok);
-    let (mut viewer, mut connection) = match first {
-        Ok(connection) => (Viewer::open(config)?, connection),
+    let receiver = match first {
+        Ok(connection) => Receiver::from_connection(config.clone(), connection)?,
         Err(e) => match refusal(&e).filter(|_| !config.once) {
             Some(reason) => {
-                let mut viewer = Viewer::open(config)?;
-                let why = format!("waiting: {reason}");
-                log::warn!("{why} (q to quit)");
-                match viewer.wait_for(&sender, &why, stop, greeter(config), retry) {
-                    Ok(Some(connection)) => (viewer, connection),
-                    Ok(None) => return viewer.finish(Ok(())),
-                    Err(e) => return viewer.finish(Err(e)),
-                }
+                log::warn!("waiting: {reason} (q to quit)");
+                Receiver::waiting(config.clone(), format!("waiting: {reason}"))?
             }
             None => return Err(e),
         },
     };
-    if !connection.session.is_paired() {
-        log::warn!("the stream from {sender} is not encrypted (--insecure): anyone on the network path can watch it");
-    }
-    let result = loop {
-        let hello = connection.session.hello;
-        log::info!(
-            "connected to {sender} in {:.1} ms ({}): {}x{} {}",
-            connection.took.as_secs_f64() * 1e3,
-            match connection.session.is_paired() {
-                true => "paired, encrypted",
-                false => "not encrypted",
-            },
-            hello.width,
-            hello.height,
-            hello.codec
-        );
-        let ended = viewer
-            .show_stream(connection, config.frames, stop, stats)
-            .with_context(|| format!("receiving from {sender}"));
-        let why = match ended {
-            Ok(Ended::ByUser) => break Ok(()),
-            Ok(Ended::BySender) if config.once => {
-                log::info!("the sender ended the stream");
-                break Ok(());
-            }
-            Ok(Ended::Lost(e)) if config.once => {
-                break Err(e.context(format!("receiving from {sender}")))
-            }
-            Err(e) => break Err(e),
-            Ok(Ended::BySender) => "the sender ended the stream".to_owned(),
-            Ok(Ended::Lost(e)) => error_line(&e),
-        };
-        log::warn!("{why}; waiting for {sender} to come back (q to quit)");
-        match viewer.wait_for(&sender, &why, stop, greeter(config), retry)? {
-            Some(next) => connection = next,
-            None => break Ok(()),
+    // The window after the files: a bad path is an error before any window opens.
+    let mut screen = Screen::open(config.window, config.window_at)?;
+    let mut receiver = receiver;
+    let shown = show(&mut receiver, &mut screen, config.frames, stop)
+        .with_context(|| format!("receiving from {endpoint}"));
+    screen.close();
+    let (finished, counted) = receiver.finish();
+    *stats = counted;
+    shown.and(finished)
+}
+
+/// Shows the frames `receiver` takes (or a card while its sender is away) until `limit` frames
+/// were shown, the stream ended (`--once`), the user quit, or `stop` is raised.
+fn show(
+    receiver: &mut Receiver,
+    screen: &mut Screen,
+    limit: Option<u64>,
+    stop: &Stop,
+) -> Result<()> {
+    while !stop.is_raised() && limit.is_none_or(|limit| receiver.counted().frames() < limit) {
+        if receiver.has_ended() {
+            break;
         }
-        stats.reconnected();
-    };
-    viewer.finish(result)
+        let wait = match receiver.lost() {
+            Some((since, why)) => {
+                screen.show_waiting(&receiver.sender(), since, why)?;
+                POLL
+            }
+            None => screen.frame_wait(),
+        };
+        let shown = receiver.step(wait, |frame| match &frame.picture {
+            Some(picture) => screen.show(picture),
+            None => Ok(()),
+        })?;
+        if let Some(latency) = shown {
+            screen.count_frame(Some(latency), receiver.counted().dropped());
+        }
+        if screen.quit_asked(1)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a failed connection is worth trying again. A sender with another code (restarted
@@ -216,53 +199,6 @@ impl Viewer {
         self.screen.close();
         let finished = self.outputs.finish();
         result.and(finished)
-    }
-
-    /// Shows one connection's frames, acking each, until it ends. Errors here are this side's
-    /// (a window, the recording): the network's are [`Ended::Lost`].
-    fn show_stream(
-        &mut self,
-        connection: Greeted,
-        frame_limit: Option<u64>,
-        stop: &Stop,
-        stats: &mut ReceiverStats,
-    ) -> Result<Ended> {
-        let mut frames = Frames::start(connection, stats)?;
-        let hello = *frames.hello();
-        self.outputs.start_stream(&hello)?;
-        self.screen.start_stream(hello.width, hello.height);
-        let wait = self.screen.frame_wait();
-        while !stop.is_raised() && frame_limit.is_none_or(|limit| stats.frames() < limit) {
-            let (screen, outputs) = (&mut self.screen, &mut self.outputs);
-            let step = frames.next_with(wait, stats, |frame| {
-                if let Some(picture) = &frame.picture {
-                    screen.show(picture)?;
-                }
-                outputs.record(&frame.header, frame.data, frame.picture.as_ref())
-            })?;
-            match step {
-                Step::Shown {
-                    header,
-                    arrived,
-                    shown,
-                    bytes,
-                } => {
-                    let latency = frames::latency(&header, shown);
-                    self.screen.count_frame(Some(latency), stats.dropped());
-                    if let Some(log) = self.outputs.frame_log() {
-                        let capture = Some(header.capture_unix_us);
-                        log.write(header.seq, capture, arrived, shown, bytes)?;
-                    }
-                }
-                Step::NotShown | Step::Nothing => {}
-                Step::Ended => return Ok(Ended::BySender),
-                Step::Lost(e) => return Ok(Ended::Lost(e)),
-            }
-            if self.screen.quit_asked(1)? {
-                return Ok(Ended::ByUser);
-            }
-        }
-        Ok(Ended::ByUser)
     }
 
     /// Shows "waiting for the sender" (`name`, with why and since when) while `connect` is

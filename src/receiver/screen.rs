@@ -100,10 +100,6 @@ impl Screen {
         }
     }
 
-    pub fn start_stream(&mut self, width: u32, height: u32) {
-        self.size = Some((width, height));
-    }
-
     /// How long to wait for a frame before looking at the window again.
     pub fn frame_wait(&self) -> Duration {
         match self.window {
@@ -114,6 +110,7 @@ impl Screen {
 
     pub fn show(&mut self, picture: &Picture<'_>) -> Result<()> {
         self.waiting = None;
+        self.size = Some((picture.width, picture.height));
         let Some(window) = &self.window else {
             return Ok(());
         };

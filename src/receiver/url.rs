@@ -41,7 +41,6 @@ pub(super) fn play(
     // The pictures come decoded: recorded, they are re-encoded as a raw stream's are.
     let stream = StreamHello::new(width, height, Codec::Raw, fps);
     viewer.outputs.start_stream(&stream)?;
-    viewer.screen.start_stream(width, height);
     stats.new_untimed_stream(format!("{}:// streams carry no capture time", url.scheme()));
     let name = url.to_string();
     let mut picture = Vec::new();
