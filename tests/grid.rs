@@ -121,34 +121,50 @@ fn a_hub_follows_a_restarted_sender_and_says_when_one_has_ended() {
     assert!(frame.bgr == pattern_frame(160, 120, frame.seq));
 }
 
-#[test]
-fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each() {
-    let codes = ["12-brave-heron", "34-calm-otter"];
-    let senders: Vec<(Program, String)> = codes
+const CODES: [&str; 2] = ["12-brave-heron", "34-calm-otter"];
+
+/// Two test senders, each with a code of its own (`CODES`).
+fn senders_with_own_codes() -> Vec<(Program, String)> {
+    CODES
         .iter()
         .map(|code| {
-            // The test sender, with a code of its own.
             let mut args = common::TEST_SENDER_ARGS[..5].to_vec();
             args.extend(["--code", code]);
             common::started_sender(Program::start(&mut command(SENDER, &args)))
         })
-        .collect();
-    let dir = TempDir::new("grid");
-    let recording = dir.0.join("cams.mkv");
-    let mut args = vec!["--headless", "--frames", "20", "--stats", "--record"];
-    args.push(recording.to_str().unwrap());
-    for (_, addr) in &senders {
+        .collect()
+}
+
+/// The receiver program showing `senders` for 20 frames each with `args`, `typed` at its
+/// prompts; what it printed, and its log. It must succeed.
+fn grid_typing<'a>(
+    senders: &'a [(Program, String)],
+    mut args: Vec<&'a str>,
+    typed: &str,
+) -> (std::process::Output, String) {
+    args.extend(["--headless", "--frames", "20", "--stats"]);
+    for (_, addr) in senders {
         args.extend(["--connect", addr.as_str()]);
     }
     let mut child = command(RECEIVER, &args)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "{}\n{}", codes[0], codes[1]).unwrap();
+    writeln!(child.stdin.take().unwrap(), "{typed}").unwrap();
     let output = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{log}");
+    (output, log)
+}
+
+#[test]
+fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each() {
+    let senders = senders_with_own_codes();
+    let dir = TempDir::new("grid");
+    let recording = dir.0.join("cams.mkv");
+    let args = vec!["--record", recording.to_str().unwrap()];
+    let typed = format!("{}\n{}", CODES[0], CODES[1]);
+    let (output, log) = grid_typing(&senders, args, &typed);
     for (_, addr) in &senders {
         let asked = format!("pairing code shown by the sender {addr} [required]");
         assert!(log.contains(&asked), "{log}");
@@ -169,30 +185,11 @@ fn the_receiver_shows_several_senders_asking_each_code_in_turn_and_records_each(
 
 #[test]
 fn a_grid_reads_each_sender_from_its_pairing_on_while_the_next_code_is_asked_again() {
-    let codes = ["12-brave-heron", "34-calm-otter"];
-    let senders: Vec<(Program, String)> = codes
-        .iter()
-        .map(|code| {
-            let mut args = common::TEST_SENDER_ARGS[..5].to_vec();
-            args.extend(["--code", code]);
-            common::started_sender(Program::start(&mut command(SENDER, &args)))
-        })
-        .collect();
-    let mut args = vec!["--headless", "--frames", "20", "--stats"];
-    for (_, addr) in &senders {
-        args.extend(["--connect", addr.as_str()]);
-    }
-    let mut child = command(RECEIVER, &args)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
+    let senders = senders_with_own_codes();
     // The second code is mistyped: asked again after a second's lockout, in which the first
     // sender, already paired, must be read from (unread, it would drop frames).
-    writeln!(input, "{}\n00-wrong-code\n{}", codes[0], codes[1]).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{log}");
+    let typed = format!("{}\n00-wrong-code\n{}", CODES[0], CODES[1]);
+    let (output, log) = grid_typing(&senders, Vec::new(), &typed);
     assert!(log.contains("wrong code; try again in 1 s"), "{log}");
     let lines = common::stats_lines(&output.stdout);
     assert_eq!(lines.len(), 2, "{lines:?}");
