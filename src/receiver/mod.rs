@@ -31,7 +31,7 @@ use crate::wire::handshake::refusal;
 use crate::wire::secure;
 use crate::wire::secure::PairingMode;
 use crate::{error_line, Stop, POLL};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 pub use api::{Frame, Receiver, ReceiverOptions};
 use crossbeam_channel::{self as channel, RecvTimeoutError};
 pub use grid::{numbered, Grid, GridView};
@@ -118,7 +118,7 @@ fn run_sender(
     // A sender that refuses us for now (full, or a lockout) says for how long: unless `--once`,
     // that is waited out like a lost sender, not an error.
     let first = first.map_or_else(|| connect_and_greet(config, endpoint), Ok);
-    let receiver = match first {
+    let mut receiver = match first {
         Ok(connection) => Receiver::from_connection(config.clone(), connection)?,
         Err(e) => match refusal(&e).filter(|_| !config.once) {
             Some(reason) => {
@@ -130,9 +130,8 @@ fn run_sender(
     };
     // The window after the files: a bad path is an error before any window opens.
     let mut screen = Screen::open(config.window, config.window_at)?;
-    let mut receiver = receiver;
-    let shown = show(&mut receiver, &mut screen, config.frames, stop)
-        .with_context(|| format!("receiving from {endpoint}"));
+    // The receiver's errors name the sender already.
+    let shown = show(&mut receiver, &mut screen, config.frames, stop);
     screen.close();
     let (finished, counted) = receiver.finish();
     *stats = counted;
