@@ -146,7 +146,7 @@ pub mod service;
 pub mod stats;
 pub mod wire;
 
-pub use receiver::{Frame, Hub, HubSender, Receiver, ReceiverOptions};
+pub use receiver::{Frame, Hub, HubSender, Pixels, Receiver, ReceiverOptions};
 pub use sender::{Sender, SenderOptions};
 pub use wire::protocol::Codec;
 pub use wire::secure::PairingMode;

@@ -3,10 +3,10 @@
 //! bindings use). Every wait releases the GIL and looks for Ctrl-C every [`SIGNAL_CHECK`].
 
 use camstream::lock;
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PySlice};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -70,11 +70,16 @@ impl Frame {
             camstream::Codec::Raw => Vec::new(),
             _ => frame.encoded().to_vec(),
         };
-        let shape = [frame.height as usize, frame.width as usize, 3];
-        // The pixels move into numpy as they are: no copy.
-        let image = PyArray1::from_vec(py, frame.bgr).reshape(shape)?;
+        let shape = (frame.height as usize, frame.width as usize, 3);
+        // The pixels move into numpy in the buffer they are in (a raw frame's, the one it
+        // arrived in), the array a view of their part of it: no copy.
+        let (buffer, at) = frame.bgr.into_parts();
+        let part = PySlice::new(py, at.start as isize, at.end as isize, 1);
+        let image = (PyArray1::from_vec(py, buffer).into_any())
+            .get_item(part)?
+            .call_method1("reshape", (shape,))?;
         Ok(Frame {
-            image: image.into_any().unbind(),
+            image: image.unbind(),
             seq: frame.seq,
             capture_time: unix_seconds(frame.capture_time),
             latency_ms: frame.latency.as_secs_f64() * 1e3,

@@ -14,6 +14,7 @@ use crate::wire::secure::PairingMode;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use std::net::SocketAddr;
+use std::ops::{Deref, Range};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,7 +33,7 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     /// `height` rows of `width` pixels, 3 bytes each, blue, green, red.
-    pub bgr: Vec<u8>,
+    pub bgr: Pixels,
     pub codec: Codec,
     /// The frame as it was encoded, unless it is raw (then it is `bgr`): [`Frame::encoded`].
     compressed: Vec<u8>,
@@ -46,6 +47,63 @@ impl Frame {
             Codec::Raw => &self.bgr,
             _ => &self.compressed,
         }
+    }
+}
+
+/// A frame's pixels (a slice of bytes), kept in the buffer they arrived in rather than copied
+/// out of it when they can be: a raw frame's are the network buffer itself.
+#[derive(Clone)]
+pub struct Pixels {
+    buffer: Vec<u8>,
+    at: Range<usize>,
+}
+
+impl Pixels {
+    fn copied(bytes: &[u8]) -> Pixels {
+        Pixels {
+            buffer: bytes.to_vec(),
+            at: 0..bytes.len(),
+        }
+    }
+
+    /// The pixels at `pixels` (a slice that was read from `buffer`, which has since moved
+    /// here whole), kept where they are; `None` if they are not in it.
+    fn kept(buffer: Vec<u8>, pixels: (usize, usize)) -> Option<Pixels> {
+        let (address, len) = pixels;
+        let start = address.checked_sub(buffer.as_ptr() as usize)?;
+        let at = start..start.checked_add(len)?;
+        (at.end <= buffer.len()).then_some(Pixels { buffer, at })
+    }
+
+    /// The buffer the pixels are in, and where: to hand them on without a copy.
+    pub fn into_parts(self) -> (Vec<u8>, Range<usize>) {
+        (self.buffer, self.at)
+    }
+}
+
+impl Deref for Pixels {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buffer[self.at.clone()]
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Pixels) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Pixels {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pixels({} bytes)", self.len())
     }
 }
 
@@ -264,15 +322,24 @@ impl Receiver {
     fn next_frame(&mut self, wait: Duration) -> Result<Option<Frame>> {
         let codec = (self.frames.as_ref()).map_or(Codec::Raw, |frames| frames.hello().codec);
         let mut taken = None;
+        // A raw frame's pixels: where they are in the buffer it arrived in, kept below.
+        let mut raw = None;
         let shown = self.step(wait, |frame| {
             if let Some(picture) = &frame.picture {
+                let bgr = match codec {
+                    Codec::Raw => {
+                        raw = Some((picture.bgr.as_ptr() as usize, picture.bgr.len()));
+                        Pixels::copied(&[])
+                    }
+                    _ => Pixels::copied(picture.bgr),
+                };
                 taken = Some(Frame {
                     seq: frame.header.seq,
                     capture_time: UNIX_EPOCH + Duration::from_micros(frame.header.capture_unix_us),
                     latency: Duration::ZERO,
                     width: picture.width,
                     height: picture.height,
-                    bgr: picture.bgr.to_vec(),
+                    bgr,
                     codec,
                     compressed: match codec {
                         Codec::Raw => Vec::new(),
@@ -282,7 +349,16 @@ impl Receiver {
             }
             Ok(())
         })?;
-        Ok(shown.and_then(|latency| taken.map(|frame| Frame { latency, ..frame })))
+        let Some((latency, mut frame)) = shown.zip(taken) else {
+            return Ok(None);
+        };
+        frame.latency = latency;
+        if let Some(pixels) = raw {
+            let buffer = (self.frames.as_mut()).and_then(Frames::take_last_buffer);
+            frame.bgr = (buffer.and_then(|buffer| Pixels::kept(buffer, pixels)))
+                .ok_or_else(|| anyhow!("a raw frame's pixels were not in its buffer"))?;
+        }
+        Ok(Some(frame))
     }
 
     /// One step, for the `receiver` program as for [`Receiver::recv`]: a frame that decoded

@@ -1,6 +1,7 @@
 //! One connection's frames, taken one at a time by the caller's thread: read on a network
 //! thread into a small ring of reused buffers, then opened, checked, decoded, handed to the
-//! caller (the program shows and records them; the API copies them out), acked and counted.
+//! caller (the program shows and records them; the API copies them out, or keeps a raw
+//! frame's buffer: [`Frames::take_last_buffer`]), acked and counted.
 //! The ack goes after the caller is done with the frame, so a slow caller is sent the newest
 //! frame when it is ready, not a queue.
 
@@ -64,6 +65,9 @@ pub struct Frames {
     damaged: bool,
     incoming: Receiver<Incoming>,
     free: Sender<Vec<u8>>,
+    /// The buffer the last frame handed over arrived in: back to the network thread at the
+    /// next step, unless the caller took it ([`Frames::take_last_buffer`]).
+    last: Option<Vec<u8>>,
     network: Option<JoinHandle<()>>,
     /// An ack the sender's side reset: the read that follows may see only the end of the
     /// stream (the socket's error went to the ack), and this says it was not a clean one.
@@ -88,6 +92,7 @@ impl Frames {
             damaged: false,
             incoming,
             free,
+            last: None,
             network: Some(network),
             reset: None,
         })
@@ -106,6 +111,10 @@ impl Frames {
         stats: &mut ReceiverStats,
         take: impl FnOnce(&FrameView<'_>) -> Result<()>,
     ) -> Result<Step> {
+        if let Some(buf) = self.last.take() {
+            // A full ring means the buffer is simply freed.
+            let _ = self.free.try_send(buf);
+        }
         let (buf, arrived) = match self.incoming.recv_timeout(wait) {
             Ok(Incoming::Frame { buf, arrived }) => (buf, arrived),
             Ok(Incoming::End) => {
@@ -121,9 +130,14 @@ impl Frames {
             }
         };
         let step = self.take_frame(&buf, arrived, stats, take);
-        // A full ring means the buffer is simply freed.
-        let _ = self.free.try_send(buf);
+        self.last = Some(buf);
         step
+    }
+
+    /// The buffer the frame just handed over arrived in (opened, when paired), for a caller
+    /// that keeps its bytes rather than copy them; the network thread reads into a new one.
+    pub fn take_last_buffer(&mut self) -> Option<Vec<u8>> {
+        self.last.take()
     }
 
     fn take_frame(

@@ -8,7 +8,7 @@
 //!   then decoded, handed over, acked and counted on the caller's;
 //! - `api.rs`: [`Receiver`]: one sender's frames, across reconnections, recorded and counted:
 //!   what the program shows (each frame before it is acked) and a program's own code gets
-//!   (frames copied out);
+//!   (decoded frames copied out, a raw frame's pixels kept in the buffer they arrived in);
 //! - `hub.rs`: [`Hub`], several senders' receivers, each on its own thread, newest frames
 //!   taken in turn; `grid.rs`: the `receiver` program showing them as one window of tiles;
 //! - `network.rs`: connecting (then the handshake, `wire::handshake`), the thread that reads
@@ -32,7 +32,7 @@ use crate::wire::secure;
 use crate::wire::secure::PairingMode;
 use crate::{error_line, Stop, POLL};
 use anyhow::{bail, Result};
-pub use api::{Frame, Receiver, ReceiverOptions};
+pub use api::{Frame, Pixels, Receiver, ReceiverOptions};
 use crossbeam_channel::{self as channel, RecvTimeoutError};
 pub use grid::{numbered, Grid, GridView};
 pub use hub::{Hub, HubSender};

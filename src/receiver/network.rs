@@ -3,7 +3,7 @@
 
 use super::ReceiverConfig;
 use crate::config::Endpoint;
-use crate::wire::connection::is_timeout;
+use crate::wire::connection::{is_timeout, AppendRead};
 use crate::wire::handshake::greet_sender;
 use crate::wire::session::{FrameReader, SenderSession};
 use anyhow::{anyhow, Context, Result};
@@ -110,16 +110,31 @@ impl LowWaterReader {
     }
 }
 
-impl Read for LowWaterReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mark = match buf.len() {
+impl LowWaterReader {
+    /// Sets the mark for a read of `len` bytes.
+    fn mark_for(&mut self, len: usize) -> std::io::Result<()> {
+        let mark = match len {
             len if len >= LOW_WATER_FROM => len.min(RECV_LOW_WATER),
             _ => 1,
         };
         if mark != self.mark {
             self.set_mark(mark)?;
         }
+        Ok(())
+    }
+}
+
+impl Read for LowWaterReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.mark_for(buf.len())?;
         self.stream.read(buf)
+    }
+}
+
+impl AppendRead for LowWaterReader {
+    fn read_appending(&mut self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        self.mark_for(max)?;
+        self.stream.read_appending(buf, max)
     }
 }
 

@@ -21,6 +21,45 @@ pub fn read_payload<R: Read>(reader: &mut R, buf: &mut Vec<u8>, max_len: usize) 
     Ok(true)
 }
 
+/// A reader that can read onto the end of a buffer without zeroing its capacity first (a
+/// socket: the kernel writes the bytes), for frames read into new buffers.
+pub trait AppendRead: Read {
+    /// Reads at most `max` bytes onto the end of `buf`; how many (0 at the end of the stream).
+    fn read_appending(&mut self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize>;
+}
+
+impl AppendRead for std::net::TcpStream {
+    fn read_appending(&mut self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        crate::net::recv_appending(self, buf, max)
+    }
+}
+
+/// [`read_payload`] for a frame message, read onto the cleared `buf` with
+/// [`AppendRead::read_appending`]: a buffer handed on with its frame (the API's raw pixels)
+/// is replaced by a new one, which this fills without zeroing it first.
+pub fn read_frame_payload<R: AppendRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<bool> {
+    let Some(len) = read_length(reader, max_len)? else {
+        return Ok(false);
+    };
+    buf.clear();
+    buf.reserve_exact(len);
+    while buf.len() < len {
+        match reader.read_appending(buf, len - buf.len()) {
+            Ok(0) => bail!(
+                "connection closed in the middle of a message (after {} of {len} bytes)",
+                buf.len()
+            ),
+            Ok(_) => {}
+            Err(e) => read_failed(e)?,
+        }
+    }
+    Ok(true)
+}
+
 /// Reads one sealed frame message and opens it into `buf`, a chunk at a time: each is opened
 /// as soon as it is in, from `scratch` while it is still in the cache, so the frame's bytes
 /// cross memory once. `max_len` caps the opened message. Returns `Ok(false)` at a clean close
@@ -38,7 +77,10 @@ pub fn read_sealed_frame<R: Read>(
     let mut seq = [0u8; secure::FRAME_SEQ_LEN];
     let mut done = read_rest(reader, &mut seq, 0, len)?;
     let mut opening = opener.begin(seq, len)?;
-    buf.resize(opening.plain_len(), 0);
+    // A reused buffer is written over as it is; a new one is zeroed a chunk at a time, just
+    // before that chunk is opened into it, while it is in the cache.
+    buf.truncate(opening.plain_len());
+    buf.reserve_exact(opening.plain_len() - buf.len());
     while done < len {
         let batch = (len - done).min(SEALED_READ_CHUNKS * secure::SEALED_CHUNK_LEN);
         scratch.resize(batch, 0);
@@ -47,6 +89,9 @@ pub fn read_sealed_frame<R: Read>(
             let Some(place) = opening.next_chunk() else {
                 break;
             };
+            if buf.len() < place.end {
+                buf.resize(place.end, 0);
+            }
             opener.open_chunk(&mut opening, sealed, &mut buf[place])?;
         }
     }
@@ -108,14 +153,19 @@ fn read_fully<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(TimedOut.into())
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => read_failed(e)?,
         }
     }
     Ok(filled)
+}
+
+/// What a failed read means: nothing (interrupted: read again), [`TimedOut`], or the error.
+fn read_failed(e: std::io::Error) -> Result<()> {
+    match e.kind() {
+        ErrorKind::Interrupted => Ok(()),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Err(TimedOut.into()),
+        _ => Err(e.into()),
+    }
 }
 
 /// Reads messages into one buffer that is reused for every message.
@@ -281,6 +331,39 @@ mod tests {
     use super::*;
     use crate::wire::protocol::{Codec, Frame, PixelFormat, ViewerHello, MAX_MESSAGE_LEN};
     use std::io::Cursor;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_frame_is_read_onto_a_new_buffer_or_over_a_reused_one_byte_for_byte() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (writer, _) = listener.accept().unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let small = b"a shorter one".to_vec();
+        let sent = std::thread::spawn(move || {
+            let mut writer = MessageWriter::new(writer);
+            writer.write_payload(&big).unwrap();
+            writer.write_payload(&small).unwrap();
+            // Cut inside a third: its prefix says 100 bytes, 3 come.
+            let mut stream = writer.into_inner();
+            stream.write_all(&100u64.to_le_bytes()).unwrap();
+            stream.write_all(b"abc").unwrap();
+            (big, small)
+        });
+        let mut buf = Vec::new();
+        assert!(read_frame_payload(&mut reader, &mut buf, MAX_MESSAGE_LEN).unwrap());
+        let first = buf.clone();
+        assert!(read_frame_payload(&mut reader, &mut buf, MAX_MESSAGE_LEN).unwrap());
+        let (big, small) = sent.join().unwrap();
+        assert!(first == big, "the new buffer holds the message");
+        assert_eq!(buf, small, "the reused one holds only the second");
+        let err = read_frame_payload(&mut reader, &mut buf, MAX_MESSAGE_LEN).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("connection closed in the middle of a message (after 3 of 100 bytes)"),
+            "{err}"
+        );
+    }
 
     fn header(seq: u64) -> FrameHeader {
         FrameHeader {

@@ -2,11 +2,11 @@
 //! connection is paired (sealed) or in the clear. [`ViewerSession`] is the sender's side of one
 //! viewer, [`SenderSession`] the receiver's side of its sender.
 
-use super::connection::{read_payload, read_sealed_frame, MessageReader, MessageWriter};
+use super::connection::{read_frame_payload, read_sealed_frame, AppendRead};
+use super::connection::{MessageReader, MessageWriter};
 use super::protocol::{self, Ack, FrameHeader, Message, StreamHello, MAX_ACK_LEN};
 use super::secure::{self, Channel, FrameOpener, FrameSealer};
 use anyhow::{Context, Result};
-use std::io::Read;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
@@ -101,10 +101,10 @@ pub struct FrameReader {
 impl FrameReader {
     /// The next frame message into `buf` (opened when paired), still to be decoded and checked;
     /// `false` at a clean end of the stream.
-    pub fn read<R: Read>(&mut self, reader: &mut R, buf: &mut Vec<u8>) -> Result<bool> {
+    pub fn read<R: AppendRead>(&mut self, reader: &mut R, buf: &mut Vec<u8>) -> Result<bool> {
         match &mut self.opener {
             Some(opener) => read_sealed_frame(reader, opener, &mut self.scratch, buf, self.max_len),
-            None => read_payload(reader, buf, self.max_len),
+            None => read_frame_payload(reader, buf, self.max_len),
         }
     }
 }
