@@ -35,7 +35,11 @@ fn raw_frames_come_pixel_for_pixel_with_their_numbers_and_capture_times() {
         assert_eq!(frame.encoded(), &*frame.bgr);
         // Not copied out: the pixels are where they arrived, behind the message's header.
         let (buffer, at) = frame.bgr.clone().into_parts();
-        assert!(at.start > 0 && at.end <= buffer.len(), "{at:?} in {}", buffer.len());
+        assert!(
+            at.start > 0 && at.end <= buffer.len(),
+            "{at:?} in {}",
+            buffer.len()
+        );
         assert!(
             last.is_none_or(|last| frame.seq > last),
             "{} after {last:?}",

@@ -329,7 +329,7 @@ impl Receiver {
                 let bgr = match codec {
                     Codec::Raw => {
                         raw = Some((picture.bgr.as_ptr() as usize, picture.bgr.len()));
-                        Pixels::copied(&[])
+                        Pixels::copied(&[]) // the buffer itself, once the step is done
                     }
                     _ => Pixels::copied(picture.bgr),
                 };
