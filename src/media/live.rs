@@ -88,13 +88,13 @@ impl LiveSource {
         source
     }
 
-    /// Waits up to `wait` for a frame newer than the last one taken and moves it into `out`.
     /// A frame was asked of what makes them on demand: its silence counts from now, not from
     /// its last frame (nobody wanted one in between).
     pub fn frame_asked(&mut self) {
         self.last_frame_at = Instant::now();
     }
 
+    /// Waits up to `wait` for a frame newer than the last one taken and moves it into `out`.
     pub fn next_into(&mut self, out: &mut Vec<u8>, wait: Duration) -> Next {
         let mut latest = self.shared.lock();
         let deadline = Instant::now() + wait;
