@@ -228,7 +228,7 @@ impl CaptureLoop<'_> {
                 };
                 // Asked once per frame; again when a viewer is ready after none was (the
                 // silence of a source made on demand counts from the asking).
-                if waited || !std::mem::replace(&mut self.frame_asked, true) {
+                if waited || !self.frame_asked {
                     self.frame_asked = true;
                     source.frame_wanted();
                 }
