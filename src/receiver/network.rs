@@ -103,14 +103,6 @@ impl LowWaterReader {
         LowWaterReader { stream, mark: 1 }
     }
 
-    fn set_mark(&mut self, bytes: usize) -> std::io::Result<()> {
-        crate::net::set_receive_low_water(&self.stream, bytes)?;
-        self.mark = bytes;
-        Ok(())
-    }
-}
-
-impl LowWaterReader {
     /// Sets the mark for a read of `len` bytes.
     fn mark_for(&mut self, len: usize) -> std::io::Result<()> {
         let mark = match len {
@@ -118,7 +110,8 @@ impl LowWaterReader {
             _ => 1,
         };
         if mark != self.mark {
-            self.set_mark(mark)?;
+            crate::net::set_receive_low_water(&self.stream, mark)?;
+            self.mark = mark;
         }
         Ok(())
     }
