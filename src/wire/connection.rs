@@ -49,10 +49,7 @@ pub fn read_frame_payload<R: AppendRead>(
     buf.reserve_exact(len);
     while buf.len() < len {
         match reader.read_appending(buf, len - buf.len()) {
-            Ok(0) => bail!(
-                "connection closed in the middle of a message (after {} of {len} bytes)",
-                buf.len()
-            ),
+            Ok(0) => return Err(cut_short(buf.len(), len)),
             Ok(_) => {}
             Err(e) => read_failed(e)?,
         }
@@ -130,10 +127,14 @@ fn read_length<R: Read>(reader: &mut R, max_len: usize) -> Result<Option<usize>>
 fn read_rest<R: Read>(reader: &mut R, part: &mut [u8], done: usize, len: usize) -> Result<usize> {
     let got = read_fully(reader, part)?;
     if got < part.len() {
-        let got = done + got;
-        bail!("connection closed in the middle of a message (after {got} of {len} bytes)");
+        return Err(cut_short(done + got, len));
     }
     Ok(done + got)
+}
+
+/// A message of `len` bytes whose connection closed after `got`.
+fn cut_short(got: usize, len: usize) -> anyhow::Error {
+    anyhow::anyhow!("connection closed in the middle of a message (after {got} of {len} bytes)")
 }
 
 /// A read timeout set on the socket ran out: the peer is there but silent.
